@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""CPython side of `cargo xtask bench`: the same figures as benches/mpbench.rs, measured with
+the standard library's `multiprocessing`.
+
+Usage: python3 bench/cpython_bench.py [NAME...]   (no NAME: every figure, in FIGURES order)
+
+For each requested figure known here, prints one line
+
+    figure=<name> side=cpython unit=<unit> value=<median>
+
+where the value is the median of REPS repetitions. Units ending in `/s` are rates (higher is
+better); the others are times per operation (lower is better). Names not known here are
+ignored (a note goes to stderr), so xtask can pass every figure name through.
+
+Start method: 'fork' unless the figure's name says 'spawn' or 'forkserver'.
+
+To add a figure: write `def figure_x() -> (unit, value)` measuring ONE repetition, and add it
+to FIGURES.
+"""
+
+import multiprocessing
+import statistics
+import sys
+import time
+
+REPS = 5
+MIB = 1 << 20
+
+
+# --- children (module level so 'spawn' and 'forkserver' can import them) -------------------------
+
+def _noop():
+    pass
+
+
+def _echo(conn):
+    """Echo every object back until None arrives."""
+    while True:
+        obj = conn.recv()
+        if obj is None:
+            break
+        conn.send(obj)
+    conn.close()
+
+
+def _sink(conn, count):
+    """Say ready, receive `count` byte messages, then ack once."""
+    conn.send_bytes(b"ready")
+    for _ in range(count):
+        conn.recv_bytes()
+    conn.send_bytes(b"ack")
+    conn.close()
+
+
+# --- figures: each measures one repetition and returns (unit, value) ----------------------------
+
+def _start_join(method, count):
+    """Microseconds per start()+join() of a no-op child under `method`."""
+    ctx = multiprocessing.get_context(method)
+    # Warm up: imports, and for 'forkserver' the server process itself, stay out of the timing.
+    warm = ctx.Process(target=_noop)
+    warm.start()
+    warm.join()
+    t0 = time.perf_counter()
+    for _ in range(count):
+        p = ctx.Process(target=_noop)
+        p.start()
+        p.join()
+    elapsed = time.perf_counter() - t0
+    return "us", elapsed / count * 1e6
+
+
+def figure_process_fork():
+    return _start_join("fork", 200)
+
+
+def figure_process_spawn():
+    return _start_join("spawn", 20)
+
+
+def figure_process_forkserver():
+    return _start_join("forkserver", 100)
+
+
+def figure_pipe_pingpong(round_trips=20000):
+    """Round trips per second of a small object over a duplex Pipe() to an echoing child."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_echo, args=(child,))
+    p.start()
+    child.close()
+    parent.send(1)  # the child is up and echoing before the clock starts
+    parent.recv()
+    t0 = time.perf_counter()
+    for _ in range(round_trips):
+        parent.send(1)
+        parent.recv()
+    elapsed = time.perf_counter() - t0
+    parent.send(None)
+    p.join()
+    parent.close()
+    return "round_trips/s", round_trips / elapsed
+
+
+def figure_pipe_1mib(messages=200):
+    """MB/s (1e6 bytes) of 1 MiB send_bytes() to a child, until it acks the last one."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_sink, args=(child, messages))
+    p.start()
+    child.close()
+    payload = bytes(MIB)
+    assert parent.recv_bytes() == b"ready"
+    t0 = time.perf_counter()
+    for _ in range(messages):
+        parent.send_bytes(payload)
+    assert parent.recv_bytes() == b"ack"
+    elapsed = time.perf_counter() - t0
+    p.join()
+    parent.close()
+    return "MB/s", messages * MIB / 1e6 / elapsed
+
+
+FIGURES = {
+    "process_fork": figure_process_fork,
+    "process_spawn": figure_process_spawn,
+    "process_forkserver": figure_process_forkserver,
+    "pipe_pingpong": figure_pipe_pingpong,
+    "pipe_1mib": figure_pipe_1mib,
+}
+
+
+def measure(name, reps=REPS):
+    """Runs figure `name` `reps` times; returns (unit, median)."""
+    results = [FIGURES[name]() for _ in range(reps)]
+    units = {unit for unit, _ in results}
+    assert len(units) == 1, f"{name}: inconsistent units {units}"
+    return units.pop(), statistics.median(value for _, value in results)
+
+
+def main(argv):
+    names = [a for a in argv if not a.startswith("-")] or list(FIGURES)
+    for name in names:
+        if name not in FIGURES:
+            print(f"cpython_bench: no CPython figure {name!r}, skipped", file=sys.stderr)
+            continue
+        unit, value = measure(name)
+        print(f"figure={name} side=cpython unit={unit} value={value:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,260 @@
+//! Bare-OS limits: the same figures as CPython's and ours, done with raw syscalls and nothing
+//! else, in the same units as `bench/cpython_bench.py`. `of_limit` in the report is the fraction
+//! of these numbers that the Rust implementation reaches.
+//!
+//! | figure               | limit                                                              |
+//! | -------------------- | ------------------------------------------------------------------ |
+//! | `process_fork`       | `fork()` + `waitpid()` of a child that calls `_exit(0)`, us each   |
+//! | `process_spawn`      | `posix_spawn("/proc/self/exe", [exe, "--noop"])` + `waitpid()`, us |
+//! | `process_forkserver` | none: the OS has no forkserver                                      |
+//! | `pipe_pingpong`      | 8-byte write/read round trips over a socketpair to a forked child  |
+//! | `pipe_1mib`          | 1 MiB writes over a socketpair to a forked child, MB/s (1e6 B)     |
+//!
+//! Every forked child here only makes raw syscalls (`read`, `write`, `_exit`) on memory
+//! allocated before the fork: after `fork()` only async-signal-safe calls are allowed, so no
+//! allocation, no locks, no panics, and `_exit` rather than `exit` so that atexit handlers and
+//! stdio buffers, which belong to the parent, are not run or flushed twice.
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::ptr;
+use std::time::Instant;
+
+use rustix::io::Errno;
+use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+use rustix::process::{waitpid, Pid, WaitOptions};
+
+/// One mebibyte, the message size of `pipe_1mib`.
+const MIB: usize = 1 << 20;
+
+/// Measures one repetition of the OS limit for figure `name`: `(unit, value)`, or `None` when
+/// the figure has no OS-level counterpart.
+pub fn run(name: &str) -> Option<(&'static str, f64)> {
+    match name {
+        "process_fork" => Some(("us", fork_exit(500))),
+        "process_spawn" => Some(("us", spawn_noop(200))),
+        "pipe_pingpong" => Some(("round_trips/s", socket_pingpong(20_000))),
+        "pipe_1mib" => Some(("MB/s", socket_1mib(200))),
+        _ => None,
+    }
+}
+
+/// Microseconds per `fork()` + `waitpid()` of a child that exits at once.
+fn fork_exit(count: u32) -> f64 {
+    wait_ok(fork_child(|| 0)); // warm-up
+    let start = Instant::now();
+    for _ in 0..count {
+        wait_ok(fork_child(|| 0));
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(count)
+}
+
+/// Microseconds per `posix_spawn()` of this executable with `--noop` + `waitpid()`.
+fn spawn_noop(count: u32) -> f64 {
+    let exe = std::env::current_exe().expect("current_exe");
+    let path = CString::new("/proc/self/exe").expect("no NUL");
+    let argv0 = CString::new(exe.as_os_str().as_bytes()).expect("executable path has a NUL");
+    let noop = CString::new("--noop").expect("no NUL");
+    let argv = [
+        argv0.as_ptr().cast_mut(),
+        noop.as_ptr().cast_mut(),
+        ptr::null_mut(),
+    ];
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(key, value)| {
+            let mut entry = key.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            CString::new(entry).ok()
+        })
+        .collect();
+    let envp: Vec<*mut libc::c_char> = env
+        .iter()
+        .map(|entry| entry.as_ptr().cast_mut())
+        .chain([ptr::null_mut()])
+        .collect();
+
+    let spawn = || {
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: `path` is a NUL-terminated string; `argv` and `envp` are null-terminated
+        // arrays of NUL-terminated strings, all alive until the call returns (posix_spawn copies
+        // them into the child and does not write through them); null file actions and
+        // attributes ask for the defaults; `pid` is a valid place for the child's pid.
+        let rc = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "posix_spawn: {}",
+            std::io::Error::from_raw_os_error(rc)
+        );
+        wait_ok(Pid::from_raw(pid).expect("posix_spawn returned pid 0"));
+    };
+
+    spawn(); // warm-up: page in the executable
+    let start = Instant::now();
+    for _ in 0..count {
+        spawn();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(count)
+}
+
+/// Round trips per second of 8 bytes over a socketpair to a forked echo child.
+fn socket_pingpong(round_trips: u32) -> f64 {
+    let (ours, theirs) = unix_socketpair();
+    let mut echo = [0u8; 8];
+    // The child echoes exactly the warm-up message plus `round_trips` messages, then exits.
+    let child = fork_child(|| {
+        for _ in 0..=round_trips {
+            if read_exact(&theirs, &mut echo).is_err() || write_all(&theirs, &echo).is_err() {
+                return 1;
+            }
+        }
+        0
+    });
+    drop(theirs);
+
+    let mut message = [0u8; 8];
+    round_trip(&ours, &mut message); // warm-up: the child is running
+    let start = Instant::now();
+    for i in 0..u64::from(round_trips) {
+        message = i.to_ne_bytes();
+        round_trip(&ours, &mut message);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    wait_ok(child);
+    f64::from(round_trips) / elapsed
+}
+
+/// Sends `message` and reads the echo back into it.
+fn round_trip(fd: &OwnedFd, message: &mut [u8; 8]) {
+    let sent = *message;
+    write_all(fd, &sent).expect("write to echo child");
+    read_exact(fd, message).expect("read from echo child");
+    assert_eq!(*message, sent, "echo child answered something else");
+}
+
+/// MB/s (1e6 bytes) of 1 MiB writes over a socketpair to a forked child that reads them all,
+/// timed from the first write until the child's ack of the last byte.
+fn socket_1mib(messages: u32) -> f64 {
+    let (ours, theirs) = unix_socketpair();
+    let total = messages as usize * MIB;
+    let mut sink = vec![0u8; MIB]; // the child's buffer, allocated before the fork
+    let child = fork_child(|| {
+        if write_all(&theirs, b"r").is_err() {
+            return 1;
+        }
+        let mut remaining = total;
+        while remaining > 0 {
+            let want = remaining.min(MIB);
+            match rustix::io::read(&theirs, &mut sink[..want]) {
+                Ok(0) => return 2,
+                Ok(n) => remaining -= n,
+                Err(Errno::INTR) => {}
+                Err(_) => return 3,
+            }
+        }
+        if write_all(&theirs, b"a").is_err() {
+            return 4;
+        }
+        0
+    });
+    drop(theirs);
+
+    let payload = vec![0x5au8; MIB];
+    let mut byte = [0u8; 1];
+    read_exact(&ours, &mut byte).expect("ready from sink child");
+    let start = Instant::now();
+    for _ in 0..messages {
+        write_all(&ours, &payload).expect("write to sink child");
+    }
+    read_exact(&ours, &mut byte).expect("ack from sink child");
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(&byte, b"a");
+    wait_ok(child);
+    total as f64 / 1e6 / elapsed
+}
+
+/// A connected pair of close-on-exec Unix stream sockets, like CPython's duplex `Pipe()`.
+fn unix_socketpair() -> (OwnedFd, OwnedFd) {
+    socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("socketpair")
+}
+
+/// Forks; the child runs `child` and `_exit`s with its return value, the parent gets the pid.
+///
+/// `child` runs between `fork()` and `_exit()` and must stick to async-signal-safe calls (raw
+/// syscalls through rustix, on memory allocated before the fork) and must not panic.
+fn fork_child(child: impl FnOnce() -> i32) -> Pid {
+    // SAFETY: this benchmark is single-threaded, so the child inherits no lock held by another
+    // thread; the child side below only runs `child`, which follows the rules above, and then
+    // `_exit`s without returning into the caller.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let code = child();
+        // SAFETY: `_exit` is async-signal-safe and does not run atexit handlers or flush the
+        // parent's stdio buffers that the child inherited.
+        unsafe { libc::_exit(code) }
+    }
+    assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+    Pid::from_raw(pid).expect("positive pid")
+}
+
+/// Waits for `pid` (retrying on EINTR) and checks that it exited with status 0.
+fn wait_ok(pid: Pid) {
+    loop {
+        match waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                assert_eq!(
+                    status.exit_status(),
+                    Some(0),
+                    "child {} ended with {status:?}",
+                    pid.as_raw_nonzero()
+                );
+                return;
+            }
+            Ok(None) | Err(Errno::INTR) => {}
+            Err(e) => panic!("waitpid: {e}"),
+        }
+    }
+}
+
+/// Writes all of `buf`, retrying on EINTR and short writes.
+fn write_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(0) => return Err(Errno::PIPE),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Fills all of `buf`, retrying on EINTR and short reads; end of file is an error.
+fn read_exact(fd: &OwnedFd, mut buf: &mut [u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(0) => return Err(Errno::PIPE),
+            Ok(n) => buf = &mut buf[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! How a child comes to life and how it leaves, under every start method.
+//!
+//! - Spawn: the parent re-executes the program with `MULTIPROCESSING_RS_BOOTSTRAP` in the
+//!   environment and one end of a socketpair as standard input. A constructor in `.init_array`
+//!   ([`on_load`]) sees the variable before `main`, reads a [`Hello`] (with its fds) from the
+//!   socket, checks the function identity, answers with an [`Ack`], and runs the job. `main`
+//!   never runs in such a child.
+//! - Forkserver: the same, but the [`Hello`] asks the process to become a fork server.
+//! - Fork: the child continues from `fork()` straight into [`child_main`].
+//!
+//! [`child_main`] is the one way out: it runs the target under `catch_unwind`, writes the
+//! outcome to the result file, joins the child's own children as Python does at exit, flushes
+//! stdio and leaves with `_exit`, never returning into the parent's stack.
+
+use std::cell::Cell;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::panic::{self, AssertUnwindSafe};
+use std::process::{Command, Stdio};
+
+use rustix::process::{Pid, PidfdFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, Bytes};
+use crate::connection::{self, pipe, Connection};
+use crate::context::StartMethod;
+use crate::error::{Error, Result};
+use crate::handle::{self, HandleFd};
+use crate::identity::{self, Fingerprint};
+use crate::{forkserver, io, process, sys};
+
+/// The environment variable that makes a re-executed program a child.
+pub(crate) const ENV_VAR: &str = "MULTIPROCESSING_RS_BOOTSTRAP";
+/// The exit code of a child that never got to run its target.
+pub(crate) const EXIT_BOOTSTRAP_FAILED: i32 = 255;
+
+/// What a child needs to know about itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ChildConfig {
+    pub name: String,
+    pub identity: Vec<u32>,
+    pub daemon: bool,
+    pub authkey: Bytes,
+    pub parent_pid: i32,
+    pub parent_name: String,
+    pub start_method: Option<StartMethod>,
+    pub executable: Option<String>,
+    pub join_at_exit: bool,
+}
+
+/// A function to run in a child that was not forked from the parent.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Job {
+    pub fingerprint: Fingerprint,
+    pub trampoline: i64,
+    pub target: i64,
+    pub args: Bytes,
+    pub arg_fds: Vec<HandleFd>,
+    pub result: Option<HandleFd>,
+    pub lifeline: Option<HandleFd>,
+    pub config: ChildConfig,
+}
+
+/// The first message to a re-executed program.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Hello {
+    /// Run this job and exit.
+    Run(Job),
+    /// Become a fork server for the sender.
+    Forkserver { fingerprint: Fingerprint },
+}
+
+/// A re-executed program's answer to [`Hello`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Ack {
+    Ready,
+    Failed(String),
+}
+
+/// The first byte of a child's result file.
+const RESULT_RETURNED: u8 = 0;
+const RESULT_FAILED: u8 = 1;
+
+/// A child's outcome as its parent reads it from the result file.
+pub(crate) enum Outcome {
+    Returned(Vec<u8>),
+    Failed(String),
+    Nothing,
+}
+
+/// Parses the bytes of a result file.
+pub(crate) fn parse_outcome(bytes: &[u8]) -> Outcome {
+    match bytes.split_first() {
+        Some((&RESULT_RETURNED, rest)) => Outcome::Returned(rest.to_vec()),
+        Some((&RESULT_FAILED, rest)) => Outcome::Failed(String::from_utf8_lossy(rest).into_owned()),
+        _ => Outcome::Nothing,
+    }
+}
+
+// ----- the parent's side of spawn -----
+
+/// Re-executes the program as a bootstrap child and sends it `hello`; returns once the child
+/// has acknowledged it. The child's pid, a pidfd for it, and the bootstrap connection.
+pub(crate) fn launch(hello: &Hello) -> Result<(Pid, OwnedFd, Connection)> {
+    sys::keep_constructor();
+    let (mut ours, theirs) = pipe(true)?;
+    let theirs = theirs.into_owned_fd()?;
+    let exe = crate::context::executable();
+    let mut cmd = Command::new(&exe);
+    cmd.arg0(
+        std::env::args_os()
+            .next()
+            .unwrap_or_else(|| OsString::from("multiprocessing")),
+    )
+    .arg("--multiprocessing-fork")
+    .env(ENV_VAR, "1")
+    .stdin(Stdio::from(theirs));
+    let child = cmd.spawn().map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot run {}: {e}", exe.display()),
+        ))
+    })?;
+    drop(cmd);
+    let pid = Pid::from_raw(child.id() as i32)
+        .ok_or_else(|| Error::Io(std::io::Error::other("spawn returned an invalid pid")))?;
+    drop(child);
+    let pidfd = match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            return Err(e.into());
+        }
+    };
+    let answer = ours.send(hello).and_then(|()| {
+        // A program that is not ours may never answer: give it a generous while.
+        if !ours.poll(Some(std::time::Duration::from_secs(60)))? {
+            return Err(Error::Timeout);
+        }
+        ours.recv::<Ack>()
+    });
+    match answer {
+        Ok(Ack::Ready) => Ok((pid, pidfd, ours)),
+        failed => {
+            let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            Err(match failed {
+                Ok(Ack::Failed(msg)) => Error::BinaryMismatch(msg),
+                Err(Error::Eof) | Err(Error::Codec(_)) | Err(Error::Timeout) => {
+                    Error::BinaryMismatch(format!(
+                    "{} did not run the multiprocessing bootstrap; the executable must be this \
+                     program, built with this library",
+                    exe.display()
+                ))
+                }
+                Err(e) => e,
+                Ok(Ack::Ready) => unreachable_ack(),
+            })
+        }
+    }
+}
+
+fn unreachable_ack() -> Error {
+    Error::Protocol("unexpected acknowledgement".into())
+}
+
+// ----- the child's side -----
+
+/// Runs before `main` in every process of a program that uses this crate (see `sys::on_load`).
+/// Returns at once unless this process was re-executed as a child.
+pub(crate) fn on_load() {
+    if std::env::var_os(ENV_VAR).is_none() {
+        return;
+    }
+    std::env::remove_var(ENV_VAR);
+    sys::ignore_sigpipe();
+    let fd = match sys::take_stdin() {
+        Ok(fd) => fd,
+        Err(e) => bootstrap_failed(&format!("cannot take the bootstrap socket: {e}")),
+    };
+    let mut conn = match Connection::from_fd(fd, true, true) {
+        Ok(conn) => conn,
+        Err(e) => bootstrap_failed(&format!("bad bootstrap socket: {e}")),
+    };
+    let hello = connection::recv_frame_with_fds(&mut conn).and_then(|(payload, fds)| {
+        handle::with_handles(fds, || codec::decode::<Hello>(&payload)).0
+    });
+    match hello {
+        Ok(Hello::Run(job)) => {
+            let verified = match identity::check(&job.fingerprint) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = conn.send(&Ack::Failed(e.to_string()));
+                    bootstrap_failed(&e.to_string())
+                }
+            };
+            if conn.send(&Ack::Ready).is_err() {
+                bootstrap_failed("the parent went away during the bootstrap");
+            }
+            drop(conn);
+            run_job(verified, job)
+        }
+        Ok(Hello::Forkserver { fingerprint }) => match identity::check(&fingerprint) {
+            Ok(verified) => forkserver::serve(verified, conn),
+            Err(e) => {
+                let _ = conn.send(&Ack::Failed(e.to_string()));
+                bootstrap_failed(&e.to_string())
+            }
+        },
+        Err(e) => bootstrap_failed(&format!("cannot read the bootstrap message: {e}")),
+    }
+}
+
+fn bootstrap_failed(msg: &str) -> ! {
+    eprintln!("multiprocessing: child bootstrap failed: {msg}");
+    sys::exit_immediately(EXIT_BOOTSTRAP_FAILED)
+}
+
+/// Runs a [`Job`] in this (spawned or forkserver-forked) process. Never returns.
+pub(crate) fn run_job(verified: identity::Verified, job: Job) -> ! {
+    let Job {
+        trampoline,
+        target,
+        args,
+        arg_fds,
+        result,
+        lifeline,
+        config,
+        ..
+    } = job;
+    let fds = arg_fds.into_iter().map(|h| h.0).collect();
+    child_main(
+        config,
+        result.map(|h| h.0),
+        lifeline.map(|h| h.0),
+        move || sys::call_trampoline(&verified, trampoline, target, &args.0, fds),
+    )
+}
+
+thread_local! {
+    /// True on the thread that runs a child's target, while it runs.
+    static IN_TARGET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The panic payload of [`exit`](crate::exit) inside a child's target.
+pub(crate) struct ExitRequest(pub i32);
+
+/// True while the current thread runs a child's target.
+pub(crate) fn in_target() -> bool {
+    IN_TARGET.with(Cell::get)
+}
+
+/// The life of a child after it exists: set up, run `run`, record the outcome, clean up, `_exit`.
+pub(crate) fn child_main(
+    config: ChildConfig,
+    result: Option<OwnedFd>,
+    lifeline: Option<OwnedFd>,
+    run: impl FnOnce() -> Result<Vec<u8>>,
+) -> ! {
+    let name = config.name.clone();
+    process::become_child(&config);
+    if let Some(fd) = lifeline {
+        watch_lifeline(fd);
+    }
+    let previous_hook = panic::take_hook();
+    let hook_name = name.clone();
+    panic::set_hook(Box::new(move |info| {
+        if in_target() {
+            eprintln!("Process {hook_name}:");
+        }
+        previous_hook(info);
+    }));
+
+    IN_TARGET.with(|t| t.set(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(run));
+    IN_TARGET.with(|t| t.set(false));
+    let (code, record): (i32, Option<(u8, Vec<u8>)>) = match outcome {
+        Ok(Ok(bytes)) => (0, Some((RESULT_RETURNED, bytes))),
+        Ok(Err(e)) => {
+            eprintln!("Process {name}: {e}");
+            (1, Some((RESULT_FAILED, e.to_string().into_bytes())))
+        }
+        Err(payload) => match payload.downcast::<ExitRequest>() {
+            Ok(exit) => (exit.0, None),
+            Err(payload) => {
+                let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+                    (*s).to_string()
+                } else if let Some(s) = payload.downcast_ref::<String>() {
+                    s.clone()
+                } else {
+                    "the process panicked".to_string()
+                };
+                std::mem::forget(payload);
+                (1, Some((RESULT_FAILED, msg.into_bytes())))
+            }
+        },
+    };
+    if let (Some(fd), Some((tag, bytes))) = (result.as_ref(), record) {
+        if io::write_all(fd.as_fd(), &[tag])
+            .and_then(|()| io::write_all(fd.as_fd(), &bytes))
+            .is_err()
+        {
+            eprintln!("Process {name}: cannot record the result");
+        }
+    }
+    process::exit_function();
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    sys::exit_immediately(code)
+}
+
+/// A daemonic child dies with its parent: a thread waits for EOF on the lifeline pipe, whose
+/// only write end the parent holds, and kills this process when the parent is gone (however it
+/// died, even by SIGKILL).
+fn watch_lifeline(fd: OwnedFd) {
+    let spawned = std::thread::Builder::new()
+        .name("mp-lifeline".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            loop {
+                match rustix::io::read(&fd, &mut byte) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    _ => break,
+                }
+            }
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+        });
+    if let Err(e) = spawned {
+        eprintln!("multiprocessing: cannot watch the parent's lifeline: {e}");
+    }
+}

@@ -1,0 +1,568 @@
+//! `Connection` and `pipe()`: framed messages over a socketpair or a pipe, in CPython's wire
+//! format.
+//!
+//! A frame is a 4-byte big-endian signed length and the payload; a payload over 0x7fffffff bytes
+//! is announced as length -1 followed by an 8-byte big-endian length. That is exactly what
+//! CPython's `multiprocessing.connection` writes, so a Python peer can exchange
+//! `send_bytes`/`recv_bytes` with us. `send`/`recv` carry serde values as MessagePack.
+//!
+//! Handles (fds) inside a sent value travel as `SCM_RIGHTS` attached to the first byte of their
+//! frame, so the receiver collects them while reading that frame's header and nowhere else: a
+//! frame's fds are exactly those that arrived with its header.
+
+use std::fmt;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Message, Result};
+use crate::{codec, handle, io, sys};
+
+/// The most fds one message may carry (the kernel's `SCM_MAX_FD`).
+const MAX_FDS: usize = 253;
+/// Control-message space for [`MAX_FDS`] fds.
+const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
+/// Payloads are read into buffers that grow by at most this much ahead of the bytes that have
+/// actually arrived, so a peer's length header never sizes an allocation on its own.
+const ALLOC_STEP: usize = 16 << 20;
+/// The largest payload announced with the 4-byte header.
+const SHORT_MAX: u64 = 0x7fff_ffff;
+
+/// One end of a pipe: sends and receives whole messages.
+///
+/// Python: `multiprocessing.connection.Connection`.
+///
+/// A `Connection` is `Send + Sync`; its I/O methods take `&mut self`, so one end is used by one
+/// thread at a time (as in Python, where concurrent use of one end corrupts the stream). To use
+/// an end from two processes, pass it to a child (it moves there) or [`try_clone`] it first.
+/// It can itself be sent to a child as an argument under every start method, or as part of a
+/// message over a duplex `Connection`.
+///
+/// [`try_clone`]: Connection::try_clone
+pub struct Connection {
+    fd: Option<OwnedFd>,
+    readable: bool,
+    writable: bool,
+    socket: bool,
+    max_message: u64,
+    scratch: Vec<u8>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.fd.as_ref().map(|fd| fd.as_raw_fd()))
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .field("socket", &self.socket)
+            .finish()
+    }
+}
+
+/// `Pipe(duplex)`—Creates a pair of connected [`Connection`]s.
+///
+/// Python: `multiprocessing.Pipe(duplex=True)`. With `duplex` both ends send and receive (a Unix
+/// socketpair); without it the first end only receives and the second only sends (a pipe), as
+/// in Python. Handles (a `Connection`, a lock, ...) can be sent over duplex connections only.
+#[doc(alias = "Pipe")]
+pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
+    if duplex {
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        Ok((
+            Connection::new(a, true, true, true),
+            Connection::new(b, true, true, true),
+        ))
+    } else {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        Ok((
+            Connection::new(r, true, false, false),
+            Connection::new(w, false, true, false),
+        ))
+    }
+}
+
+impl Connection {
+    fn new(fd: OwnedFd, readable: bool, writable: bool, socket: bool) -> Self {
+        Connection {
+            fd: Some(fd),
+            readable,
+            writable,
+            socket,
+            max_message: u64::MAX,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Wraps a connected stream socket or a pipe end.
+    ///
+    /// Python: `Connection(handle, readable, writable)`. Whether `fd` is a socket is read from
+    /// the fd itself; only sockets carry handles.
+    pub fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Result<Self> {
+        let stat = rustix::fs::fstat(&fd)?;
+        let socket =
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Socket;
+        Ok(Connection::new(fd, readable, writable, socket))
+    }
+
+    /// Sets the largest message this end accepts; a longer announced length fails with
+    /// [`Error::MessageTooLong`] before anything is allocated. The default is no limit (buffers
+    /// still grow only as bytes arrive).
+    pub fn set_max_message_size(&mut self, limit: u64) {
+        self.max_message = limit;
+    }
+
+    /// The largest message this end accepts (see [`set_max_message_size`](Self::set_max_message_size)).
+    pub fn max_message_size(&self) -> u64 {
+        self.max_message
+    }
+
+    /// Python: `Connection.closed`.
+    pub fn closed(&self) -> bool {
+        self.fd.is_none()
+    }
+
+    /// Python: `Connection.readable`.
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Python: `Connection.writable`.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The underlying fd. Python: `Connection.fileno()`; fails with [`Error::Closed`] after
+    /// [`close`](Self::close).
+    pub fn fileno(&self) -> Result<BorrowedFd<'_>> {
+        self.fd
+            .as_ref()
+            .map(|fd| fd.as_fd())
+            .ok_or(Error::Closed("connection"))
+    }
+
+    /// Closes this end. Python: `Connection.close()`. Closing twice is harmless.
+    pub fn close(&mut self) {
+        self.fd = None;
+    }
+
+    /// Gives up the fd (Python: `Connection.detach()`); fails on a closed connection.
+    pub fn into_owned_fd(mut self) -> Result<OwnedFd> {
+        self.fd.take().ok_or(Error::Closed("connection"))
+    }
+
+    /// Another `Connection` on a duplicate of the same fd (beyond Python, which has no
+    /// equivalent; `os.dup` comes closest).
+    pub fn try_clone(&self) -> Result<Connection> {
+        let fd = self.fileno()?.try_clone_to_owned()?;
+        let mut c = Connection::new(fd, self.readable, self.writable, self.socket);
+        c.max_message = self.max_message;
+        Ok(c)
+    }
+
+    fn check_writable(&self) -> Result<BorrowedFd<'_>> {
+        let fd = self.fileno()?;
+        if !self.writable {
+            return Err(Error::NotPermitted("connection is read-only"));
+        }
+        Ok(fd)
+    }
+
+    fn check_readable(&self) -> Result<BorrowedFd<'_>> {
+        let fd = self.fileno()?;
+        if !self.readable {
+            return Err(Error::NotPermitted("connection is write-only"));
+        }
+        Ok(fd)
+    }
+
+    // ----- sending -----
+
+    /// Sends a value; the peer reads it with [`recv`](Self::recv).
+    ///
+    /// Python: `Connection.send(obj)`. Blocks while the pipe is full. A value that cannot be
+    /// encoded gives [`Error::Codec`] and nothing is sent. Values holding handles (a
+    /// `Connection`, locks, ...) can be sent over a duplex connection only.
+    pub fn send<T: Serialize + ?Sized>(&mut self, obj: &T) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let (encoded, fds) = handle::collect_handles(|| codec::encode_into(obj, &mut buf));
+        let result = encoded.and_then(|()| {
+            if !fds.is_empty() && !self.socket {
+                return Err(Error::NotPermitted(
+                    "handles can only be sent over a duplex Connection (a socket), not a one-way pipe",
+                ));
+            }
+            self.write_frame(&buf, &fds)
+        });
+        if buf.capacity() <= 1 << 16 {
+            self.scratch = buf;
+        }
+        result
+    }
+
+    /// Sends `buf` as one message. Python: `Connection.send_bytes(buf)`.
+    pub fn send_bytes(&mut self, buf: &[u8]) -> Result<()> {
+        self.write_frame(buf, &[])
+    }
+
+    /// Sends `buf[offset..offset + size]` (to the end when `size` is `None`) as one message.
+    ///
+    /// Python: `Connection.send_bytes(buf, offset, size)`; an offset or size out of range gives
+    /// [`Error::InvalidArgument`] and sends nothing.
+    pub fn send_bytes_range(
+        &mut self,
+        buf: &[u8],
+        offset: usize,
+        size: Option<usize>,
+    ) -> Result<()> {
+        if offset > buf.len() {
+            return Err(Error::InvalidArgument(format!(
+                "offset {offset} is beyond the buffer's {} bytes",
+                buf.len()
+            )));
+        }
+        let size = size.unwrap_or(buf.len() - offset);
+        if size > buf.len() - offset {
+            return Err(Error::InvalidArgument(format!(
+                "offset {offset} + size {size} is beyond the buffer's {} bytes",
+                buf.len()
+            )));
+        }
+        self.send_bytes(&buf[offset..offset + size])
+    }
+
+    /// Writes one frame: header and payload in as few syscalls as the kernel allows, with `fds`
+    /// attached to its first byte.
+    pub(crate) fn write_frame(&self, payload: &[u8], fds: &[OwnedFd]) -> Result<()> {
+        let fd = self.check_writable()?;
+        if fds.len() > MAX_FDS {
+            return Err(Error::InvalidArgument(format!(
+                "a message can carry at most {MAX_FDS} handles, not {}",
+                fds.len()
+            )));
+        }
+        let mut header = [0u8; 12];
+        let len = payload.len() as u64;
+        let header_len = if len > SHORT_MAX {
+            header[..4].copy_from_slice(&(-1i32).to_be_bytes());
+            header[4..].copy_from_slice(&len.to_be_bytes());
+            12
+        } else {
+            header[..4].copy_from_slice(&(len as u32).to_be_bytes());
+            4
+        };
+        let total = header_len + payload.len();
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+        let mut sent = 0;
+        while sent < total {
+            let (head, body) = if sent < header_len {
+                (&header[sent..header_len], payload)
+            } else {
+                (&[][..], &payload[sent - header_len..])
+            };
+            let iov = [IoSlice::new(head), IoSlice::new(body)];
+            let result = if self.socket {
+                let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+                let mut control = SendAncillaryBuffer::new(&mut space);
+                if sent == 0 && !borrowed.is_empty() {
+                    control.push(SendAncillaryMessage::ScmRights(&borrowed));
+                }
+                rustix::net::sendmsg(fd, &iov, &mut control, SendFlags::NOSIGNAL)
+            } else {
+                rustix::io::writev(fd, &iov)
+            };
+            match result {
+                Ok(n) => sent += n,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    io::wait_writable(fd, None)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    // ----- receiving -----
+
+    /// Receives a value sent with [`send`](Self::send).
+    ///
+    /// Python: `Connection.recv()`. Blocks until a whole message has arrived. [`Error::Eof`] when
+    /// the peer has closed and nothing is left; [`Error::Codec`] when the message does not decode
+    /// as `T` (the message is consumed and the connection stays usable).
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let (len, fds) = self.read_header()?;
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let result = self.read_payload(len, &mut buf).and_then(|()| {
+            let (value, _unclaimed) = handle::with_handles(fds, || codec::decode::<T>(&buf));
+            value
+        });
+        if buf.capacity() <= 1 << 16 {
+            self.scratch = buf;
+        }
+        result
+    }
+
+    /// Receives one message's bytes. Python: `Connection.recv_bytes()`.
+    ///
+    /// Blocks until the whole message has arrived; [`Error::Eof`] when the peer has closed.
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
+        let (len, _fds) = self.read_header()?;
+        let mut buf = Vec::new();
+        self.read_payload(len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Receives one message of at most `maxlength` bytes.
+    ///
+    /// Python: `Connection.recv_bytes(maxlength)`: a longer message gives
+    /// [`Error::MessageTooLong`] and the connection is no longer readable.
+    pub fn recv_bytes_max(&mut self, maxlength: usize) -> Result<Vec<u8>> {
+        let (len, _fds) = self.read_header()?;
+        if len > maxlength as u64 {
+            self.readable = false;
+            return Err(Error::MessageTooLong {
+                length: len,
+                limit: maxlength as u64,
+            });
+        }
+        let mut buf = Vec::new();
+        self.read_payload(len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Receives one message into `buf`, returning its length.
+    ///
+    /// Python: `Connection.recv_bytes_into(buf)` (pass `&mut buf[offset..]` for an offset). When
+    /// the message is longer than `buf`, gives [`Error::BufferTooShort`] carrying the whole
+    /// message, and the connection stays usable.
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let (len, _fds) = self.read_header()?;
+        if len > buf.len() as u64 {
+            let mut whole = Vec::new();
+            self.read_payload(len, &mut whole)?;
+            return Err(Error::BufferTooShort(Message(whole)));
+        }
+        let n = len as usize;
+        let fd = self.check_readable()?;
+        if io::read_full(fd, &mut buf[..n])? < n {
+            return Err(truncated());
+        }
+        Ok(n)
+    }
+
+    /// Whether a message (or EOF) is ready to be read, waiting up to `timeout` (`None` waits
+    /// forever, `Some(Duration::ZERO)` only looks).
+    ///
+    /// Python: `Connection.poll(timeout)`.
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.poll_deadline(io::deadline_after(timeout))
+    }
+
+    /// [`poll`](Self::poll) with a deadline instead of a timeout.
+    pub fn poll_deadline(&self, deadline: Option<Instant>) -> Result<bool> {
+        io::wait_readable(self.check_readable()?, deadline)
+    }
+
+    /// Reads a frame header; returns the payload length and the fds that came with the frame.
+    fn read_header(&mut self) -> Result<(u64, Vec<OwnedFd>)> {
+        let mut fds = Vec::new();
+        let mut short = [0u8; 4];
+        self.read_header_bytes(&mut short, &mut fds, true)?;
+        let n = i32::from_be_bytes(short);
+        let len = if n >= 0 {
+            n as u64
+        } else if n == -1 {
+            let mut long = [0u8; 8];
+            self.read_header_bytes(&mut long, &mut fds, false)?;
+            u64::from_be_bytes(long)
+        } else {
+            self.readable = false;
+            return Err(Error::Protocol(format!("negative message length {n}")));
+        };
+        if len > self.max_message {
+            self.readable = false;
+            return Err(Error::MessageTooLong {
+                length: len,
+                limit: self.max_message,
+            });
+        }
+        Ok((len, fds))
+    }
+
+    fn read_header_bytes(
+        &mut self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        start: bool,
+    ) -> Result<()> {
+        let fd = self.check_readable()?;
+        let mut done = 0;
+        while done < buf.len() {
+            let n = if self.socket {
+                recv_with_fds(fd, &mut buf[done..], fds)?
+            } else {
+                io::read_full(fd, &mut buf[done..])?
+            };
+            if n == 0 {
+                return Err(if done == 0 && start {
+                    Error::Eof
+                } else {
+                    truncated()
+                });
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Reads `len` payload bytes, appending to `buf`, which grows only as bytes arrive.
+    fn read_payload(&mut self, len: u64, buf: &mut Vec<u8>) -> Result<()> {
+        let fd = self.check_readable()?;
+        let len = usize::try_from(len).map_err(|_| Error::MessageTooLong {
+            length: len,
+            limit: usize::MAX as u64,
+        })?;
+        let end = buf.len().checked_add(len).ok_or(Error::MessageTooLong {
+            length: len as u64,
+            limit: 0,
+        })?;
+        while buf.len() < end {
+            let want = end - buf.len();
+            if buf.capacity() == buf.len() {
+                buf.reserve_exact(want.min(buf.capacity().max(ALLOC_STEP)));
+            }
+            let n = match sys::read_into_spare(fd, buf, want) {
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => {
+                    io::wait_readable(fd, None)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                return Err(truncated());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn truncated() -> Error {
+    Error::Protocol("the connection closed in the middle of a message".into())
+}
+
+/// One `recvmsg` into `buf`, keeping any fds that arrive.
+fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    loop {
+        let mut iov = [IoSliceMut::new(buf)];
+        match rustix::net::recvmsg(fd, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(msg) => {
+                for message in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(received) = message {
+                        fds.extend(received);
+                    }
+                }
+                if msg.flags.contains(ReturnFlags::CTRUNC) {
+                    return Err(Error::Protocol(format!(
+                        "a message carried more than {MAX_FDS} handles; the extra ones were lost"
+                    )));
+                }
+                return Ok(msg.bytes);
+            }
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                io::wait_readable(fd, None)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl AsFd for Connection {
+    /// The connection's fd.
+    ///
+    /// # Panics
+    /// After [`close`](Connection::close); use [`fileno`](Connection::fileno) to get an error
+    /// instead.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.fd {
+            Some(fd) => fd.as_fd(),
+            None => panic!("Connection::as_fd called on a closed connection"),
+        }
+    }
+}
+
+impl Connection {
+    /// The raw fd number, or `None` once closed.
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.fd.as_ref().map(|fd| fd.as_raw_fd())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConnectionWire {
+    fd: handle::HandleFd,
+    readable: bool,
+    writable: bool,
+    socket: bool,
+}
+
+impl Serialize for Connection {
+    /// A `Connection` serializes only inside a handle transfer (sent to a child or over a duplex
+    /// connection); elsewhere it is an error.
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeStruct};
+        let fd = self
+            .fd
+            .as_ref()
+            .ok_or_else(|| S::Error::custom("cannot send a closed Connection"))?;
+        let mut st = s.serialize_struct("ConnectionWire", 4)?;
+        st.serialize_field("fd", &HandleRef(fd.as_fd()))?;
+        st.serialize_field("readable", &self.readable)?;
+        st.serialize_field("writable", &self.writable)?;
+        st.serialize_field("socket", &self.socket)?;
+        st.end()
+    }
+}
+
+struct HandleRef<'a>(BorrowedFd<'a>);
+
+impl Serialize for HandleRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        handle::serialize_fd(self.0, "Connection", s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = ConnectionWire::deserialize(d)?;
+        Ok(Connection::new(w.fd.0, w.readable, w.writable, w.socket))
+    }
+}
+
+/// Receives one frame and the fds attached to it.
+pub(crate) fn recv_frame_with_fds(conn: &mut Connection) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+    let (len, fds) = conn.read_header()?;
+    let mut buf = Vec::new();
+    conn.read_payload(len, &mut buf)?;
+    Ok((buf, fds))
+}

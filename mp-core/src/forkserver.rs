@@ -1,0 +1,196 @@
+//! The forkserver start method: a single-threaded server, started by spawn on first use, that
+//! forks children on request.
+//!
+//! Each process that uses forkserver starts its own server, which lives until that process
+//! exits (it sees EOF on its socket and leaves). A request carries the [`Job`] with its fds
+//! (`SCM_RIGHTS`) and the write end of a status pipe; the server forks, answers with the child's
+//! pid and a pidfd for it, and, when the child ends, reaps it and writes its exit code (Python's
+//! convention, 4 bytes big-endian) to the status pipe, which is the parent's `sentinel`.
+//! Daemonic children also watch their real parent's lifeline, so they die with it whatever
+//! happens to the server.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::PollFlags;
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::bootstrap::{self, Ack, Hello, Job};
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::handle::HandleFd;
+use crate::identity::{self, Verified};
+use crate::{io, process, sys};
+
+/// A request to the server: run `job` in a new child, report its end on `status`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Request {
+    job: Job,
+    status: HandleFd,
+}
+
+/// The server's answer: the child's pid and a pidfd for it.
+type Reply = std::result::Result<(i32, HandleFd), String>;
+
+/// The parent's side of its fork server.
+pub(crate) struct Client {
+    conn: Connection,
+    pid: Pid,
+    pidfd: OwnedFd,
+}
+
+impl Client {
+    fn launch() -> Result<Client> {
+        let hello = Hello::Forkserver {
+            fingerprint: identity::fingerprint()?,
+        };
+        let (pid, pidfd, conn) = bootstrap::launch(&hello)?;
+        Ok(Client { conn, pid, pidfd })
+    }
+
+    /// Closes the socket (the server then exits) and reaps the server, waiting at most a second.
+    pub(crate) fn shut_down(mut self) {
+        self.conn.close();
+        if !matches!(
+            io::wait_readable(
+                self.pidfd.as_fd(),
+                io::deadline_after(Some(Duration::from_secs(1)))
+            ),
+            Ok(true)
+        ) {
+            let _ = rustix::process::pidfd_send_signal(&self.pidfd, Signal::KILL);
+        }
+        let _ = rustix::process::waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED);
+        let _ = self.pid;
+    }
+}
+
+/// Starts `job` through this process's fork server (starting the server if needed). Returns
+/// the child's pid, its pidfd and the read end of its status pipe.
+pub(crate) fn start(job: Job) -> Result<(i32, OwnedFd, OwnedFd)> {
+    let (status_r, status_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let request = Request {
+        job,
+        status: HandleFd(status_w),
+    };
+    let mut g = process::global();
+    if g.forkserver.is_none() {
+        g.forkserver = Some(Client::launch()?);
+    }
+    let Some(client) = g.forkserver.as_mut() else {
+        return Err(Error::InvalidState("no fork server".into()));
+    };
+    let reply = client
+        .conn
+        .send(&request)
+        .and_then(|()| client.conn.recv::<Reply>());
+    drop(request);
+    match reply {
+        Ok(Ok((pid, pidfd))) => Ok((pid, pidfd.0, status_r)),
+        Ok(Err(msg)) => Err(Error::Io(std::io::Error::other(format!(
+            "fork server: {msg}"
+        )))),
+        Err(e) => {
+            // The server is gone or confused: forget it; the next start launches a new one.
+            if let Some(server) = g.forkserver.take() {
+                server.shut_down();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// One child of the server.
+struct Child {
+    pidfd: OwnedFd,
+    status: OwnedFd,
+}
+
+/// The server's loop. Runs in the process `bootstrap::on_load` made a fork server; never
+/// returns. Single-threaded by construction: it runs before `main`, and starts no threads.
+pub(crate) fn serve(verified: Verified, mut conn: Connection) -> ! {
+    if conn.send(&Ack::Ready).is_err() {
+        sys::exit_immediately(0);
+    }
+    let mut children: Vec<Child> = Vec::new();
+    loop {
+        let ready = {
+            let mut fds = vec![(conn.as_fd(), PollFlags::IN)];
+            fds.extend(children.iter().map(|c| (c.pidfd.as_fd(), PollFlags::IN)));
+            match io::wait_any(&fds, None) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    eprintln!("multiprocessing: fork server: {e}");
+                    break;
+                }
+            }
+        };
+        // Report ended children (indexes shifted by one for the socket), last first so removal
+        // keeps the other indexes valid.
+        for &i in ready.iter().rev().filter(|&&i| i > 0) {
+            let child = &children[i - 1];
+            let code = match rustix::process::waitid(
+                WaitId::PidFd(child.pidfd.as_fd()),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+            ) {
+                Ok(Some(status)) => status
+                    .exit_status()
+                    .or_else(|| status.terminating_signal().map(|s| -s)),
+                _ => None,
+            };
+            if let Some(code) = code {
+                let _ = io::write_all(child.status.as_fd(), &code.to_be_bytes());
+                children.swap_remove(i - 1);
+            }
+        }
+        if ready.first() != Some(&0) {
+            continue;
+        }
+        let request = match conn.recv::<Request>() {
+            Ok(request) => request,
+            Err(Error::Eof) => break,
+            Err(e) => {
+                eprintln!("multiprocessing: fork server: bad request: {e}");
+                break;
+            }
+        };
+        let reply: Reply = match fork_child(&verified, &mut conn, &mut children, request) {
+            Ok((pid, pidfd)) => Ok((pid, HandleFd(pidfd))),
+            Err(e) => Err(e.to_string()),
+        };
+        if conn.send(&reply).is_err() {
+            break;
+        }
+    }
+    // The parent is gone. Children go on (daemonic ones die through their lifeline).
+    sys::exit_immediately(0)
+}
+
+fn fork_child(
+    verified: &Verified,
+    conn: &mut Connection,
+    children: &mut Vec<Child>,
+    request: Request,
+) -> Result<(i32, OwnedFd)> {
+    let Request { job, status } = request;
+    identity::check(&job.fingerprint)?;
+    match sys::fork()? {
+        sys::Forked::Child => {
+            conn.close();
+            children.clear();
+            drop(status);
+            bootstrap::run_job(verified.clone(), job)
+        }
+        sys::Forked::Parent(pid) => {
+            drop(job);
+            let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
+            let ours = pidfd.try_clone()?;
+            children.push(Child {
+                pidfd,
+                status: status.0,
+            });
+            Ok((pid.as_raw_nonzero().get(), ours))
+        }
+    }
+}

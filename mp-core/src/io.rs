@@ -1,0 +1,102 @@
+//! Blocking I/O helpers shared by every module: poll with a deadline, read and write loops that
+//! retry `EINTR` and wait out `EAGAIN`.
+
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+
+use crate::error::Result;
+
+/// Converts an optional timeout into an optional deadline; a timeout too large to represent
+/// waits forever.
+pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+/// Waits until one of `fds` reports one of its `flags`, or `deadline` passes.
+///
+/// Returns the index of every ready fd (empty on timeout). `None` waits forever. Retries `EINTR`
+/// with the time that is left. Never spins.
+pub(crate) fn wait_any(
+    fds: &[(BorrowedFd<'_>, PollFlags)],
+    deadline: Option<Instant>,
+) -> Result<Vec<usize>> {
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, flags)| PollFd::from_borrowed_fd(*fd, *flags))
+        .collect();
+    loop {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                Some(Timespec {
+                    tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                })
+            }
+        };
+        match poll(&mut pollfds, timeout.as_ref()) {
+            Ok(0) => return Ok(Vec::new()),
+            Ok(_) => {
+                return Ok(pollfds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.revents().is_empty())
+                    .map(|(i, _)| i)
+                    .collect())
+            }
+            Err(Errno::INTR) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(Vec::new());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until `fd` is readable (or at EOF / error, which a read then reports) or `deadline`
+/// passes. Returns whether it is ready.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
+    Ok(!wait_any(&[(fd, PollFlags::IN)], deadline)?.is_empty())
+}
+
+/// Waits until `fd` is writable or `deadline` passes.
+pub(crate) fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
+    Ok(!wait_any(&[(fd, PollFlags::OUT)], deadline)?.is_empty())
+}
+
+/// Reads into `buf` until it is full or EOF; returns how many bytes were read.
+pub(crate) fn read_full(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::read(fd, &mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                wait_readable(fd, None)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
+/// Writes all of `buf`.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                wait_writable(fd, None)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

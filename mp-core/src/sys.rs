@@ -1,0 +1,184 @@
+//! The crate's only `unsafe` code: `fork`, `_exit`, function pointers rebuilt from offsets, the
+//! pre-`main` constructor, `mmap` of shared segments, and a few libc calls rustix lacks.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::io::Errno;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// What [`fork`] returned in this process.
+pub(crate) enum Forked {
+    /// We are the new child.
+    Child,
+    /// We are the parent; the child has this pid.
+    Parent(rustix::process::Pid),
+}
+
+/// `fork()`—Creates a child process that is a copy of this one.
+///
+/// Uses `libc::fork` (not a raw syscall) so that libc's atfork handlers run and malloc's locks
+/// are consistent in the child.
+///
+/// What the child may do: it runs user code, as CPython's forked children do. Only the thread that
+/// called `fork` exists in the child, so a lock another thread held at the moment of the fork
+/// stays locked there forever. The callers therefore hold this crate's own global lock across
+/// the call (so it is consistent in the child), flush stdio before it, and document the hazard
+/// of forking a multithreaded parent.
+pub(crate) fn fork() -> std::io::Result<Forked> {
+    // SAFETY: fork has no memory-safety preconditions of its own; the hazards for the child
+    // (other threads' locks) are described above and handled by the callers.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        // A positive pid from fork is always a valid pid.
+        pid => Ok(Forked::Parent(
+            rustix::process::Pid::from_raw(pid)
+                .ok_or_else(|| std::io::Error::other("fork returned an invalid pid"))?,
+        )),
+    }
+}
+
+/// `_exit(code)`—Ends this process at once, without running destructors or atexit handlers.
+pub(crate) fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Rebuilds a function pointer of type `F` from its address.
+///
+/// # Safety
+/// `addr` must be the address of a function of exactly type `F` in this binary (the function
+/// identity check guarantees the sender is this binary, and the sender took `addr` from an `F`).
+pub(crate) unsafe fn fn_from_addr<F: Copy>(addr: usize) -> F {
+    const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>()) };
+    // SAFETY: sizes are equal (checked above) and, by this function's contract, the bits are a
+    // valid `F`.
+    unsafe { std::mem::transmute_copy::<usize, F>(&addr) }
+}
+
+/// The shape of every trampoline: target address, encoded arguments and their fds in, encoded
+/// result out.
+pub(crate) type Trampoline = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> crate::Result<Vec<u8>>;
+
+/// Decodes `A`, calls the `fn(A) -> R` at `target`, encodes its `R`. A child reaches the
+/// right monomorphization of this function through its offset (see `identity`).
+///
+/// # Safety
+/// `target` must be the address of a `fn(A) -> R` in this binary.
+pub(crate) unsafe fn trampoline<A: DeserializeOwned, R: Serialize>(
+    target: usize,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> crate::Result<Vec<u8>> {
+    let (args, _unclaimed) = crate::handle::with_handles(fds, || crate::codec::decode::<A>(args));
+    // SAFETY: guaranteed by the caller.
+    let f: fn(A) -> R = unsafe { fn_from_addr(target) };
+    crate::codec::encode(&f(args?))
+}
+
+/// Calls the trampoline at offset `trampoline` with the target at offset `target`.
+pub(crate) fn call_trampoline(
+    _verified: &crate::identity::Verified,
+    trampoline: i64,
+    target: i64,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> crate::Result<Vec<u8>> {
+    use crate::identity::addr_of;
+    // SAFETY: `_verified` proves the sender is this binary; the sender took `trampoline` from a
+    // `Trampoline` (a monomorphization of `trampoline::<A, R>`) and `target` from the
+    // `fn(A) -> R` that the same `Process::new` call paired with it.
+    unsafe {
+        let t: Trampoline = fn_from_addr(addr_of(trampoline));
+        t(addr_of(target), args, fds)
+    }
+}
+
+/// Reads at most `want` bytes from `fd` into `buf`'s spare capacity, extending its length by
+/// what was read. `buf` must have spare capacity.
+pub(crate) fn read_into_spare(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    want: usize,
+) -> Result<usize, Errno> {
+    let spare = buf.spare_capacity_mut();
+    let take = spare.len().min(want);
+    let (init, _) = rustix::io::read(fd, &mut spare[..take])?;
+    let n = init.len();
+    // SAFETY: rustix's read initialized the first `n` bytes of the spare capacity, and
+    // `len + n <= capacity`.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// `sysconf(_SC_NPROCESSORS_ONLN)`, what Python's `os.cpu_count()` reads.
+pub(crate) fn online_cpus() -> Option<usize> {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
+/// Ignores `SIGPIPE`, as the Rust runtime does before `main` (a bootstrapped child runs before
+/// that runtime setup).
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: setting SIGPIPE's disposition to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Registers `f` to run at normal process exit (after `main` returns or `std::process::exit`).
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function with C ABI; atexit only stores it.
+    unsafe { libc::atexit(f) };
+}
+
+/// Duplicates `fd` onto fd number `target` (`dup2`), replacing whatever `target` was.
+pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: i32) -> std::io::Result<()> {
+    // SAFETY: dup2 only manipulates the fd table; replacing `target` is the caller's intent and
+    // `target` is one of the standard streams, which no Rust object owns uniquely.
+    let r = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&fd), target) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of standard input's fd 0 as an `OwnedFd` (the bootstrap socket of a spawned
+/// child arrives there); a duplicate is returned and fd 0 is pointed at `/dev/null`.
+pub(crate) fn take_stdin() -> std::io::Result<OwnedFd> {
+    // SAFETY: fd 0 is open for the lifetime of this borrow (we only duplicate it).
+    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    let owned = rustix::io::fcntl_dupfd_cloexec(stdin, 3)?;
+    let null = std::fs::File::open("/dev/null")?;
+    dup_onto(null.as_fd(), 0)?;
+    Ok(owned)
+}
+
+/// A `MAP_SHARED` read-write mapping of `len` bytes of `fd`.
+pub(crate) fn map_shared(fd: BorrowedFd<'_>, len: usize) -> std::io::Result<memmap2::MmapRaw> {
+    let file = std::fs::File::from(fd.try_clone_to_owned()?);
+    memmap2::MmapOptions::new().len(len).map_raw(&file)
+}
+
+/// The constructor `.init_array` entry: a spawned child or a forkserver takes over here, before
+/// `main` (and before the Rust runtime's own setup); any other process returns at once.
+extern "C" fn on_load(
+    _argc: libc::c_int,
+    _argv: *const *const libc::c_char,
+    _envp: *const *const libc::c_char,
+) {
+    crate::bootstrap::on_load();
+}
+
+#[used]
+#[link_section = ".init_array"]
+static ON_LOAD: extern "C" fn(libc::c_int, *const *const libc::c_char, *const *const libc::c_char) =
+    on_load;
+
+/// Keeps the constructor in the final binary: the linker drops an archive member nothing
+/// refers to, so every path that starts a child refers to it through here.
+pub(crate) fn keep_constructor() {
+    std::hint::black_box(&ON_LOAD);
+}
