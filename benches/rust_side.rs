@@ -1,14 +1,101 @@
-//! TEMPORARY STUB so that `benches/mpbench.rs` compiles: the library's engineer replaces this
-//! file with the real Rust-side figures (same two functions).
+//! The Rust side of each figure: the same workloads as `bench/cpython_bench.py`, run with this
+//! library.
+
+use std::time::Instant;
+
+use multiprocessing::{get_context, pipe, Connection, StartMethod};
 
 /// Names of the Rust-side figures, in the order `cargo xtask bench` reports them.
 pub fn figures() -> &'static [&'static str] {
-    &[]
+    &[
+        "process_fork",
+        "process_spawn",
+        "process_forkserver",
+        "pipe_pingpong",
+        "pipe_1mib",
+    ]
 }
 
 /// Measures one repetition of figure `name`, returning `(unit, value)`, or `None` when `name`
 /// is not a Rust-side figure.
 pub fn run(name: &str) -> Option<(&'static str, f64)> {
-    let _ = name;
-    None
+    Some(match name {
+        "process_fork" => ("us", start_join(StartMethod::Fork, 500)),
+        "process_spawn" => ("us", start_join(StartMethod::Spawn, 200)),
+        "process_forkserver" => ("us", start_join(StartMethod::Forkserver, 500)),
+        "pipe_pingpong" => ("round_trips/s", pingpong(20_000)),
+        "pipe_1mib" => ("MB/s", one_mib(200)),
+        _ => return None,
+    })
+}
+
+fn noop(_: ()) {}
+
+/// Microseconds per `start()` + `join()` of a no-op child under `method`.
+fn start_join(method: StartMethod, count: u32) -> f64 {
+    let ctx = get_context(Some(method));
+    // Warm up (for forkserver: the server itself stays out of the timing, as in CPython's run).
+    let mut p = ctx.process(noop, ());
+    p.start().expect("start");
+    p.join().expect("join");
+    let t0 = Instant::now();
+    for _ in 0..count {
+        let mut p = ctx.process(noop, ());
+        p.start().expect("start");
+        assert_eq!(p.join().expect("join"), 0);
+    }
+    t0.elapsed().as_secs_f64() * 1e6 / f64::from(count)
+}
+
+/// Echoes every value back until `None` arrives.
+fn echo(mut conn: Connection) {
+    while let Ok(Some(v)) = conn.recv::<Option<i64>>() {
+        if conn.send(&Some(v)).is_err() {
+            break;
+        }
+    }
+}
+
+/// Round trips per second of a small value over a duplex pipe to an echoing child.
+fn pingpong(round_trips: u32) -> f64 {
+    let (mut parent, child) = pipe(true).expect("pipe");
+    let mut p = get_context(Some(StartMethod::Fork)).process(echo, child);
+    p.start().expect("start");
+    parent.send(&Some(1i64)).expect("send");
+    parent.recv::<Option<i64>>().expect("recv");
+    let t0 = Instant::now();
+    for _ in 0..round_trips {
+        parent.send(&Some(1i64)).expect("send");
+        parent.recv::<Option<i64>>().expect("recv");
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    parent.send(&None::<i64>).expect("send");
+    p.join().expect("join");
+    f64::from(round_trips) / elapsed
+}
+
+/// Says ready, receives `count` byte messages, then acks once.
+fn sink((mut conn, count): (Connection, u32)) {
+    conn.send_bytes(b"ready").expect("send");
+    for _ in 0..count {
+        conn.recv_bytes().expect("recv");
+    }
+    conn.send_bytes(b"ack").expect("send");
+}
+
+/// MB/s (1e6 bytes) of 1 MiB `send_bytes` to a child, until it acks the last one.
+fn one_mib(messages: u32) -> f64 {
+    let (mut parent, child) = pipe(true).expect("pipe");
+    let mut p = get_context(Some(StartMethod::Fork)).process(sink, (child, messages));
+    p.start().expect("start");
+    let payload = vec![0u8; 1 << 20];
+    assert_eq!(parent.recv_bytes().expect("ready"), b"ready");
+    let t0 = Instant::now();
+    for _ in 0..messages {
+        parent.send_bytes(&payload).expect("send");
+    }
+    assert_eq!(parent.recv_bytes().expect("ack"), b"ack");
+    let elapsed = t0.elapsed().as_secs_f64();
+    p.join().expect("join");
+    f64::from(messages) * (1u64 << 20) as f64 / 1e6 / elapsed
 }

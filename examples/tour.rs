@@ -1,0 +1,46 @@
+//! A tour of the library: Python's `multiprocessing` examples, in Rust, one after another.
+//!
+//! `cargo run --release --example tour`
+
+#[path = "hello.rs"]
+mod hello;
+#[path = "info.rs"]
+mod info;
+#[path = "pipe.rs"]
+mod pipe;
+
+use multiprocessing::{get_context, Process, StartMethod};
+
+fn square(x: i64) -> i64 {
+    x * x
+}
+
+fn section(title: &str) {
+    println!("\n== {title} ==");
+}
+
+fn main() {
+    section("Process: hello bob");
+    hello::main();
+
+    section("info(): module name, parent pid, pid");
+    info::main();
+
+    section("Pipe: a child sends [42, None, 'hello']");
+    pipe::main();
+
+    section("start methods: the same fn under fork, spawn and forkserver, with its return value");
+    for method in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::Forkserver,
+    ] {
+        let mut p: Process<i64> = get_context(Some(method)).process(square, 7);
+        p.start().expect("start");
+        let r = p.join_result().expect("result");
+        println!(
+            "{method}: square(7) = {r} (exitcode {:?})",
+            p.exitcode().expect("exitcode")
+        );
+    }
+}
