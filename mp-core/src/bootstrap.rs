@@ -321,12 +321,8 @@ fn watch_lifeline(fd: OwnedFd) {
         .stack_size(64 * 1024)
         .spawn(move || {
             let mut byte = [0u8; 1];
-            loop {
-                match rustix::io::read(&fd, &mut byte) {
-                    Err(rustix::io::Errno::INTR) => continue,
-                    _ => break,
-                }
-            }
+            // Returns at EOF (the parent is gone); retries only interrupted reads.
+            while let Err(rustix::io::Errno::INTR) = rustix::io::read(&fd, &mut byte) {}
             let _ = rustix::process::kill_process(
                 rustix::process::getpid(),
                 rustix::process::Signal::KILL,

@@ -93,10 +93,14 @@ pub(crate) fn become_child(config: &ChildConfig) {
     g.forkserver = None;
     g.join_at_exit = config.join_at_exit;
     drop(g);
+    // A forked child already has its parent's settings (and must not take their locks, which
+    // another thread of the parent may have held at the fork): they come as `None` then.
     if let Some(m) = config.start_method {
         context::set_start_method_force(Some(m));
     }
-    context::set_executable(config.executable.as_ref().map(Into::into));
+    if let Some(exe) = &config.executable {
+        context::set_executable(Some(exe.into()));
+    }
 }
 
 /// Python's `util._exit_function`: at exit, terminate daemonic children, then join the rest
@@ -793,11 +797,17 @@ fn warn_if_threaded() {
 
 fn start_fork(
     target: Box<dyn Target>,
-    config: ChildConfig,
+    mut config: ChildConfig,
     result: Option<&OwnedFd>,
     daemon: bool,
 ) -> Result<(i32, Waiter)> {
     warn_if_threaded();
+    config.start_method = None;
+    config.executable = None;
+    // Hold the stdio locks and the registry across the fork, so the child finds them
+    // consistent (released) even if another thread was printing or starting a process.
+    let stdout = std::io::stdout().lock();
+    let stderr = std::io::stderr().lock();
     let mut g = global();
     let lifeline = if daemon {
         Some(lifeline_reader_locked(&mut g)?)
@@ -811,11 +821,15 @@ fn start_fork(
             g.lifeline = None;
             g.forkserver = None;
             drop(g);
+            drop(stderr);
+            drop(stdout);
             let result = result.and_then(|fd| fd.try_clone().ok());
             bootstrap::child_main(config, result, lifeline, move || target.run())
         }
         sys::Forked::Parent(pid) => {
             drop(g);
+            drop(stderr);
+            drop(stdout);
             drop(target);
             match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
                 Ok(pidfd) => Ok((pid.as_raw_nonzero().get(), Waiter::Direct(Arc::new(pidfd)))),
