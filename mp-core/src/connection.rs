@@ -54,6 +54,7 @@ pub struct Connection {
     writable: bool,
     socket: bool,
     max_message: u64,
+    timeout: Option<Duration>,
     scratch: Vec<u8>,
 }
 
@@ -103,6 +104,7 @@ impl Connection {
             writable,
             socket,
             max_message: u64::MAX,
+            timeout: None,
             scratch: Vec::new(),
         }
     }
@@ -123,6 +125,21 @@ impl Connection {
     /// still grow only as bytes arrive).
     pub fn set_max_message_size(&mut self, limit: u64) {
         self.max_message = limit;
+    }
+
+    /// Sets a timeout for each blocking read or write of this end (`None`, the default, waits
+    /// forever), as Python's `socket.settimeout` does for the socket under a connection.
+    ///
+    /// A read or write that makes no progress for `timeout` fails with [`Error::Timeout`]. If that
+    /// happens in the middle of a message the stream is out of step, and the connection is no
+    /// longer readable; a timeout before a message's first byte leaves it usable.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// The timeout set by [`set_timeout`](Self::set_timeout).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// The largest message this end accepts (see [`set_max_message_size`](Self::set_max_message_size)).
@@ -170,6 +187,7 @@ impl Connection {
         let fd = self.fileno()?.try_clone_to_owned()?;
         let mut c = Connection::new(fd, self.readable, self.writable, self.socket);
         c.max_message = self.max_message;
+        c.timeout = self.timeout;
         Ok(c)
     }
 
@@ -269,6 +287,9 @@ impl Connection {
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
         let mut sent = 0;
         while sent < total {
+            if self.timeout.is_some() {
+                self.wait_for_io(false)?;
+            }
             let (head, body) = if sent < header_len {
                 (&header[sent..header_len], payload)
             } else {
@@ -359,9 +380,13 @@ impl Connection {
             return Err(Error::BufferTooShort(Message(whole)));
         }
         let n = len as usize;
-        let fd = self.check_readable()?;
-        if io::read_full(fd, &mut buf[..n])? < n {
-            return Err(truncated());
+        let mut done = 0;
+        while done < n {
+            match self.read_some(&mut buf[done..n], None) {
+                Ok(0) => return Err(self.poison(truncated())),
+                Ok(k) => done += k,
+                Err(e) => return Err(self.poison(e)),
+            }
         }
         Ok(n)
     }
@@ -411,19 +436,19 @@ impl Connection {
         fds: &mut Vec<OwnedFd>,
         start: bool,
     ) -> Result<()> {
-        let fd = self.check_readable()?;
         let mut done = 0;
         while done < buf.len() {
-            let n = if self.socket {
-                recv_with_fds(fd, &mut buf[done..], fds)?
-            } else {
-                io::read_full(fd, &mut buf[done..])?
+            let n = match self.read_some(&mut buf[done..], Some(&mut *fds)) {
+                Ok(n) => n,
+                // Nothing of the frame consumed yet: the connection is still in step.
+                Err(e @ Error::Timeout) if start && done == 0 => return Err(e),
+                Err(e) => return Err(self.poison(e)),
             };
             if n == 0 {
                 return Err(if done == 0 && start {
                     Error::Eof
                 } else {
-                    truncated()
+                    self.poison(truncated())
                 });
             }
             done += n;
@@ -433,34 +458,84 @@ impl Connection {
 
     /// Reads `len` payload bytes, appending to `buf`, which grows only as bytes arrive.
     fn read_payload(&mut self, len: u64, buf: &mut Vec<u8>) -> Result<()> {
-        let fd = self.check_readable()?;
-        let len = usize::try_from(len).map_err(|_| Error::MessageTooLong {
+        let too_long = Error::MessageTooLong {
             length: len,
             limit: usize::MAX as u64,
-        })?;
-        let end = buf.len().checked_add(len).ok_or(Error::MessageTooLong {
-            length: len as u64,
-            limit: 0,
-        })?;
+        };
+        let Some(end) = usize::try_from(len)
+            .ok()
+            .and_then(|l| buf.len().checked_add(l))
+        else {
+            return Err(self.poison(too_long));
+        };
         while buf.len() < end {
             let want = end - buf.len();
             if buf.capacity() == buf.len() {
                 buf.reserve_exact(want.min(buf.capacity().max(ALLOC_STEP)));
             }
-            let n = match sys::read_into_spare(fd, buf, want) {
-                Ok(n) => n,
-                Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => {
-                    io::wait_readable(fd, None)?;
-                    continue;
+            let result = self.wait_for_io(true).and_then(|fd| loop {
+                match sys::read_into_spare(fd, buf, want) {
+                    Err(Errno::INTR) => {}
+                    Err(Errno::AGAIN) => {
+                        io::wait_readable(fd, None)?;
+                    }
+                    other => return other.map_err(Error::from),
                 }
-                Err(e) => return Err(e.into()),
-            };
-            if n == 0 {
-                return Err(truncated());
+            });
+            match result {
+                Ok(0) => return Err(self.poison(truncated())),
+                Ok(_) => {}
+                Err(e) => return Err(self.poison(e)),
             }
         }
         Ok(())
+    }
+
+    /// Marks the connection unreadable after an error that left it mid-frame (out of step).
+    fn poison(&mut self, e: Error) -> Error {
+        self.readable = false;
+        e
+    }
+
+    /// Returns the fd once it is ready for reading (or writing), waiting at most the
+    /// connection's timeout; without a timeout, returns at once (the syscall blocks).
+    fn wait_for_io(&self, read: bool) -> Result<BorrowedFd<'_>> {
+        let fd = if read {
+            self.check_readable()?
+        } else {
+            self.check_writable()?
+        };
+        if let Some(timeout) = self.timeout {
+            let deadline = io::deadline_after(Some(timeout));
+            let ready = if read {
+                io::wait_readable(fd, deadline)?
+            } else {
+                io::wait_writable(fd, deadline)?
+            };
+            if !ready {
+                return Err(Error::Timeout);
+            }
+        }
+        Ok(fd)
+    }
+
+    /// One read (a `recvmsg` on sockets, keeping fds when `fds` is given) of at most
+    /// `buf.len()` bytes; `Ok(0)` at EOF.
+    fn read_some(&self, buf: &mut [u8], fds: Option<&mut Vec<OwnedFd>>) -> Result<usize> {
+        let fd = self.wait_for_io(true)?;
+        match fds {
+            Some(fds) if self.socket => recv_with_fds(fd, buf, fds),
+            _ => loop {
+                match rustix::io::read(fd, &mut *buf) {
+                    Ok(n) => return Ok(n),
+                    Err(Errno::INTR) => {}
+                    Err(Errno::AGAIN) => {
+                        io::wait_readable(fd, None)?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            },
+        }
     }
 }
 
