@@ -53,6 +53,8 @@ pub struct Connection {
     readable: bool,
     writable: bool,
     socket: bool,
+    /// Whether the peer is a process of this program (see `handle::with_received`).
+    trusted: bool,
     max_message: u64,
     timeout: Option<Duration>,
     scratch: Vec<u8>,
@@ -84,14 +86,14 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
             None,
         )?;
         Ok((
-            Connection::new(a, true, true, true),
-            Connection::new(b, true, true, true),
+            Connection::new(a, true, true, true).trusted(),
+            Connection::new(b, true, true, true).trusted(),
         ))
     } else {
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         Ok((
-            Connection::new(r, true, false, false),
-            Connection::new(w, false, true, false),
+            Connection::new(r, true, false, false).trusted(),
+            Connection::new(w, false, true, false).trusted(),
         ))
     }
 }
@@ -103,10 +105,16 @@ impl Connection {
             readable,
             writable,
             socket,
+            trusted: false,
             max_message: u64::MAX,
             timeout: None,
             scratch: Vec::new(),
         }
+    }
+
+    fn trusted(mut self) -> Self {
+        self.trusted = true;
+        self
     }
 
     /// Wraps a connected stream socket or a pipe end.
@@ -188,6 +196,7 @@ impl Connection {
         let mut c = Connection::new(fd, self.readable, self.writable, self.socket);
         c.max_message = self.max_message;
         c.timeout = self.timeout;
+        c.trusted = self.trusted;
         Ok(c)
     }
 
@@ -330,7 +339,8 @@ impl Connection {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         let result = self.read_payload(len, &mut buf).and_then(|()| {
-            let (value, _unclaimed) = handle::with_handles(fds, || codec::decode::<T>(&buf));
+            let (value, _unclaimed) =
+                handle::with_received(fds, self.trusted, || codec::decode::<T>(&buf));
             value
         });
         if buf.capacity() <= 1 << 16 {
@@ -599,6 +609,7 @@ struct ConnectionWire {
     readable: bool,
     writable: bool,
     socket: bool,
+    trusted: bool,
 }
 
 impl Serialize for Connection {
@@ -610,11 +621,12 @@ impl Serialize for Connection {
             .fd
             .as_ref()
             .ok_or_else(|| S::Error::custom("cannot send a closed Connection"))?;
-        let mut st = s.serialize_struct("ConnectionWire", 4)?;
+        let mut st = s.serialize_struct("ConnectionWire", 5)?;
         st.serialize_field("fd", &HandleRef(fd.as_fd()))?;
         st.serialize_field("readable", &self.readable)?;
         st.serialize_field("writable", &self.writable)?;
         st.serialize_field("socket", &self.socket)?;
+        st.serialize_field("trusted", &self.trusted)?;
         st.end()
     }
 }
@@ -630,7 +642,10 @@ impl Serialize for HandleRef<'_> {
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let w = ConnectionWire::deserialize(d)?;
-        Ok(Connection::new(w.fd.0, w.readable, w.writable, w.socket))
+        let mut c = Connection::new(w.fd.0, w.readable, w.writable, w.socket);
+        // Trust does not travel further than the message that carried it.
+        c.trusted = w.trusted && handle::receiving_trusted();
+        Ok(c)
     }
 }
 

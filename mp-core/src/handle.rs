@@ -20,7 +20,13 @@ const HANDLE_NAME: &str = "__mp_handle";
 
 thread_local! {
     static SENDING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
-    static RECEIVING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    static RECEIVING: RefCell<Option<Receiving>> = const { RefCell::new(None) };
+}
+
+/// The fds of a message being decoded, and whether its sender is a process of this program.
+struct Receiving {
+    fds: Vec<Option<OwnedFd>>,
+    trusted: bool,
 }
 
 /// Runs `f` (which serializes values holding handles) and returns its result with the fds that
@@ -34,19 +40,41 @@ pub fn collect_handles<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
     (result, fds)
 }
 
-/// Runs `f` (which deserializes values holding handles) with `fds` as the received handles.
+/// Runs `f` (which deserializes values holding handles) with `fds` as the received handles,
+/// for bytes that come from a process of this program (a child's bootstrap, a `pipe()`).
 /// Returns `f`'s result and the fds that no value claimed (the caller drops or reports them).
 pub fn with_handles<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
-    let table = fds.into_iter().map(Some).collect();
-    let saved = RECEIVING.with(|r| r.replace(Some(table)));
+    with_received(fds, true, f)
+}
+
+/// [`with_handles`] for bytes from a sender that may not be part of this program (a socket
+/// accepted from anyone): values that carry code identities ([`Function`](crate::Function))
+/// refuse to decode.
+pub fn with_received<R>(
+    fds: Vec<OwnedFd>,
+    trusted: bool,
+    f: impl FnOnce() -> R,
+) -> (R, Vec<OwnedFd>) {
+    let receiving = Receiving {
+        fds: fds.into_iter().map(Some).collect(),
+        trusted,
+    };
+    let saved = RECEIVING.with(|r| r.replace(Some(receiving)));
     let result = f();
     let left = RECEIVING
         .with(|r| r.replace(saved))
+        .map(|r| r.fds)
         .unwrap_or_default()
         .into_iter()
         .flatten()
         .collect();
     (result, left)
+}
+
+/// True while decoding bytes whose sender is a process of this program (see
+/// [`with_received`]).
+pub fn receiving_trusted() -> bool {
+    RECEIVING.with(|r| r.borrow().as_ref().is_some_and(|r| r.trusted))
 }
 
 /// True while [`collect_handles`] is running on this thread.
@@ -86,7 +114,7 @@ pub fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Err
     let index = d.deserialize_newtype_struct(HANDLE_NAME, IndexVisitor)?;
     RECEIVING.with(|receiving| {
         let mut receiving = receiving.borrow_mut();
-        let Some(table) = receiving.as_mut() else {
+        let Some(table) = receiving.as_mut().map(|r| &mut r.fds) else {
             return Err(de::Error::custom(format!(
                 "{HANDLE_ERROR_PREFIX}a handle can only be deserialized from a message received \
                  by a child process or over a duplex Connection"

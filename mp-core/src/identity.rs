@@ -70,3 +70,106 @@ pub(crate) fn check(sender: &Fingerprint) -> Result<Verified> {
         )))
     }
 }
+
+/// A `fn(A) -> R` that can be sent to another process of the same program: it travels as its
+/// function identity (offset in this binary, the binary's fingerprint, and a hash of its type).
+///
+/// Python: what pickling a module-level function does (by qualified name). This is how a
+/// `Pool` worker started long ago runs `pool.map(f, ..)`, and how a `Barrier`'s action runs in
+/// whichever process arrives last.
+///
+/// A `Function` only serializes inside a handle transfer and only deserializes from a sender
+/// that is a process of this program (a child's arguments, a `pipe()`); from any other peer
+/// (a socket accepted from anyone) it is an error, never a code pointer. A different binary
+/// gives [`Error::BinaryMismatch`], a different type an [`Error::Codec`].
+pub struct Function<A, R> {
+    f: fn(A) -> R,
+}
+
+impl<A, R> Clone for Function<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, R> Copy for Function<A, R> {}
+
+impl<A, R> std::fmt::Debug for Function<A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Function({:#x})", self.f as usize)
+    }
+}
+
+impl<A: 'static, R: 'static> Function<A, R> {
+    /// Wraps `f`.
+    pub fn new(f: fn(A) -> R) -> Self {
+        Function { f }
+    }
+
+    /// The function itself.
+    pub fn get(&self) -> fn(A) -> R {
+        self.f
+    }
+
+    /// Calls the function.
+    pub fn call(&self, args: A) -> R {
+        (self.f)(args)
+    }
+
+    fn type_hash() -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::any::TypeId::of::<fn(A) -> R>().hash(&mut h);
+        h.finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct FunctionWire {
+    fingerprint: Fingerprint,
+    offset: i64,
+    type_hash: u64,
+}
+
+impl<A: 'static, R: 'static> Serialize for Function<A, R> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        if !crate::handle::is_collecting() {
+            return Err(S::Error::custom(format!(
+                "{}a Function can only be serialized while it is sent to a child process or \
+                 over a Connection",
+                crate::handle::HANDLE_ERROR_PREFIX
+            )));
+        }
+        FunctionWire {
+            fingerprint: fingerprint().map_err(S::Error::custom)?,
+            offset: offset_of(self.f as usize),
+            type_hash: Self::type_hash(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, A: 'static, R: 'static> Deserialize<'de> for Function<A, R> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let wire = FunctionWire::deserialize(d)?;
+        if !crate::handle::receiving_trusted() {
+            return Err(D::Error::custom(format!(
+                "{}a Function can only be received from a process of this program \
+                 (not from a socket accepted from anyone)",
+                crate::handle::HANDLE_ERROR_PREFIX
+            )));
+        }
+        let verified = check(&wire.fingerprint).map_err(D::Error::custom)?;
+        if wire.type_hash != Self::type_hash() {
+            return Err(D::Error::custom(format!(
+                "the Function received is not a {}",
+                std::any::type_name::<fn(A) -> R>()
+            )));
+        }
+        Ok(Function {
+            f: crate::sys::fn_at(&verified, wire.offset),
+        })
+    }
+}

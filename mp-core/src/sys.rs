@@ -97,6 +97,15 @@ pub(crate) fn call_trampoline(
     }
 }
 
+/// The function of type `F` at `offset` from the identity anchor, for a `Function` whose
+/// sender was verified to be this binary and whose type hash matched `F`.
+pub(crate) fn fn_at<F: Copy>(_verified: &crate::identity::Verified, offset: i64) -> F {
+    // SAFETY: `_verified` proves the offset was taken in this very binary, from a function
+    // whose type hash (checked by the caller, `Function`'s deserializer) is that of `F`, and the
+    // message came from a process of this program (`handle::receiving_trusted`).
+    unsafe { fn_from_addr(crate::identity::addr_of(offset)) }
+}
+
 /// Reads at most `want` bytes from `fd` into `buf`'s spare capacity, extending its length by
 /// what was read. `buf` must have spare capacity.
 pub(crate) fn read_into_spare(
