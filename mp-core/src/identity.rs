@@ -71,8 +71,34 @@ pub(crate) fn check(sender: &Fingerprint) -> Result<Verified> {
     }
 }
 
-/// A `fn(A) -> R` that can be sent to another process of the same program: it travels as its
-/// function identity (offset in this binary, the binary's fingerprint, and a hash of its type).
+/// A function pointer type that a [`Function`] can carry: `fn() -> R`, `fn(A) -> R`,
+/// `fn(A, B) -> R`.
+pub trait FnPtr: Copy + Send + Sync + 'static {
+    /// The function's address.
+    fn addr(self) -> usize;
+}
+
+impl<R: 'static> FnPtr for fn() -> R {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+
+impl<A: 'static, R: 'static> FnPtr for fn(A) -> R {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+
+impl<A: 'static, B: 'static, R: 'static> FnPtr for fn(A, B) -> R {
+    fn addr(self) -> usize {
+        self as usize
+    }
+}
+
+/// A function pointer (`fn(A) -> R` and the like) that can be sent to another process of the
+/// same program: it travels as its function identity (offset in this binary, the binary's
+/// fingerprint, and a hash of its type).
 ///
 /// Python: what pickling a module-level function does (by qualified name). This is how a
 /// `Pool` worker started long ago runs `pool.map(f, ..)`, and how a `Barrier`'s action runs in
@@ -82,44 +108,32 @@ pub(crate) fn check(sender: &Fingerprint) -> Result<Verified> {
 /// that is a process of this program (a child's arguments, a `pipe()`); from any other peer
 /// (a socket accepted from anyone) it is an error, never a code pointer. A different binary
 /// gives [`Error::BinaryMismatch`], a different type an [`Error::Codec`].
-pub struct Function<A, R> {
-    f: fn(A) -> R,
+#[derive(Clone, Copy)]
+pub struct Function<F: FnPtr> {
+    f: F,
 }
 
-impl<A, R> Clone for Function<A, R> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<A, R> Copy for Function<A, R> {}
-
-impl<A, R> std::fmt::Debug for Function<A, R> {
+impl<F: FnPtr> std::fmt::Debug for Function<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Function({:#x})", self.f as usize)
+        write!(f, "Function({:#x})", self.f.addr())
     }
 }
 
-impl<A: 'static, R: 'static> Function<A, R> {
-    /// Wraps `f`.
-    pub fn new(f: fn(A) -> R) -> Self {
+impl<F: FnPtr> Function<F> {
+    /// Wraps `f` (write `Function::new(f as fn(i32) -> i32)` if inference needs help).
+    pub fn new(f: F) -> Self {
         Function { f }
     }
 
-    /// The function itself.
-    pub fn get(&self) -> fn(A) -> R {
+    /// The function itself, to call.
+    pub fn get(&self) -> F {
         self.f
-    }
-
-    /// Calls the function.
-    pub fn call(&self, args: A) -> R {
-        (self.f)(args)
     }
 
     fn type_hash() -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::any::TypeId::of::<fn(A) -> R>().hash(&mut h);
+        std::any::TypeId::of::<F>().hash(&mut h);
         h.finish()
     }
 }
@@ -131,7 +145,7 @@ struct FunctionWire {
     type_hash: u64,
 }
 
-impl<A: 'static, R: 'static> Serialize for Function<A, R> {
+impl<F: FnPtr> Serialize for Function<F> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
         if !crate::handle::is_collecting() {
@@ -143,14 +157,14 @@ impl<A: 'static, R: 'static> Serialize for Function<A, R> {
         }
         FunctionWire {
             fingerprint: fingerprint().map_err(S::Error::custom)?,
-            offset: offset_of(self.f as usize),
+            offset: offset_of(self.f.addr()),
             type_hash: Self::type_hash(),
         }
         .serialize(s)
     }
 }
 
-impl<'de, A: 'static, R: 'static> Deserialize<'de> for Function<A, R> {
+impl<'de, F: FnPtr> Deserialize<'de> for Function<F> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
         let wire = FunctionWire::deserialize(d)?;
@@ -165,7 +179,7 @@ impl<'de, A: 'static, R: 'static> Deserialize<'de> for Function<A, R> {
         if wire.type_hash != Self::type_hash() {
             return Err(D::Error::custom(format!(
                 "the Function received is not a {}",
-                std::any::type_name::<fn(A) -> R>()
+                std::any::type_name::<F>()
             )));
         }
         Ok(Function {

@@ -89,7 +89,7 @@ pub use context::{
     set_start_method, set_start_method_force, Context, StartMethod,
 };
 pub use error::{Error, Message, Result};
-pub use identity::Function;
+pub use identity::{FnPtr, Function};
 pub use process::{
     active_children, cpu_count, current_process, exit, parent_process, set_join_at_exit,
     CurrentProcess, ParentProcess, Process,
