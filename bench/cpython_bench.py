@@ -121,12 +121,64 @@ def figure_pipe_1mib(messages=200):
     return "MB/s", messages * MIB / 1e6 / elapsed
 
 
+def figure_lock_uncontended(count=1_000_000):
+    """acquire()+release() pairs per second of an uncontended multiprocessing.Lock."""
+    lock = multiprocessing.get_context("fork").Lock()
+    acquire, release = lock.acquire, lock.release
+    t0 = time.perf_counter()
+    for _ in range(count):
+        acquire()
+        release()
+    return "ops/s", count / (time.perf_counter() - t0)
+
+
+def _partner(ping, pong, count):
+    for _ in range(count + 1):
+        ping.acquire()
+        pong.release()
+
+
+def _handoff(make, count):
+    ctx = multiprocessing.get_context("fork")
+    ping, pong = make(ctx), make(ctx)
+    p = ctx.Process(target=_partner, args=(ping, pong, count))
+    p.start()
+    ping.release()  # warm-up round
+    pong.acquire()
+    t0 = time.perf_counter()
+    for _ in range(count):
+        ping.release()
+        pong.acquire()
+    elapsed = time.perf_counter() - t0
+    p.join()
+    return "round_trips/s", count / elapsed
+
+
+def _held_lock(ctx):
+    lock = ctx.Lock()
+    lock.acquire()
+    return lock
+
+
+def figure_lock_handoff(count=100_000):
+    """Round trips per second of two processes handing two Locks back and forth."""
+    return _handoff(_held_lock, count)
+
+
+def figure_semaphore_pingpong(count=100_000):
+    """Round trips per second of two processes ping-ponging through two Semaphore(0)."""
+    return _handoff(lambda ctx: ctx.Semaphore(0), count)
+
+
 FIGURES = {
     "process_fork": figure_process_fork,
     "process_spawn": figure_process_spawn,
     "process_forkserver": figure_process_forkserver,
     "pipe_pingpong": figure_pipe_pingpong,
     "pipe_1mib": figure_pipe_1mib,
+    "lock_uncontended": figure_lock_uncontended,
+    "lock_handoff": figure_lock_handoff,
+    "semaphore_pingpong": figure_semaphore_pingpong,
 }
 
 

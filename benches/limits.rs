@@ -9,6 +9,7 @@
 //! | `process_forkserver` | none: the OS has no forkserver                                      |
 //! | `pipe_pingpong`      | 8-byte write/read round trips over a socketpair to a forked child  |
 //! | `pipe_1mib`          | 1 MiB writes over a socketpair to a forked child, MB/s (1e6 B)     |
+//! | `lock_handoff`       | futex wait/wake ping-pong of two words in a shared page, round trips/s |
 //!
 //! Every forked child here only makes raw syscalls (`read`, `write`, `_exit`) on memory
 //! allocated before the fork: after `fork()` only async-signal-safe calls are allowed, so no
@@ -36,6 +37,7 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "process_spawn" => Some(("us", spawn_noop(200))),
         "pipe_pingpong" => Some(("round_trips/s", socket_pingpong(20_000))),
         "pipe_1mib" => Some(("MB/s", socket_1mib(200))),
+        "lock_handoff" => Some(("round_trips/s", futex_pingpong(100_000))),
         _ => None,
     }
 }
@@ -257,4 +259,59 @@ fn read_exact(fd: &OwnedFd, mut buf: &mut [u8]) -> Result<(), Errno> {
         }
     }
     Ok(())
+}
+
+/// Round trips per second of a raw futex ping-pong between this process and a forked child:
+/// two words in a `MAP_SHARED` page; each side sets the other's word and wakes it, then sleeps
+/// on its own (no spinning).
+fn futex_pingpong(round_trips: u32) -> f64 {
+    use rustix::thread::futex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    // SAFETY: a fresh anonymous shared mapping of one page; nothing else refers to it.
+    let page = unsafe {
+        rustix::mm::mmap_anonymous(
+            ptr::null_mut(),
+            4096,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::SHARED,
+        )
+    }
+    .expect("mmap");
+    // SAFETY: the page is zeroed, page-aligned and lives until the munmap below; AtomicU32 has
+    // no invalid bit patterns; both processes only touch it through atomics.
+    let (ping, pong) = unsafe {
+        (
+            &*(page as *const AtomicU32),
+            &*((page as *const AtomicU32).add(1)),
+        )
+    };
+    fn wait_for(word: &AtomicU32) {
+        while word.swap(0, Ordering::Acquire) == 0 {
+            let _ = futex::wait(word, futex::Flags::empty(), 0, None);
+        }
+    }
+    fn signal(word: &AtomicU32) {
+        word.store(1, Ordering::Release);
+        let _ = futex::wake(word, futex::Flags::empty(), 1);
+    }
+    let child = fork_child(|| {
+        for _ in 0..=round_trips {
+            wait_for(ping);
+            signal(pong);
+        }
+        0
+    });
+    signal(ping); // warm-up round
+    wait_for(pong);
+    let start = Instant::now();
+    for _ in 0..round_trips {
+        signal(ping);
+        wait_for(pong);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    wait_ok(child);
+    // SAFETY: the mapping made above; the child has exited and no reference outlives this.
+    unsafe { rustix::mm::munmap(page, 4096) }.expect("munmap");
+    f64::from(round_trips) / elapsed
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use multiprocessing::{get_context, pipe, Connection, StartMethod};
+use multiprocessing::{get_context, pipe, Connection, Lock, Semaphore, StartMethod};
 
 /// Names of the Rust-side figures, in the order `cargo xtask bench` reports them.
 pub fn figures() -> &'static [&'static str] {
@@ -25,6 +25,9 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "process_forkserver" => ("us", start_join(StartMethod::Forkserver, 500)),
         "pipe_pingpong" => ("round_trips/s", pingpong(20_000)),
         "pipe_1mib" => ("MB/s", one_mib(200)),
+        "lock_uncontended" => ("ops/s", lock_uncontended(1_000_000)),
+        "lock_handoff" => ("round_trips/s", lock_handoff(100_000)),
+        "semaphore_pingpong" => ("round_trips/s", semaphore_pingpong(100_000)),
         _ => return None,
     })
 }
@@ -98,4 +101,73 @@ fn one_mib(messages: u32) -> f64 {
     let elapsed = t0.elapsed().as_secs_f64();
     p.join().expect("join");
     f64::from(messages) * (1u64 << 20) as f64 / 1e6 / elapsed
+}
+
+/// Acquire + release pairs per second of an uncontended `Lock` in one process.
+fn lock_uncontended(count: u32) -> f64 {
+    let lock = Lock::new().expect("lock");
+    let t0 = Instant::now();
+    for _ in 0..count {
+        lock.acquire().expect("acquire");
+        lock.release().expect("release");
+    }
+    f64::from(count) / t0.elapsed().as_secs_f64()
+}
+
+/// The child of `lock_handoff`: takes `ping` (released by the parent), gives back `pong`.
+fn lock_partner((ping, pong, count): (Lock, Lock, u32)) {
+    for _ in 0..=count {
+        ping.acquire().expect("acquire");
+        pong.release().expect("release");
+    }
+}
+
+/// Round trips per second of two processes handing a pair of `Lock`s back and forth (a `Lock`
+/// may be released by a process that did not acquire it, as in Python).
+fn lock_handoff(count: u32) -> f64 {
+    let (ping, pong) = (Lock::new().expect("lock"), Lock::new().expect("lock"));
+    ping.acquire().expect("acquire");
+    pong.acquire().expect("acquire");
+    let mut p = get_context(Some(StartMethod::Fork))
+        .process(lock_partner, (ping.clone(), pong.clone(), count));
+    p.start().expect("start");
+    ping.release().expect("release"); // warm-up round
+    pong.acquire().expect("acquire");
+    let t0 = Instant::now();
+    for _ in 0..count {
+        ping.release().expect("release");
+        pong.acquire().expect("acquire");
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    p.join().expect("join");
+    f64::from(count) / elapsed
+}
+
+/// The child of `semaphore_pingpong`.
+fn semaphore_partner((ping, pong, count): (Semaphore, Semaphore, u32)) {
+    for _ in 0..=count {
+        ping.acquire();
+        pong.release().expect("release");
+    }
+}
+
+/// Round trips per second of two processes ping-ponging through two semaphores.
+fn semaphore_pingpong(count: u32) -> f64 {
+    let (ping, pong) = (
+        Semaphore::new(0).expect("sem"),
+        Semaphore::new(0).expect("sem"),
+    );
+    let mut p = get_context(Some(StartMethod::Fork))
+        .process(semaphore_partner, (ping.clone(), pong.clone(), count));
+    p.start().expect("start");
+    ping.release().expect("release"); // warm-up round
+    pong.acquire();
+    let t0 = Instant::now();
+    for _ in 0..count {
+        ping.release().expect("release");
+        pong.acquire();
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    p.join().expect("join");
+    f64::from(count) / elapsed
 }

@@ -6,6 +6,8 @@
 mod hello;
 #[path = "info.rs"]
 mod info;
+#[path = "lock.rs"]
+mod lock;
 #[path = "pipe.rs"]
 mod pipe;
 
@@ -28,6 +30,9 @@ fn main() {
 
     section("Pipe: a child sends [42, None, 'hello']");
     pipe::main();
+
+    section("Lock: ten processes print under one lock");
+    lock::main();
 
     section("start methods: the same fn under fork, spawn and forkserver, with its return value");
     for method in [

@@ -1,13 +1,18 @@
 //! `multiprocessing` for Rust: Python's `multiprocessing`, with the names a Python programmer
 //! knows, over real OS processes.
 //!
-//! This umbrella crate re-exports the whole stack; each layer is also usable alone.
+//! This umbrella crate re-exports the whole stack at the top level, as Python's module does;
+//! each layer is also a crate of its own, usable alone.
 //!
 //! - **Processes** ([`mp_core`]): [`Process`], start methods ([`set_start_method`],
 //!   [`get_context`]), [`current_process`], [`parent_process`], [`active_children`],
 //!   [`cpu_count`], [`exit`].
 //! - **Pipes** ([`mp_core`]): [`pipe`] and [`Connection`], in CPython's wire format.
-//! - **Shared segments and handles**: [`SharedSegment`], [`handle`].
+//! - **Synchronization** ([`synchronize`], the `mp-sync` crate): [`Lock`], [`RLock`],
+//!   [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`], which survive a
+//!   dead owner ([`OwnerDied`]).
+//! - **Shared segments, handles and function identities**: [`SharedSegment`], [`handle`],
+//!   [`Function`].
 //!
 //! ```
 //! use multiprocessing::{pipe, Connection, Process};
@@ -24,16 +29,56 @@
 //! p.join().unwrap();
 //! ```
 //!
-//! See the README for the table of Python names and their Rust counterparts.
+//! Errors: each layer has its own `Error` enum; [`Error`] here wraps them all, so one `?` works
+//! across layers. See the README for the table of Python names and their Rust counterparts.
 
 #[doc(inline)]
 pub use mp_core::{
     active_children, codec, cpu_count, current_process, exit, freeze_support,
     get_all_start_methods, get_context, get_start_method, get_start_method_if_set, handle, init,
     parent_process, pipe, set_executable, set_join_at_exit, set_start_method,
-    set_start_method_force, Connection, Context, CurrentProcess, Error, Message, ParentProcess,
-    Process, Result, SharedSegment, StartMethod,
+    set_start_method_force, Connection, Context, CurrentProcess, FnPtr, Function, Message,
+    ParentProcess, Process, SharedSegment, StartMethod,
+};
+#[doc(inline)]
+pub use mp_sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,
+    OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
 
 /// The whole of `mp-core`, for items not re-exported at the top.
 pub use mp_core;
+/// Python's `multiprocessing.synchronize`: the `mp-sync` crate.
+pub use mp_sync as synchronize;
+
+/// Any error of the stack; each variant wraps one layer's error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Processes, pipes, handles ([`mp_core::Error`]).
+    #[error(transparent)]
+    Core(#[from] mp_core::Error),
+    /// Synchronization ([`mp_sync::Error`]).
+    #[error(transparent)]
+    Sync(#[from] mp_sync::Error),
+}
+
+impl<T> From<OwnerDied<T>> for Error {
+    fn from(e: OwnerDied<T>) -> Self {
+        Error::Sync(e.into())
+    }
+}
+
+impl Error {
+    /// True for an end-of-file error (Python: `EOFError`).
+    pub fn is_eof(&self) -> bool {
+        matches!(self, Error::Core(e) if e.is_eof())
+    }
+    /// True for a timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Core(e) if e.is_timeout())
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -17,6 +17,7 @@ thread_local! {
 }
 
 /// This thread's id (`gettid`), cached per thread and per process.
+#[inline]
 pub(crate) fn tid() -> u32 {
     TID.with(|c| {
         let me = sys::pid();
@@ -31,6 +32,7 @@ pub(crate) fn tid() -> u32 {
 }
 
 /// Turns an acquire outcome into Python's `acquire()` result.
+#[inline]
 fn outcome(a: Acquired) -> std::result::Result<bool, OwnerDied> {
     match a {
         Acquired::Yes => Ok(true),
@@ -91,6 +93,7 @@ impl Lock {
         })
     }
 
+    #[inline]
     fn won(&self, a: Acquired) -> std::result::Result<bool, OwnerDied> {
         if a != Acquired::No {
             self.s.get().owner_tid.store(tid(), Ordering::Relaxed);
@@ -99,6 +102,7 @@ impl Lock {
     }
 
     /// Blocks until the lock is acquired. Python: `Lock.acquire()`.
+    #[inline]
     pub fn acquire(&self) -> std::result::Result<(), OwnerDied> {
         self.won(raw::lock(&self.s.get().word, None)).map(|_| ())
     }
@@ -124,6 +128,7 @@ impl Lock {
 
     /// Releases the lock (from any thread or process). Releasing an unlocked lock is
     /// [`Error::NotLocked`] (Python: `ValueError`). Python: `Lock.release()`.
+    #[inline]
     pub fn release(&self) -> Result<()> {
         if raw::unlock(&self.s.get().word) {
             Ok(())

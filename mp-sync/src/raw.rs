@@ -87,6 +87,7 @@ fn take_over_if_dead(word: &AtomicU32, seen: u32, me: u32) -> Acquired {
 }
 
 /// Takes `word`, waiting until `deadline` (`None`: forever).
+#[inline]
 pub(crate) fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Acquired {
     let me = sys::pid();
     if word
@@ -95,6 +96,11 @@ pub(crate) fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Acquired {
     {
         return Acquired::Yes;
     }
+    lock_slow(word, me, deadline)
+}
+
+#[cold]
+fn lock_slow(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> Acquired {
     for _ in 0..SPINS {
         std::hint::spin_loop();
         if word.load(Ordering::Relaxed) == 0
@@ -141,6 +147,7 @@ pub(crate) fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Acquired {
 }
 
 /// Releases `word`; false if it was not locked.
+#[inline]
 pub(crate) fn unlock(word: &AtomicU32) -> bool {
     let v = word.swap(0, Ordering::Release);
     if v & WAITERS != 0 {
@@ -150,6 +157,7 @@ pub(crate) fn unlock(word: &AtomicU32) -> bool {
 }
 
 /// The pid that holds `word` (0 when unlocked).
+#[inline]
 pub(crate) fn owner(word: &AtomicU32) -> u32 {
     word.load(Ordering::Relaxed) & PID_MASK
 }

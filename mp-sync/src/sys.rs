@@ -52,11 +52,17 @@ extern "C" fn forget_pid_in_child() {
 }
 
 /// This process's pid, cached (a fork hook clears the cache in every child, however forked).
+#[inline]
 pub(crate) fn pid() -> u32 {
     let cached = PID.load(Ordering::Relaxed);
     if cached != 0 {
         return cached;
     }
+    pid_slow()
+}
+
+#[cold]
+fn pid_slow() -> u32 {
     HOOK.call_once(|| {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe and valid
         // in a freshly forked child.
@@ -131,6 +137,7 @@ impl<T: Tagged> Segment<T> {
     }
 
     /// The state block.
+    #[inline]
     pub(crate) fn get(&self) -> &T {
         // SAFETY: `state` points into the mapping owned by `self.segment` (checked for size and
         // alignment by `view` when this `Segment` was made), which lives at least as long as
