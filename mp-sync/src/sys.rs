@@ -15,8 +15,9 @@ use mp_core::SharedSegment;
 /// processes at once, and the alignment is at most a page.
 pub(crate) unsafe trait SharedState: Sized {}
 
-// SAFETY (for each): `#[repr(C)]` structs made only of `AtomicU32`/`AtomicU64` fields and arrays
-// of such structs; all-zero is valid; alignment 8 at most.
+// The blocks below are `#[repr(C)]` structs made only of `AtomicU32`/`AtomicU64` fields and
+// arrays of such structs; all-zero is valid; alignment is 8 at most.
+// SAFETY: as described above.
 unsafe impl SharedState for crate::lock::LockState {}
 // SAFETY: as above.
 unsafe impl SharedState for crate::lock::RLockState {}
