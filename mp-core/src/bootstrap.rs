@@ -149,12 +149,26 @@ pub(crate) fn launch(hello: &Hello) -> Result<(Pid, OwnedFd, Connection)> {
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
             Err(match failed {
                 Ok(Ack::Failed(msg)) => Error::BinaryMismatch(msg),
-                Err(Error::Eof) | Err(Error::Codec(_)) | Err(Error::Timeout) => {
-                    Error::BinaryMismatch(format!(
+                Err(Error::Eof)
+                | Err(Error::Codec(_))
+                | Err(Error::Timeout)
+                | Err(Error::Protocol(_)) => Error::BinaryMismatch(format!(
                     "{} did not run the multiprocessing bootstrap; the executable must be this \
                      program, built with this library",
                     exe.display()
-                ))
+                )),
+                // A program that exits without reading the hello resets the socket.
+                Err(Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    ) =>
+                {
+                    Error::BinaryMismatch(format!(
+                        "{} did not run the multiprocessing bootstrap (it closed the bootstrap \
+                         socket); the executable must be this program, built with this library",
+                        exe.display()
+                    ))
                 }
                 Err(e) => e,
                 Ok(Ack::Ready) => unreachable_ack(),
@@ -245,6 +259,32 @@ thread_local! {
     static IN_TARGET: Cell<bool> = const { Cell::new(false) };
 }
 
+thread_local! {
+    /// The name of the process whose target runs on this thread (for the panic hook).
+    static TARGET_NAME: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that prefixes a child target's panic with
+/// `Process <name>:` (as CPython's traceback header does) and then runs the previous hook.
+///
+/// Called in the parent before any fork, so that a forked child never touches the hook lock
+/// (another thread may hold it at the moment of the fork); spawned children call it for
+/// themselves.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if in_target() {
+                if let Some(name) = TARGET_NAME.with(|n| n.borrow().clone()) {
+                    eprintln!("Process {name}:");
+                }
+            }
+            previous(info);
+        }));
+    });
+}
+
 /// The panic payload of [`exit`](crate::exit) inside a child's target.
 pub(crate) struct ExitRequest(pub i32);
 
@@ -265,15 +305,8 @@ pub(crate) fn child_main(
     if let Some(fd) = lifeline {
         watch_lifeline(fd);
     }
-    let previous_hook = panic::take_hook();
-    let hook_name = name.clone();
-    panic::set_hook(Box::new(move |info| {
-        if in_target() {
-            eprintln!("Process {hook_name}:");
-        }
-        previous_hook(info);
-    }));
-
+    install_panic_hook();
+    TARGET_NAME.with(|n| *n.borrow_mut() = Some(name.clone()));
     IN_TARGET.with(|t| t.set(true));
     let outcome = panic::catch_unwind(AssertUnwindSafe(run));
     IN_TARGET.with(|t| t.set(false));

@@ -434,6 +434,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
             .take()
             .ok_or_else(|| Error::InvalidState("cannot start a process twice".into()))?;
         cleanup();
+        bootstrap::install_panic_hook();
         let (method, daemon) = {
             let st = self.inner.lock();
             (
@@ -441,14 +442,11 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
                 st.daemon,
             )
         };
-        let result = if TypeId::of::<R>() == TypeId::of::<()>() {
-            None
-        } else {
-            Some(rustix::fs::memfd_create(
-                "mp-result",
-                rustix::fs::MemfdFlags::CLOEXEC,
-            )?)
-        };
+        // Every child gets a result file: a value, or the message of the panic that ended it.
+        let result = Some(rustix::fs::memfd_create(
+            "mp-result",
+            rustix::fs::MemfdFlags::CLOEXEC,
+        )?);
         let config = self.child_config();
         flush_stdio();
         let started = match method {
@@ -634,13 +632,17 @@ impl<R> Process<R> {
     /// ended. Python: `Process.exitcode`.
     pub fn exitcode(&self) -> Result<Option<i32>> {
         drop(self.check_open()?);
-        self.inner.try_reap()
+        let code = self.inner.try_reap()?;
+        if code.is_some() {
+            forget_child(&self.inner);
+        }
+        Ok(code)
     }
 
     /// Whether the child has started and not yet ended. Python: `Process.is_alive()`.
     pub fn is_alive(&self) -> Result<bool> {
         let started = self.check_open()?.started;
-        Ok(started && self.inner.try_reap()?.is_none())
+        Ok(started && self.exitcode()?.is_none())
     }
 
     /// An fd that becomes readable when the child ends (for `poll`/`wait`). Python:
@@ -686,10 +688,15 @@ impl<R> Process<R> {
             .ok_or_else(|| Error::InvalidState("can only join a started process".into()))?;
         loop {
             if let Some(code) = self.inner.try_reap()? {
+                forget_child(&self.inner);
                 return Ok(Some(code));
             }
             if !io::wait_readable(sentinel.as_fd(), deadline)? {
-                return self.inner.try_reap();
+                let code = self.inner.try_reap()?;
+                if code.is_some() {
+                    forget_child(&self.inner);
+                }
+                return Ok(code);
             }
         }
     }
@@ -723,17 +730,29 @@ impl<R> Process<R> {
     /// Releases the process object; fails while the child runs. Later calls of most methods
     /// fail with [`Error::Closed`]. Python: `Process.close()`.
     pub fn close(&self) -> Result<()> {
+        if self.inner.lock().closed {
+            return Ok(());
+        }
         if self.is_alive()? {
             return Err(Error::InvalidState(
                 "cannot close a process while it is still running; join or terminate it first"
                     .into(),
             ));
         }
-        let mut st = self.inner.lock();
-        st.closed = true;
-        st.result = None;
+        {
+            let mut st = self.inner.lock();
+            st.closed = true;
+            st.result = None;
+        }
+        forget_child(&self.inner);
         Ok(())
     }
+}
+
+/// Drops an ended child from the registry (Python: `_children.discard(self)`), so its fds go
+/// with its last handle.
+fn forget_child(inner: &Arc<Inner>) {
+    global().children.retain(|c| !Arc::ptr_eq(c, inner));
 }
 
 fn read_result_file(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
