@@ -34,6 +34,8 @@ const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
 /// Payloads are read into buffers that grow by at most this much ahead of the bytes that have
 /// actually arrived, so a peer's length header never sizes an allocation on its own.
 const ALLOC_STEP: usize = 16 << 20;
+/// Bytes a pipe accepts at once when it reports room (POSIX `PIPE_BUF`).
+const PIPE_BUF: usize = 4096;
 /// The largest payload announced with the 4-byte header.
 const SHORT_MAX: u64 = 0x7fff_ffff;
 
@@ -274,13 +276,33 @@ impl Connection {
 
     /// Writes one frame: header and payload in as few syscalls as the kernel allows, with `fds`
     /// attached to its first byte.
-    pub(crate) fn write_frame(&self, payload: &[u8], fds: &[OwnedFd]) -> Result<()> {
-        let fd = self.check_writable()?;
+    pub(crate) fn write_frame(&mut self, payload: &[u8], fds: &[OwnedFd]) -> Result<()> {
+        let result = self.write_frame_inner(payload, fds);
+        if let Err((e, sent)) = result {
+            // Part of the frame went out: the peer's stream is out of step from here on.
+            if sent > 0 {
+                self.writable = false;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes a frame; on error, also says how many bytes of it went out.
+    fn write_frame_inner(
+        &self,
+        payload: &[u8],
+        fds: &[OwnedFd],
+    ) -> std::result::Result<(), (Error, usize)> {
+        let fd = self.check_writable().map_err(|e| (e, 0))?;
         if fds.len() > MAX_FDS {
-            return Err(Error::InvalidArgument(format!(
-                "a message can carry at most {MAX_FDS} handles, not {}",
-                fds.len()
-            )));
+            return Err((
+                Error::InvalidArgument(format!(
+                    "a message can carry at most {MAX_FDS} handles, not {}",
+                    fds.len()
+                )),
+                0,
+            ));
         }
         let mut header = [0u8; 12];
         let len = payload.len() as u64;
@@ -296,14 +318,20 @@ impl Connection {
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
         let mut sent = 0;
         while sent < total {
-            if self.timeout.is_some() {
-                self.wait_for_io(false)?;
+            // With a timeout, wait for room first, then write only what fits without blocking
+            // (DONTWAIT on sockets; at most PIPE_BUF bytes, which POLLOUT guarantees, on pipes).
+            let timed = self.timeout.is_some();
+            if timed {
+                self.wait_for_io(false).map_err(|e| (e, sent))?;
             }
-            let (head, body) = if sent < header_len {
+            let (head, mut body) = if sent < header_len {
                 (&header[sent..header_len], payload)
             } else {
                 (&[][..], &payload[sent - header_len..])
             };
+            if timed && !self.socket {
+                body = &body[..body.len().min(PIPE_BUF.saturating_sub(head.len()))];
+            }
             let iov = [IoSlice::new(head), IoSlice::new(body)];
             let result = if self.socket {
                 let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
@@ -311,17 +339,23 @@ impl Connection {
                 if sent == 0 && !borrowed.is_empty() {
                     control.push(SendAncillaryMessage::ScmRights(&borrowed));
                 }
-                rustix::net::sendmsg(fd, &iov, &mut control, SendFlags::NOSIGNAL)
+                let flags = if timed {
+                    SendFlags::NOSIGNAL | SendFlags::DONTWAIT
+                } else {
+                    SendFlags::NOSIGNAL
+                };
+                rustix::net::sendmsg(fd, &iov, &mut control, flags)
             } else {
                 rustix::io::writev(fd, &iov)
             };
             match result {
                 Ok(n) => sent += n,
                 Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => {
-                    io::wait_writable(fd, None)?;
+                Err(Errno::AGAIN) if !timed => {
+                    io::wait_writable(fd, None).map_err(|e| (e, sent))?;
                 }
-                Err(e) => return Err(e.into()),
+                Err(Errno::AGAIN) => {}
+                Err(e) => return Err((e.into(), sent)),
             }
         }
         Ok(())

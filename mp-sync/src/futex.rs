@@ -1,4 +1,9 @@
-//! Futex waits with deadlines, on words shared between processes (no `FUTEX_PRIVATE_FLAG`).
+//! Futex waits with deadlines on words shared between processes (no `FUTEX_PRIVATE_FLAG`): the
+//! building block of every primitive here, public for the crates above (queues, pools).
+//!
+//! A waiter loads a word, checks its condition, and calls [`wait`] with the value it saw; a
+//! waker changes the word, then calls [`wake`]. The kernel compares the word with the expected
+//! value atomically with going to sleep, so no wake-up is lost.
 
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
@@ -8,7 +13,7 @@ use rustix::thread::futex;
 
 /// Why [`wait`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Woke {
+pub enum Woke {
     /// Woken, interrupted or the value had already changed: look again.
     Maybe,
     /// The deadline passed.
@@ -16,7 +21,7 @@ pub(crate) enum Woke {
 }
 
 /// Sleeps while `word == expected`, until woken or `deadline` (`None`: no deadline).
-pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke {
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke {
     let timeout = match deadline {
         None => None,
         Some(d) => {
@@ -35,12 +40,12 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
 }
 
 /// Wakes up to `n` sleepers on `word`.
-pub(crate) fn wake(word: &AtomicU32, n: u32) {
+pub fn wake(word: &AtomicU32, n: u32) {
     let _ = futex::wake(word, futex::Flags::empty(), n);
 }
 
 /// Wakes every sleeper on `word`.
-pub(crate) fn wake_all(word: &AtomicU32) {
+pub fn wake_all(word: &AtomicU32) {
     wake(word, i32::MAX as u32);
 }
 
@@ -52,7 +57,7 @@ fn timespec(d: Duration) -> futex::Timespec {
 }
 
 /// The earlier of two optional deadlines.
-pub(crate) fn earliest(a: Option<Instant>, b: Instant) -> Instant {
+pub fn earliest(a: Option<Instant>, b: Instant) -> Instant {
     match a {
         Some(a) if a < b => a,
         _ => b,
@@ -60,6 +65,6 @@ pub(crate) fn earliest(a: Option<Instant>, b: Instant) -> Instant {
 }
 
 /// A timeout as a deadline; `None` (or one too far to represent) waits forever.
-pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }

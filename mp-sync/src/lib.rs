@@ -51,7 +51,7 @@ mod barrier;
 mod condition;
 mod error;
 mod event;
-mod futex;
+pub mod futex;
 mod lock;
 mod raw;
 mod semaphore;

@@ -1,0 +1,509 @@
+//! The shared ring every queue is made of.
+//!
+//! One shared segment: a header page (see `sys::Header`) and a data area of `capacity` bytes
+//! (a power of two, sparse: pages exist only once written). Items are records: an 8-byte header
+//! (`len: u32`, `kind: u32`) and the MessagePack encoding, encoded in place, padded to 8 bytes,
+//! never split across the end of the area (a `SKIP` record fills the end instead).
+//!
+//! `tail` and `head` each pack an item count (mod 2^32) and a byte position (mod 2^31) into one
+//! `AtomicU64`, so publishing an item or consuming one is a single store: a producer or consumer
+//! killed at any instant leaves the ring either before or after its step, never in between.
+//! Producers hold the put lock, consumers the get lock (robust `mp_sync::Lock`s, so a holder's
+//! death frees them). A producer writes past the tail, where nobody reads, then stores the new
+//! tail; a consumer reads between head and tail, where nobody writes, then stores the new head.
+//! A consumer killed before its store leaves the item for the next consumer; one killed after
+//! it has taken the item with it.
+//!
+//! Residency: producers go back to offset 0 once they are past `soft` bytes and the queue is
+//! short, so a steady queue reuses the same few pages. A burst may push the data past `soft`;
+//! once the consumers are back at the start, the pages beyond it are released
+//! (`FALLOC_FL_PUNCH_HOLE`), so a queue never keeps more memory than its longest backlog needed.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mp_core::SharedSegment;
+use mp_sync::futex::{self, Woke};
+use mp_sync::Lock;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sys::{self, DataWriter, Header, HEADER};
+
+const MAGIC: u32 = 0x5155_4555; // "QUEU"
+const ITEM: u32 = 0x4d45_5449;
+const SKIP: u32 = 0x5049_4b53;
+const POS_MASK: u64 = (1 << 31) - 1;
+/// Spins before a consumer sleeps.
+const SPINS: u32 = 200;
+/// The default data area: 1 GiB of address space, sparse.
+pub(crate) const DEFAULT_CAPACITY: usize = 1 << 30;
+/// The default resident part of the data area.
+pub(crate) const DEFAULT_SOFT: usize = 4 << 20;
+/// Release pages only when at least this much lies past `soft`.
+const PUNCH_MIN: u64 = 1 << 20;
+
+fn pos(x: u64) -> u64 {
+    x & POS_MASK
+}
+
+fn count(x: u64) -> u32 {
+    (x >> 32) as u32
+}
+
+fn pack(count: u32, pos: u64) -> u64 {
+    (u64::from(count) << 32) | (pos & POS_MASK)
+}
+
+fn align8(n: u64) -> u64 {
+    (n + 7) & !7
+}
+
+/// The shared ring behind a queue handle. Clones share it.
+#[derive(Clone)]
+pub(crate) struct Ring {
+    segment: Arc<SharedSegment>,
+    put_lock: Lock,
+    get_lock: Lock,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RingWire {
+    segment: SharedSegment,
+    put_lock: Lock,
+    get_lock: Lock,
+}
+
+impl Serialize for Ring {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("RingWire", 3)?;
+        st.serialize_field("segment", &*self.segment)?;
+        st.serialize_field("put_lock", &self.put_lock)?;
+        st.serialize_field("get_lock", &self.get_lock)?;
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Ring {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = RingWire::deserialize(d)?;
+        if w.segment.len() < HEADER
+            || sys::header(&w.segment)
+                .consts
+                .0
+                .magic
+                .load(Ordering::Acquire)
+                != MAGIC
+        {
+            return Err(serde::de::Error::custom(
+                "the shared segment received is not a queue",
+            ));
+        }
+        Ok(Ring {
+            segment: Arc::new(w.segment),
+            put_lock: w.put_lock,
+            get_lock: w.get_lock,
+        })
+    }
+}
+
+/// How long a blocking call may wait.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all.
+    No,
+    /// Until the deadline (`None`: forever).
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::No => Some(Instant::now()),
+            Wait::Until(d) => d,
+        }
+    }
+}
+
+/// Takes a robust lock; a dead previous holder needs no repair (every step is one store).
+fn take(lock: &Lock, wait: Wait) -> bool {
+    let got = match wait {
+        Wait::No => lock.try_acquire(),
+        Wait::Until(None) => lock.acquire().map(|()| true),
+        Wait::Until(Some(d)) => lock.acquire_deadline(d),
+    };
+    got.unwrap_or(true)
+}
+
+/// Releases a lock this handle took.
+fn give(lock: &Lock) {
+    let _ = lock.release();
+}
+
+impl Ring {
+    /// A new ring. `capacity` is rounded up to a power of two (at least 64 KiB, at most 1 GiB);
+    /// `maxsize == 0` means no bound on the number of items.
+    pub(crate) fn new(kind: u32, capacity: usize, soft: usize, maxsize: u64) -> Result<Ring> {
+        let capacity = capacity.clamp(1 << 16, 1 << 30).next_power_of_two();
+        let soft = soft.clamp(1 << 12, capacity);
+        let segment = SharedSegment::new(HEADER + capacity)?;
+        let h = sys::header(&segment);
+        h.consts.0.kind.store(kind, Ordering::Relaxed);
+        h.consts
+            .0
+            .capacity
+            .store(capacity as u64, Ordering::Relaxed);
+        h.consts.0.soft.store(soft as u64, Ordering::Relaxed);
+        h.consts.0.maxsize.store(maxsize, Ordering::Relaxed);
+        h.consts.0.magic.store(MAGIC, Ordering::Release);
+        Ok(Ring {
+            segment: Arc::new(segment),
+            put_lock: Lock::new()?,
+            get_lock: Lock::new()?,
+        })
+    }
+
+    fn h(&self) -> &Header {
+        sys::header(&self.segment)
+    }
+
+    /// The kind tag given at creation.
+    pub(crate) fn kind(&self) -> u32 {
+        self.h().consts.0.kind.load(Ordering::Relaxed)
+    }
+
+    fn capacity(&self) -> u64 {
+        self.h().consts.0.capacity.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn maxsize(&self) -> u64 {
+        self.h().consts.0.maxsize.load(Ordering::Relaxed)
+    }
+
+    /// Items in the ring now (exact when no put or get is in progress).
+    pub(crate) fn qsize(&self) -> u64 {
+        let h = self.h();
+        let head = h.consumer.0.head.load(Ordering::Acquire);
+        let tail = h.producer.0.tail.load(Ordering::Acquire);
+        u64::from(count(tail).wrapping_sub(count(head)))
+    }
+
+    // ----- put -----
+
+    /// Encodes `item` into the ring and publishes it.
+    pub(crate) fn put<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<()> {
+        let deadline = wait.deadline();
+        if !take(&self.put_lock, wait) {
+            return Err(Error::Full);
+        }
+        let result = self.put_locked(item, wait, deadline);
+        give(&self.put_lock);
+        result
+    }
+
+    fn put_locked<T: Serialize + ?Sized>(
+        &self,
+        item: &T,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let h = self.h();
+        let maxsize = self.maxsize();
+        loop {
+            let tail = h.producer.0.tail.load(Ordering::Relaxed);
+            let head = h.consumer.0.head.load(Ordering::Acquire);
+            let room_for_item =
+                maxsize == 0 || u64::from(count(tail).wrapping_sub(count(head))) < maxsize;
+            if room_for_item {
+                match self.encode(item, tail, head)? {
+                    Some(new_tail) => {
+                        h.producer.0.tail.store(new_tail, Ordering::SeqCst);
+                        if h.producer.0.item_sleepers.load(Ordering::SeqCst) > 0 {
+                            h.producer.0.items_seq.fetch_add(1, Ordering::SeqCst);
+                            futex::wake_all(&h.producer.0.items_seq);
+                        }
+                        return Ok(());
+                    }
+                    None if pos(tail) == pos(head) => {
+                        return Err(Error::TooLarge {
+                            capacity: self.capacity(),
+                        });
+                    }
+                    None => {}
+                }
+            }
+            // Full (by count or by bytes): wait for a consumer, without the put lock.
+            if matches!(wait, Wait::No) || !self.wait_for_space(head, deadline) {
+                return Err(Error::Full);
+            }
+        }
+    }
+
+    /// Sleeps (put lock released) until the head moves from `head` or `deadline` passes;
+    /// returns with the put lock held again, false on timeout.
+    fn wait_for_space(&self, head: u64, deadline: Option<Instant>) -> bool {
+        let c = &self.h().consumer.0;
+        c.space_sleepers.fetch_add(1, Ordering::SeqCst);
+        let seq = c.space_seq.load(Ordering::SeqCst);
+        give(&self.put_lock);
+        let timed_out = c.head.load(Ordering::SeqCst) == head
+            && futex::wait(&c.space_seq, seq, deadline) == Woke::TimedOut;
+        c.space_sleepers.fetch_sub(1, Ordering::SeqCst);
+        let relocked = take(&self.put_lock, Wait::Until(deadline));
+        if !relocked {
+            // `put` releases the lock on return; take it back so that stays balanced.
+            take(&self.put_lock, Wait::Until(None));
+            return false;
+        }
+        !timed_out || c.head.load(Ordering::SeqCst) != head
+    }
+
+    /// Encodes `item` at the best free place; `Ok(None)` if it does not fit now.
+    fn encode<T: Serialize + ?Sized>(&self, item: &T, tail: u64, head: u64) -> Result<Option<u64>> {
+        let h = self.h();
+        let cap = self.capacity();
+        let soft = h.consts.0.soft.load(Ordering::Relaxed);
+        let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+        let free = cap - used.min(cap);
+        let off = pos(tail) % cap;
+        // Continue where the tail is, or skip the rest of the area and start again at 0.
+        let here = (off, (cap - off).min(free), false);
+        let wrap = (
+            0,
+            if off > 0 {
+                free.saturating_sub(cap - off)
+            } else {
+                0
+            },
+            true,
+        );
+        let order = if off >= soft {
+            [wrap, here]
+        } else {
+            [here, wrap]
+        };
+        for (start, room, skip) in order {
+            if room < 16 {
+                continue;
+            }
+            let mut w = DataWriter::new(&self.segment, start as usize + 8, room as usize - 8);
+            match rmp_serde::encode::write(&mut w, item) {
+                Ok(()) => {}
+                Err(_) if w.overflowed() => continue,
+                Err(e) => return Err(Error::Codec(e.to_string())),
+            }
+            let len = w.written() as u64;
+            let record = align8(8 + len);
+            if record > room {
+                continue;
+            }
+            sys::write_data(
+                &self.segment,
+                start as usize,
+                &record_header(len as u32, ITEM),
+            );
+            let mut advance = record;
+            if skip {
+                sys::write_data(
+                    &self.segment,
+                    off as usize,
+                    &record_header((cap - off) as u32, SKIP),
+                );
+                advance += cap - off;
+            }
+            h.producer
+                .0
+                .high_water
+                .fetch_max(start + record, Ordering::Relaxed);
+            return Ok(Some(pack(count(tail).wrapping_add(1), pos(tail) + advance)));
+        }
+        Ok(None)
+    }
+
+    // ----- get -----
+
+    /// Takes the oldest item and decodes it.
+    pub(crate) fn get<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
+        let deadline = wait.deadline();
+        if !take(&self.get_lock, wait) {
+            return Err(Error::Empty);
+        }
+        let result = self.get_locked(wait, deadline);
+        give(&self.get_lock);
+        result
+    }
+
+    fn get_locked<T: DeserializeOwned>(&self, wait: Wait, deadline: Option<Instant>) -> Result<T> {
+        let h = self.h();
+        let head = h.consumer.0.head.load(Ordering::Relaxed);
+        let tail = self.wait_for_item(head, wait, deadline)?;
+        let cap = self.capacity();
+        let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+        let mut off = pos(head) % cap;
+        let mut advance = 0;
+        let (mut len, mut kind) = self.record_at(off);
+        if kind == SKIP {
+            advance = u64::from(len);
+            off = 0;
+            (len, kind) = self.record_at(0);
+        }
+        let record = align8(8 + u64::from(len));
+        if kind != ITEM || advance + record > used || off + record > cap {
+            return Err(Error::Corrupt(format!(
+                "bad record at offset {off}: kind {kind:#x}, length {len}, {used} bytes queued"
+            )));
+        }
+        let value = rmp_serde::from_slice::<T>(sys::read_data(
+            &self.segment,
+            off as usize + 8,
+            len as usize,
+        ))
+        .map_err(|e| Error::Codec(e.to_string()));
+        // Consume the item even if it did not decode, so the queue keeps working.
+        h.consumer.0.head.store(
+            pack(count(head).wrapping_add(1), pos(head) + advance + record),
+            Ordering::SeqCst,
+        );
+        if h.consumer.0.space_sleepers.load(Ordering::SeqCst) > 0 {
+            h.consumer.0.space_seq.fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(&h.consumer.0.space_seq);
+        }
+        if advance > 0 {
+            self.release_pages();
+        }
+        value
+    }
+
+    /// Waits for an item after `head`; returns the tail that shows it.
+    fn wait_for_item(&self, head: u64, wait: Wait, deadline: Option<Instant>) -> Result<u64> {
+        let p = &self.h().producer.0;
+        let mut spins = 0;
+        loop {
+            let tail = p.tail.load(Ordering::Acquire);
+            if pos(tail) != pos(head) {
+                return Ok(tail);
+            }
+            if matches!(wait, Wait::No) {
+                return Err(Error::Empty);
+            }
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            p.item_sleepers.fetch_add(1, Ordering::SeqCst);
+            let seq = p.items_seq.load(Ordering::SeqCst);
+            let woke = if pos(p.tail.load(Ordering::SeqCst)) == pos(head) {
+                futex::wait(&p.items_seq, seq, deadline)
+            } else {
+                Woke::Maybe
+            };
+            p.item_sleepers.fetch_sub(1, Ordering::SeqCst);
+            if woke == Woke::TimedOut && pos(p.tail.load(Ordering::Acquire)) == pos(head) {
+                return Err(Error::Empty);
+            }
+        }
+    }
+
+    fn record_at(&self, off: u64) -> (u32, u32) {
+        let b = sys::read_data(&self.segment, off as usize, 8);
+        let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let kind = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        (len, kind)
+    }
+
+    /// After the consumers went back to offset 0: releases the pages producers used past
+    /// `soft`, except those holding queued data. Needs the put lock (so the tail stands still);
+    /// skipped if a producer holds it, to be done at a later pass.
+    fn release_pages(&self) {
+        let h = self.h();
+        let soft = h.consts.0.soft.load(Ordering::Relaxed);
+        let high = h.producer.0.high_water.load(Ordering::Relaxed);
+        if high < soft + PUNCH_MIN || !matches!(self.put_lock.try_acquire(), Ok(true) | Err(_)) {
+            return;
+        }
+        let cap = self.capacity();
+        let tail_off = pos(h.producer.0.tail.load(Ordering::Acquire)) % cap;
+        let head_off = pos(h.consumer.0.head.load(Ordering::Acquire)) % cap;
+        // Queued data lies in [head_off, tail_off) now that the head is back near 0.
+        if tail_off >= head_off {
+            let start = soft.max(tail_off).next_multiple_of(4096);
+            let end = high.min(cap) / 4096 * 4096;
+            if end > start {
+                let _ = rustix::fs::fallocate(
+                    self.segment.fd(),
+                    rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                    HEADER as u64 + start,
+                    end - start,
+                );
+                h.producer.0.high_water.store(start, Ordering::Relaxed);
+            }
+        }
+        give(&self.put_lock);
+    }
+
+    // ----- task accounting (JoinableQueue) -----
+
+    /// Marks one item done; more than were put is [`Error::TaskDone`].
+    pub(crate) fn task_done(&self) -> Result<()> {
+        let h = self.h();
+        let t = &h.tasks.0;
+        loop {
+            let done = t.done.load(Ordering::SeqCst);
+            let put = count(h.producer.0.tail.load(Ordering::SeqCst));
+            if done == put {
+                return Err(Error::TaskDone);
+            }
+            if t.done
+                .compare_exchange(
+                    done,
+                    done.wrapping_add(1),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok()
+            {
+                break;
+            }
+        }
+        if t.join_sleepers.load(Ordering::SeqCst) > 0 {
+            t.done_seq.fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(&t.done_seq);
+        }
+        Ok(())
+    }
+
+    /// Waits until every item put has been marked done; false on timeout.
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
+        let h = self.h();
+        let t = &h.tasks.0;
+        let finished =
+            || t.done.load(Ordering::SeqCst) == count(h.producer.0.tail.load(Ordering::SeqCst));
+        loop {
+            if finished() {
+                return true;
+            }
+            t.join_sleepers.fetch_add(1, Ordering::SeqCst);
+            let seq = t.done_seq.load(Ordering::SeqCst);
+            let woke = if finished() {
+                Woke::Maybe
+            } else {
+                futex::wait(&t.done_seq, seq, deadline)
+            };
+            t.join_sleepers.fetch_sub(1, Ordering::SeqCst);
+            if woke == Woke::TimedOut {
+                return finished();
+            }
+        }
+    }
+}
+
+fn record_header(len: u32, kind: u32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&len.to_le_bytes());
+    b[4..].copy_from_slice(&kind.to_le_bytes());
+    b
+}
