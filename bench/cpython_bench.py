@@ -170,6 +170,89 @@ def figure_semaphore_pingpong(count=100_000):
     return _handoff(lambda ctx: ctx.Semaphore(0), count)
 
 
+def _queue_producer(q, count):
+    for i in range(count):
+        q.put(i)
+
+
+def _n_to_1(make, producers, total):
+    ctx = multiprocessing.get_context("fork")
+    q = make(ctx)
+    t0 = time.perf_counter()
+    children = [ctx.Process(target=_queue_producer, args=(q, total // producers)) for _ in range(producers)]
+    for p in children:
+        p.start()
+    for _ in range(total):
+        q.get()
+    elapsed = time.perf_counter() - t0
+    for p in children:
+        p.join()
+    return "msgs/s", total / elapsed
+
+
+def figure_queue_1to1(total=200_000):
+    """Messages per second through a Queue from one child to the parent."""
+    return _n_to_1(lambda ctx: ctx.Queue(), 1, total)
+
+
+def figure_queue_2to1(total=200_000):
+    """Messages per second through a Queue from two children to the parent."""
+    return _n_to_1(lambda ctx: ctx.Queue(), 2, total)
+
+
+def figure_simplequeue_1to1(total=200_000):
+    """Messages per second through a SimpleQueue from one child to the parent."""
+    return _n_to_1(lambda ctx: ctx.SimpleQueue(), 1, total)
+
+
+def _mib_consumer(q, done, count):
+    for _ in range(count):
+        q.get()
+    done.put(True)
+
+
+def figure_queue_1mib(count=200):
+    """MB/s (1e6 bytes) of 1 MiB bytes items through a Queue to a child."""
+    ctx = multiprocessing.get_context("fork")
+    q, done = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=_mib_consumer, args=(q, done, count))
+    p.start()
+    item = bytes(MIB)
+    t0 = time.perf_counter()
+    for _ in range(count):
+        q.put(item)
+    done.get()
+    elapsed = time.perf_counter() - t0
+    p.join()
+    return "MB/s", count * MIB / 1e6 / elapsed
+
+
+def _queue_echo(ping, pong):
+    while True:
+        v = ping.get()
+        if v is None:
+            break
+        pong.put(v)
+
+
+def figure_queue_latency(round_trips=20_000):
+    """Microseconds per round trip through two Queues to an echoing child."""
+    ctx = multiprocessing.get_context("fork")
+    ping, pong = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=_queue_echo, args=(ping, pong))
+    p.start()
+    ping.put(1)
+    pong.get()
+    t0 = time.perf_counter()
+    for i in range(round_trips):
+        ping.put(i)
+        pong.get()
+    elapsed = time.perf_counter() - t0
+    ping.put(None)
+    p.join()
+    return "us", elapsed * 1e6 / round_trips
+
+
 FIGURES = {
     "process_fork": figure_process_fork,
     "process_spawn": figure_process_spawn,
@@ -179,6 +262,11 @@ FIGURES = {
     "lock_uncontended": figure_lock_uncontended,
     "lock_handoff": figure_lock_handoff,
     "semaphore_pingpong": figure_semaphore_pingpong,
+    "queue_1to1": figure_queue_1to1,
+    "queue_2to1": figure_queue_2to1,
+    "simplequeue_1to1": figure_simplequeue_1to1,
+    "queue_1mib": figure_queue_1mib,
+    "queue_latency": figure_queue_latency,
 }
 
 

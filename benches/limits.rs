@@ -9,6 +9,8 @@
 //! | `process_forkserver` | none: the OS has no forkserver                                      |
 //! | `pipe_pingpong`      | 8-byte write/read round trips over a socketpair to a forked child  |
 //! | `pipe_1mib`          | 1 MiB writes over a socketpair to a forked child, MB/s (1e6 B)     |
+//! | `queue_1mib`         | as `pipe_1mib`                                                     |
+//! | `queue_latency`      | as `lock_handoff`, as microseconds per round trip                  |
 //! | `lock_handoff`       | futex wait/wake ping-pong of two words in a shared page, round trips/s |
 //!
 //! Every forked child here only makes raw syscalls (`read`, `write`, `_exit`) on memory
@@ -38,6 +40,8 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "pipe_pingpong" => Some(("round_trips/s", socket_pingpong(20_000))),
         "pipe_1mib" => Some(("MB/s", socket_1mib(200))),
         "lock_handoff" => Some(("round_trips/s", futex_pingpong(100_000))),
+        "queue_1mib" => Some(("MB/s", socket_1mib(200))),
+        "queue_latency" => Some(("us", 1e6 / futex_pingpong(20_000))),
         _ => None,
     }
 }

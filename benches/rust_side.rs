@@ -3,7 +3,10 @@
 
 use std::time::Instant;
 
-use multiprocessing::{get_context, pipe, Connection, Lock, Semaphore, StartMethod};
+use multiprocessing::codec::Bytes;
+use multiprocessing::{
+    get_context, pipe, Connection, Lock, Queue, Semaphore, SimpleQueue, StartMethod,
+};
 
 /// Names of the Rust-side figures, in the order `cargo xtask bench` reports them.
 pub fn figures() -> &'static [&'static str] {
@@ -28,6 +31,11 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "lock_uncontended" => ("ops/s", lock_uncontended(1_000_000)),
         "lock_handoff" => ("round_trips/s", lock_handoff(100_000)),
         "semaphore_pingpong" => ("round_trips/s", semaphore_pingpong(100_000)),
+        "queue_1to1" => ("msgs/s", queue_n_to_1(1, 200_000)),
+        "queue_2to1" => ("msgs/s", queue_n_to_1(2, 200_000)),
+        "simplequeue_1to1" => ("msgs/s", simplequeue_1to1(200_000)),
+        "queue_1mib" => ("MB/s", queue_1mib(200)),
+        "queue_latency" => ("us", queue_latency(20_000)),
         _ => return None,
     })
 }
@@ -170,4 +178,104 @@ fn semaphore_pingpong(count: u32) -> f64 {
     let elapsed = t0.elapsed().as_secs_f64();
     p.join().expect("join");
     f64::from(count) / elapsed
+}
+
+/// Puts `count` small ints.
+fn producer((q, count): (Queue<i64>, u32)) {
+    for i in 0..count {
+        q.put(i64::from(i)).expect("put");
+    }
+}
+
+/// Messages per second through a `Queue` from `producers` child processes to the parent
+/// (`total` small ints in all), from the first put to the last get.
+fn queue_n_to_1(producers: u32, total: u32) -> f64 {
+    let q: Queue<i64> = Queue::new().expect("queue");
+    let ctx = get_context(Some(StartMethod::Fork));
+    let t0 = Instant::now();
+    let mut children: Vec<_> = (0..producers)
+        .map(|_| {
+            let mut p = ctx.process(producer, (q.clone(), total / producers));
+            p.start().expect("start");
+            p
+        })
+        .collect();
+    for _ in 0..total {
+        q.get().expect("get");
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    for p in &mut children {
+        p.join().expect("join");
+    }
+    f64::from(total) / elapsed
+}
+
+fn simple_producer((q, count): (SimpleQueue<i64>, u32)) {
+    for i in 0..count {
+        q.put(i64::from(i)).expect("put");
+    }
+}
+
+/// Messages per second through a `SimpleQueue` from a child to the parent.
+fn simplequeue_1to1(total: u32) -> f64 {
+    let q: SimpleQueue<i64> = SimpleQueue::new().expect("queue");
+    let t0 = Instant::now();
+    let mut p = get_context(Some(StartMethod::Fork)).process(simple_producer, (q.clone(), total));
+    p.start().expect("start");
+    for _ in 0..total {
+        q.get().expect("get");
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    p.join().expect("join");
+    f64::from(total) / elapsed
+}
+
+fn mib_consumer((q, done, count): (Queue<Bytes>, Queue<bool>, u32)) {
+    for _ in 0..count {
+        q.get().expect("get");
+    }
+    done.put(true).expect("put");
+}
+
+/// MB/s (1e6 bytes) of 1 MiB byte items through a `Queue` to a child, until it has them all.
+fn queue_1mib(count: u32) -> f64 {
+    let q: Queue<Bytes> = Queue::new().expect("queue");
+    let done: Queue<bool> = Queue::new().expect("queue");
+    let mut p = get_context(Some(StartMethod::Fork))
+        .process(mib_consumer, (q.clone(), done.clone(), count));
+    p.start().expect("start");
+    let item = Bytes(vec![0u8; 1 << 20]);
+    let t0 = Instant::now();
+    for _ in 0..count {
+        q.put(&item).expect("put");
+    }
+    done.get().expect("done");
+    let elapsed = t0.elapsed().as_secs_f64();
+    p.join().expect("join");
+    f64::from(count) * (1u64 << 20) as f64 / 1e6 / elapsed
+}
+
+fn queue_echo((ping, pong): (Queue<Option<i64>>, Queue<Option<i64>>)) {
+    while let Ok(Some(v)) = ping.get() {
+        pong.put(Some(v)).expect("put");
+    }
+}
+
+/// Microseconds per round trip of a small value through two queues to an echoing child.
+fn queue_latency(round_trips: u32) -> f64 {
+    let (ping, pong) = (Queue::new().expect("queue"), Queue::new().expect("queue"));
+    let mut p =
+        get_context(Some(StartMethod::Fork)).process(queue_echo, (ping.clone(), pong.clone()));
+    p.start().expect("start");
+    ping.put(Some(1)).expect("put");
+    pong.get().expect("get");
+    let t0 = Instant::now();
+    for i in 0..round_trips {
+        ping.put(Some(i64::from(i))).expect("put");
+        pong.get().expect("get");
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    ping.put(None).expect("put");
+    p.join().expect("join");
+    elapsed * 1e6 / f64::from(round_trips)
 }

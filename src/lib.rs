@@ -11,6 +11,8 @@
 //! - **Synchronization** ([`synchronize`], the `mp-sync` crate): [`Lock`], [`RLock`],
 //!   [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`], which survive a
 //!   dead owner ([`OwnerDied`]).
+//! - **Queues** ([`queues`], the `mp-queue` crate): [`Queue`], [`SimpleQueue`],
+//!   [`JoinableQueue`], on a shared-memory ring that a `kill -9` never corrupts.
 //! - **Shared segments, handles and function identities**: [`SharedSegment`], [`handle`],
 //!   [`Function`].
 //!
@@ -46,8 +48,13 @@ pub use mp_sync::{
     OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
 
+#[doc(inline)]
+pub use mp_queue::{JoinableQueue, Queue, QueueSizes, SimpleQueue};
+
 /// The whole of `mp-core`, for items not re-exported at the top.
 pub use mp_core;
+/// Python's `multiprocessing.queues`: the `mp-queue` crate.
+pub use mp_queue as queues;
 /// Python's `multiprocessing.synchronize`: the `mp-sync` crate.
 pub use mp_sync as synchronize;
 
@@ -61,6 +68,9 @@ pub enum Error {
     /// Synchronization ([`mp_sync::Error`]).
     #[error(transparent)]
     Sync(#[from] mp_sync::Error),
+    /// Queues ([`mp_queue::Error`]).
+    #[error(transparent)]
+    Queue(#[from] mp_queue::Error),
 }
 
 impl<T> From<OwnerDied<T>> for Error {
@@ -77,6 +87,15 @@ impl Error {
     /// True for a timeout.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Core(e) if e.is_timeout())
+            || matches!(self, Error::Queue(mp_queue::Error::Timeout))
+    }
+    /// True for an empty queue (Python: `queue.Empty`).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Error::Queue(e) if e.is_empty())
+    }
+    /// True for a full queue (Python: `queue.Full`).
+    pub fn is_full(&self) -> bool {
+        matches!(self, Error::Queue(e) if e.is_full())
     }
 }
 
