@@ -15,44 +15,11 @@
 //!     p.join()
 //! ```
 
-use std::fmt;
+#[path = "common/py.rs"]
+mod py;
 
 use multiprocessing::{pipe, Connection, Process};
-use serde::{Deserialize, Serialize};
-
-/// A value that prints like Python's `repr`: enough of Python's types for this example.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Py {
-    /// An `int`.
-    Int(i64),
-    /// A `str`.
-    Str(String),
-    /// A `list`.
-    List(Vec<Py>),
-    /// `None`.
-    None,
-}
-
-impl fmt::Display for Py {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Py::Int(i) => write!(f, "{i}"),
-            Py::Str(s) => write!(f, "'{s}'"),
-            Py::None => f.write_str("None"),
-            Py::List(items) => {
-                f.write_str("[")?;
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write!(f, "{item}")?;
-                }
-                f.write_str("]")
-            }
-        }
-    }
-}
+use py::Py;
 
 fn f(mut conn: Connection) {
     let value = Py::List(vec![Py::Int(42), Py::None, Py::Str("hello".into())]);

@@ -10,6 +10,10 @@ mod info;
 mod lock;
 #[path = "pipe.rs"]
 mod pipe;
+#[path = "queue.rs"]
+mod queue;
+#[path = "workers.rs"]
+mod workers;
 
 use multiprocessing::{get_context, Process, StartMethod};
 
@@ -30,6 +34,12 @@ fn main() {
 
     section("Pipe: a child sends [42, None, 'hello']");
     pipe::main();
+
+    section("Queue: a child puts [42, None, 'hello']");
+    queue::main();
+
+    section("Queues: feed tasks to four workers, collect the results");
+    workers::main();
 
     section("Lock: ten processes print under one lock");
     lock::main();
