@@ -50,3 +50,46 @@ fn functions_about_processes_are_reexported() {
     let segment = multiprocessing::SharedSegment::new(64).expect("segment");
     assert_eq!(segment.len(), 64);
 }
+
+fn lock_and_put((lock, q): (multiprocessing::Lock, multiprocessing::Queue<String>)) {
+    let _guard = lock.lock().expect("lock");
+    q.put(multiprocessing::current_process().name())
+        .expect("put");
+}
+
+#[test]
+fn synchronize_and_queues_are_reexported_and_work_across_processes() {
+    let lock = multiprocessing::Lock::new().expect("lock");
+    let q = multiprocessing::Queue::new().expect("queue");
+    for method in multiprocessing::get_all_start_methods() {
+        let mut p = get_context(Some(method)).process(lock_and_put, (lock.clone(), q.clone()));
+        p.start().expect("start");
+        let name = q.get_timeout(Duration::from_secs(30)).expect("get");
+        assert_eq!(name, p.get_name(), "{method}");
+        assert_eq!(
+            p.join_timeout(Duration::from_secs(30)).expect("join"),
+            Some(0)
+        );
+    }
+    assert!(lock.try_acquire().expect("not poisoned"));
+    lock.release().expect("release");
+}
+
+#[test]
+fn one_error_type_carries_every_layer() {
+    fn empty_get() -> multiprocessing::Result<i32> {
+        let q: multiprocessing::Queue<i32> = multiprocessing::Queue::new()?;
+        Ok(q.get_nowait()?)
+    }
+    assert!(empty_get().expect_err("empty").is_empty());
+    fn unlocked_release() -> multiprocessing::Result<()> {
+        multiprocessing::Lock::new()?.release()?;
+        Ok(())
+    }
+    assert!(matches!(
+        unlocked_release(),
+        Err(multiprocessing::Error::Sync(
+            multiprocessing::synchronize::Error::NotLocked
+        ))
+    ));
+}
