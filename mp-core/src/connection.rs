@@ -29,6 +29,9 @@ use crate::{codec, handle, io, sys};
 
 /// The most fds one message may carry (the kernel's `SCM_MAX_FD`).
 const MAX_FDS: usize = 253;
+/// The payload of a frame that only carries fds for the value frame after it (a value can hold
+/// more handles than one message carries). `0xc1` is never the first byte of MessagePack.
+const FD_CARRIER: &[u8] = b"\xc1mp-fds";
 /// Control-message space for [`MAX_FDS`] fds.
 const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
 /// Payloads are read into buffers that grow by at most this much ahead of the bytes that have
@@ -235,7 +238,13 @@ impl Connection {
                     "handles can only be sent over a duplex Connection (a socket), not a one-way pipe",
                 ));
             }
-            self.write_frame(&buf, &fds)
+            // More fds than one message carries: the extra ones go ahead in carrier frames.
+            let mut chunks: Vec<&[OwnedFd]> = fds.chunks(MAX_FDS).collect();
+            let last = chunks.pop().unwrap_or(&[]);
+            for chunk in chunks {
+                self.write_frame(FD_CARRIER, chunk)?;
+            }
+            self.write_frame(&buf, last)
         });
         if buf.capacity() <= 1 << 16 {
             self.scratch = buf;
@@ -369,10 +378,8 @@ impl Connection {
     /// the peer has closed and nothing is left; [`Error::Codec`] when the message does not decode
     /// as `T` (the message is consumed and the connection stays usable).
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
-        let (len, fds) = self.read_header()?;
         let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        let result = self.read_payload(len, &mut buf).and_then(|()| {
+        let result = self.read_value_frame(&mut buf).and_then(|fds| {
             let (value, _unclaimed) =
                 handle::with_received(fds, self.trusted, || codec::decode::<T>(&buf));
             value
@@ -381,6 +388,21 @@ impl Connection {
             self.scratch = buf;
         }
         result
+    }
+
+    /// Reads the frame of a value into `buf` (cleared first), gathering the fds of the carrier
+    /// frames before it; returns all the fds.
+    fn read_value_frame(&mut self, buf: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
+        let mut all_fds = Vec::new();
+        loop {
+            let (len, fds) = self.read_header()?;
+            all_fds.extend(fds);
+            buf.clear();
+            self.read_payload(len, buf)?;
+            if buf.as_slice() != FD_CARRIER {
+                return Ok(all_fds);
+            }
+        }
     }
 
     /// Receives one message's bytes. Python: `Connection.recv_bytes()`.
@@ -685,8 +707,7 @@ impl<'de> Deserialize<'de> for Connection {
 
 /// Receives one frame and the fds attached to it.
 pub(crate) fn recv_frame_with_fds(conn: &mut Connection) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
-    let (len, fds) = conn.read_header()?;
     let mut buf = Vec::new();
-    conn.read_payload(len, &mut buf)?;
+    let fds = conn.read_value_frame(&mut buf)?;
     Ok((buf, fds))
 }
