@@ -3,7 +3,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,7 @@ impl Default for QueueSizes {
 /// whose `get` had not returned is either still in the queue or gone with the killed process.
 pub struct Queue<T> {
     ring: Ring,
-    closed: Arc<AtomicBool>,
+    closed: Arc<AtomicU32>,
     _items: PhantomData<fn(T) -> T>,
 }
 
@@ -78,7 +78,7 @@ impl<T> fmt::Debug for Queue<T> {
         f.debug_struct("Queue")
             .field("qsize", &self.ring.qsize())
             .field("maxsize", &self.ring.maxsize())
-            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .field("closed", &(self.closed.load(Ordering::Relaxed) != 0))
             .finish()
     }
 }
@@ -107,7 +107,7 @@ impl<T> Queue<T> {
         }
         Ok(Queue {
             ring,
-            closed: Arc::new(AtomicBool::new(false)),
+            closed: Arc::new(AtomicU32::new(0)),
             _items: PhantomData,
         })
     }
@@ -116,13 +116,15 @@ impl<T> Queue<T> {
         let ring = Ring::new(kind, sizes.capacity, sizes.resident, maxsize as u64)?;
         Ok(Queue {
             ring,
-            closed: Arc::new(AtomicBool::new(false)),
+            closed: Arc::new(AtomicU32::new(0)),
             _items: PhantomData,
         })
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Relaxed) {
+        // The pid of the process that closed this handle: a forked child's copy is open.
+        let closer = self.closed.load(Ordering::Relaxed);
+        if closer != 0 && closer == rustix::process::getpid().as_raw_nonzero().get() as u32 {
             Err(Error::Closed)
         } else {
             Ok(())
@@ -156,7 +158,8 @@ impl<T> Queue<T> {
     /// fail with [`Error::Closed`]. Items already put stay in the queue for the other handles
     /// and processes. Python: `Queue.close()`.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+        let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        self.closed.store(me, Ordering::Relaxed);
     }
 
     /// A no-op: there is no feeder thread to join, since `put` writes the item into the queue

@@ -14,17 +14,22 @@
 //! A consumer killed before its store leaves the item for the next consumer; one killed after
 //! it has taken the item with it.
 //!
-//! Residency: producers go back to offset 0 once they are past `soft` bytes and the queue is
-//! short, so a steady queue reuses the same few pages. A burst may push the data past `soft`;
-//! once the consumers are back at the start, the pages beyond it are released
-//! (`FALLOC_FL_PUNCH_HOLE`), so a queue never keeps more memory than its longest backlog needed.
+//! Residency: when a get empties the queue past `soft` bytes, the consumer moves head and tail
+//! together back to offset 0 and releases the pages used past `soft` (`FALLOC_FL_PUNCH_HOLE`),
+//! so a steady queue keeps reusing its first pages and a drained burst gives its memory back.
+//! A backlog that never drains keeps the pages it has written.
+//!
+//! Sleepers (consumers waiting for an item, producers for room, `join`) sleep in slices of at
+//! most 100 ms: a process killed between its store and its wake-up call delays them by at most
+//! that much. A process killed while asleep leaves a sleeper count one too high, which only
+//! costs a spare wake-up call per operation afterwards.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use mp_core::SharedSegment;
-use mp_sync::futex::{self, Woke};
+use mp_sync::futex;
 use mp_sync::Lock;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -42,6 +47,8 @@ const SPINS: u32 = 200;
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 30;
 /// The default resident part of the data area.
 pub(crate) const DEFAULT_SOFT: usize = 4 << 20;
+/// The longest a waiter sleeps before looking again.
+const SLICE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Release pages only when at least this much lies past `soft`.
 const PUNCH_MIN: u64 = 1 << 20;
 
@@ -196,7 +203,13 @@ impl Ring {
     /// Encodes `item` into the ring and publishes it.
     pub(crate) fn put<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<()> {
         let deadline = wait.deadline();
-        if !take(&self.put_lock, wait) {
+        // The put lock is only held for one encode, never while sleeping: wait for it even for
+        // `put_nowait`, whose `Full` must mean "no room", not "another producer is busy".
+        let lock_wait = match wait {
+            Wait::No => Wait::Until(None),
+            w => w,
+        };
+        if !take(&self.put_lock, lock_wait) {
             return Err(Error::Full);
         }
         let result = self.put_locked(item, wait, deadline);
@@ -227,7 +240,7 @@ impl Ring {
                         }
                         return Ok(());
                     }
-                    None if pos(tail) == pos(head) => {
+                    None if pos(tail) == pos(head) || self.never_fits(item) => {
                         return Err(Error::TooLarge {
                             capacity: self.capacity(),
                         });
@@ -249,23 +262,27 @@ impl Ring {
         c.space_sleepers.fetch_add(1, Ordering::SeqCst);
         let seq = c.space_seq.load(Ordering::SeqCst);
         give(&self.put_lock);
-        let timed_out = c.head.load(Ordering::SeqCst) == head
-            && futex::wait(&c.space_seq, seq, deadline) == Woke::TimedOut;
-        c.space_sleepers.fetch_sub(1, Ordering::SeqCst);
-        let relocked = take(&self.put_lock, Wait::Until(deadline));
-        if !relocked {
-            // `put` releases the lock on return; take it back so that stays balanced.
-            take(&self.put_lock, Wait::Until(None));
-            return false;
+        if c.head.load(Ordering::SeqCst) == head {
+            futex::wait(&c.space_seq, seq, Some(slice(deadline)));
         }
-        !timed_out || c.head.load(Ordering::SeqCst) != head
+        c.space_sleepers.fetch_sub(1, Ordering::SeqCst);
+        // `put` releases the lock when it returns: hold it again whatever happens here.
+        take(&self.put_lock, Wait::Until(None));
+        c.head.load(Ordering::SeqCst) != head || !deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Whether `item` can never fit in the data area, however empty (measured by encoding it
+    /// into a counter).
+    fn never_fits<T: Serialize + ?Sized>(&self, item: &T) -> bool {
+        let mut counter = Counter(0);
+        rmp_serde::encode::write(&mut counter, item).is_ok()
+            && align8(8 + counter.0) > self.capacity()
     }
 
     /// Encodes `item` at the best free place; `Ok(None)` if it does not fit now.
     fn encode<T: Serialize + ?Sized>(&self, item: &T, tail: u64, head: u64) -> Result<Option<u64>> {
         let h = self.h();
         let cap = self.capacity();
-        let soft = h.consts.0.soft.load(Ordering::Relaxed);
         let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
         let free = cap - used.min(cap);
         let off = pos(tail) % cap;
@@ -280,12 +297,7 @@ impl Ring {
             },
             true,
         );
-        let order = if off >= soft {
-            [wrap, here]
-        } else {
-            [here, wrap]
-        };
-        for (start, room, skip) in order {
+        for (start, room, skip) in [here, wrap] {
             if room < 16 {
                 continue;
             }
@@ -371,9 +383,7 @@ impl Ring {
             h.consumer.0.space_seq.fetch_add(1, Ordering::SeqCst);
             futex::wake_all(&h.consumer.0.space_seq);
         }
-        if advance > 0 {
-            self.release_pages();
-        }
+        self.rewind_if_empty();
         value
     }
 
@@ -396,13 +406,15 @@ impl Ring {
             }
             p.item_sleepers.fetch_add(1, Ordering::SeqCst);
             let seq = p.items_seq.load(Ordering::SeqCst);
-            let woke = if pos(p.tail.load(Ordering::SeqCst)) == pos(head) {
-                futex::wait(&p.items_seq, seq, deadline)
-            } else {
-                Woke::Maybe
-            };
+            if pos(p.tail.load(Ordering::SeqCst)) == pos(head) {
+                // Sleep in slices: a producer killed between publishing and waking us must not
+                // leave us asleep beside an item.
+                futex::wait(&p.items_seq, seq, Some(slice(deadline)));
+            }
             p.item_sleepers.fetch_sub(1, Ordering::SeqCst);
-            if woke == Woke::TimedOut && pos(p.tail.load(Ordering::Acquire)) == pos(head) {
+            if deadline.is_some_and(|d| Instant::now() >= d)
+                && pos(p.tail.load(Ordering::Acquire)) == pos(head)
+            {
                 return Err(Error::Empty);
             }
         }
@@ -415,31 +427,45 @@ impl Ring {
         (len, kind)
     }
 
-    /// After the consumers went back to offset 0: releases the pages producers used past
-    /// `soft`, except those holding queued data. Needs the put lock (so the tail stands still);
-    /// skipped if a producer holds it, to be done at a later pass.
-    fn release_pages(&self) {
+    /// When the queue is empty past `soft`, moves head and tail together back to offset 0 (so a
+    /// steady queue keeps reusing its first pages) and releases the pages used past `soft`.
+    /// Needs the put lock to move the tail; skipped if a producer holds it (the next get that
+    /// empties the queue tries again).
+    fn rewind_if_empty(&self) {
         let h = self.h();
+        let cap = self.capacity();
         let soft = h.consts.0.soft.load(Ordering::Relaxed);
-        let high = h.producer.0.high_water.load(Ordering::Relaxed);
-        if high < soft + PUNCH_MIN || !matches!(self.put_lock.try_acquire(), Ok(true) | Err(_)) {
+        let head = h.consumer.0.head.load(Ordering::Relaxed);
+        if pos(head) % cap < soft || pos(h.producer.0.tail.load(Ordering::Acquire)) != pos(head) {
             return;
         }
-        let cap = self.capacity();
-        let tail_off = pos(h.producer.0.tail.load(Ordering::Acquire)) % cap;
-        let head_off = pos(h.consumer.0.head.load(Ordering::Acquire)) % cap;
-        // Queued data lies in [head_off, tail_off) now that the head is back near 0.
-        if tail_off >= head_off {
-            let start = soft.max(tail_off).next_multiple_of(4096);
-            let end = high.min(cap) / 4096 * 4096;
-            if end > start {
+        if !matches!(self.put_lock.try_acquire(), Ok(true) | Err(_)) {
+            return;
+        }
+        let tail = h.producer.0.tail.load(Ordering::Acquire);
+        if pos(tail) == pos(head) {
+            let start = (pos(head) / cap + 1) * cap;
+            h.producer
+                .0
+                .tail
+                .store(pack(count(tail), start), Ordering::SeqCst);
+            h.consumer
+                .0
+                .head
+                .store(pack(count(head), start), Ordering::SeqCst);
+            let high = h.producer.0.high_water.swap(0, Ordering::Relaxed).min(cap);
+            if high >= soft + PUNCH_MIN {
+                let from = soft.next_multiple_of(4096);
                 let _ = rustix::fs::fallocate(
                     self.segment.fd(),
                     rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-                    HEADER as u64 + start,
-                    end - start,
+                    HEADER as u64 + from,
+                    high.next_multiple_of(4096).saturating_sub(from),
                 );
-                h.producer.0.high_water.store(start, Ordering::Relaxed);
+            }
+            if h.consumer.0.space_sleepers.load(Ordering::SeqCst) > 0 {
+                h.consumer.0.space_seq.fetch_add(1, Ordering::SeqCst);
+                futex::wake_all(&h.consumer.0.space_seq);
             }
         }
         give(&self.put_lock);
@@ -488,16 +514,33 @@ impl Ring {
             }
             t.join_sleepers.fetch_add(1, Ordering::SeqCst);
             let seq = t.done_seq.load(Ordering::SeqCst);
-            let woke = if finished() {
-                Woke::Maybe
-            } else {
-                futex::wait(&t.done_seq, seq, deadline)
-            };
+            if !finished() {
+                futex::wait(&t.done_seq, seq, Some(slice(deadline)));
+            }
             t.join_sleepers.fetch_sub(1, Ordering::SeqCst);
-            if woke == Woke::TimedOut {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return finished();
             }
         }
+    }
+}
+
+/// The end of the next sleep: at most [`SLICE`] away, so a waker killed between its store and
+/// its wake-up costs a waiter at most that much.
+fn slice(deadline: Option<Instant>) -> Instant {
+    futex::earliest(deadline, Instant::now() + SLICE)
+}
+
+/// Counts the bytes an encoding takes.
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -130,7 +130,9 @@ impl Lock {
     /// [`Error::NotLocked`] (Python: `ValueError`). Python: `Lock.release()`.
     #[inline]
     pub fn release(&self) -> Result<()> {
-        if raw::unlock(&self.s.get().word) {
+        let st = self.s.get();
+        st.owner_tid.store(0, Ordering::Relaxed);
+        if raw::unlock(&st.word) {
             Ok(())
         } else {
             Err(Error::NotLocked)

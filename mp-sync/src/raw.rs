@@ -7,7 +7,7 @@
 //! | `pid \| WAITERS` | locked by `pid`, someone may be sleeping on the word |
 //!
 //! Acquire is a compare-exchange `0 → pid`, then a short spin, then futex sleeps. A sleeper wakes
-//! at least every [`CHECK_INTERVAL`] to ask whether the owner still lives; if it died (gone, or
+//! after 10 ms, then at least every [`CHECK_INTERVAL`], to ask whether the owner still lives; if it died (gone, or
 //! a zombie) the sleeper takes the lock over with a compare-exchange from the dead owner's
 //! value and learns [`Acquired::OwnerDied`]. Release swaps in `0` and wakes one sleeper if the
 //! `WAITERS` bit was set.
@@ -29,6 +29,8 @@ const WAITERS: u32 = 1 << 31;
 const PID_MASK: u32 = !WAITERS;
 /// How often a sleeper checks that the owner lives.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// The first check comes sooner, so a lock whose owner is already dead is taken over fast.
+const FIRST_CHECK: Duration = Duration::from_millis(10);
 /// Spins before sleeping.
 const SPINS: u32 = 100;
 
@@ -101,6 +103,7 @@ pub(crate) fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Acquired {
 
 #[cold]
 fn lock_slow(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> Acquired {
+    let mut checks = 0u32;
     for _ in 0..SPINS {
         std::hint::spin_loop();
         if word.load(Ordering::Relaxed) == 0
@@ -130,7 +133,13 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> Acquired {
         {
             continue;
         }
-        let slice_end = futex::earliest(deadline, Instant::now() + CHECK_INTERVAL);
+        let slice = if checks == 0 {
+            FIRST_CHECK
+        } else {
+            CHECK_INTERVAL
+        };
+        checks += 1;
+        let slice_end = futex::earliest(deadline, Instant::now() + slice);
         if futex::wait(word, v | WAITERS, Some(slice_end)) == Woke::TimedOut {
             let now = word.load(Ordering::Relaxed);
             if now == 0 {

@@ -148,7 +148,17 @@ impl<T: Tagged> Segment<T> {
 
     /// Whether two handles name the same block.
     pub(crate) fn same(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.segment, &other.segment) || self.state == other.state
+        if std::sync::Arc::ptr_eq(&self.segment, &other.segment) || self.state == other.state {
+            return true;
+        }
+        // Handles that crossed a transfer map the same memfd at another address.
+        match (
+            rustix::fs::fstat(self.segment.fd()),
+            rustix::fs::fstat(other.segment.fd()),
+        ) {
+            (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+            _ => false,
+        }
     }
 }
 
