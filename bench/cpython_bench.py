@@ -20,6 +20,8 @@ to FIGURES.
 
 import multiprocessing
 import statistics
+
+import cpython_connection
 import sys
 import time
 
@@ -267,6 +269,8 @@ FIGURES = {
     "simplequeue_1to1": figure_simplequeue_1to1,
     "queue_1mib": figure_queue_1mib,
     "queue_latency": figure_queue_latency,
+    "listener_auth": cpython_connection.figure_listener_auth,
+    "listener_pingpong": cpython_connection.figure_listener_pingpong,
 }
 
 

@@ -20,6 +20,7 @@
 //! argument `--noop` makes the binary exit at once: the `process_spawn` limit spawns this very
 //! executable that way.
 
+mod connection_side;
 mod limits;
 mod rust_side;
 

@@ -36,7 +36,7 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "simplequeue_1to1" => ("msgs/s", simplequeue_1to1(200_000)),
         "queue_1mib" => ("MB/s", queue_1mib(200)),
         "queue_latency" => ("us", queue_latency(20_000)),
-        _ => return None,
+        other => return crate::connection_side::run(other),
     })
 }
 

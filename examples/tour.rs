@@ -6,6 +6,8 @@
 mod hello;
 #[path = "info.rs"]
 mod info;
+#[path = "listener_client.rs"]
+mod listener_client;
 #[path = "lock.rs"]
 mod lock;
 #[path = "pipe.rs"]
@@ -43,6 +45,9 @@ fn main() {
 
     section("Lock: ten processes print under one lock");
     lock::main();
+
+    section("Listener and Client: an authenticated connection over TCP");
+    listener_client::main();
 
     section("start methods: the same fn under fork, spawn and forkserver, with its return value");
     for method in [

@@ -13,6 +13,8 @@
 //!   dead owner ([`OwnerDied`]).
 //! - **Queues** ([`queues`], the `mp-queue` crate): [`Queue`], [`SimpleQueue`],
 //!   [`JoinableQueue`], on a shared-memory ring that a `kill -9` never corrupts.
+//! - **Connections** ([`connection`], the `mp-connection` crate): `Listener`, `Client`,
+//!   `Address`, the CPython-compatible HMAC handshake and `wait`.
 //! - **Shared segments, handles and function identities**: [`SharedSegment`], [`handle`],
 //!   [`Function`].
 //!
@@ -51,6 +53,9 @@ pub use mp_sync::{
 #[doc(inline)]
 pub use mp_queue::{JoinableQueue, Queue, QueueSizes, SimpleQueue};
 
+/// Python's `multiprocessing.connection`: the `mp-connection` crate (with `Connection` and
+/// `Pipe` re-exported at the top level too).
+pub use mp_connection as connection;
 /// The whole of `mp-core`, for items not re-exported at the top.
 pub use mp_core;
 /// Python's `multiprocessing.queues`: the `mp-queue` crate.
@@ -71,6 +76,9 @@ pub enum Error {
     /// Queues ([`mp_queue::Error`]).
     #[error(transparent)]
     Queue(#[from] mp_queue::Error),
+    /// Listeners, clients and the handshake ([`mp_connection::Error`]).
+    #[error(transparent)]
+    Connection(#[from] mp_connection::Error),
 }
 
 impl<T> From<OwnerDied<T>> for Error {
@@ -83,6 +91,11 @@ impl Error {
     /// True for an end-of-file error (Python: `EOFError`).
     pub fn is_eof(&self) -> bool {
         matches!(self, Error::Core(e) if e.is_eof())
+            || matches!(self, Error::Connection(e) if e.is_eof())
+    }
+    /// True for a failed handshake (Python: `multiprocessing.AuthenticationError`).
+    pub fn is_authentication(&self) -> bool {
+        matches!(self, Error::Connection(e) if e.is_authentication())
     }
     /// True for a timeout.
     pub fn is_timeout(&self) -> bool {

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub enum Py {
     /// An `int`.
     Int(i64),
+    /// A `float`.
+    Float(f64),
     /// A `str`.
     Str(String),
     /// A `list`.
@@ -22,6 +24,7 @@ impl fmt::Display for Py {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Py::Int(i) => write!(f, "{i}"),
+            Py::Float(x) => write!(f, "{x:?}"),
             Py::Str(s) => write!(f, "'{s}'"),
             Py::None => f.write_str("None"),
             Py::List(items) => {
@@ -37,4 +40,3 @@ impl fmt::Display for Py {
         }
     }
 }
-

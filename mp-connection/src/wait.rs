@@ -1,0 +1,103 @@
+//! `wait()`: block until any of several connections, listeners, processes or fds is ready.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use mp_core::{Connection, Process};
+use rustix::event::PollFlags;
+
+use crate::error::{Error, Result};
+use crate::io;
+use crate::listener::Listener;
+
+/// Something [`wait`] can wait on: an object with an fd that becomes readable when the object
+/// is ready.
+///
+/// Python: the objects `multiprocessing.connection.wait` accepts (anything with a `fileno()`,
+/// or an integer fd). Implemented for [`Connection`] (a message or end of file is waiting),
+/// [`Listener`] (a client is waiting), [`Process`] (the child has ended: its sentinel), and raw
+/// fds ([`BorrowedFd`], [`OwnedFd`]); implement it for your own types by returning their fd.
+pub trait Waitable {
+    /// The fd to poll for readability. Python: `obj.fileno()` (or `Process.sentinel`).
+    ///
+    /// Fails for a closed object or a process that has not started.
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>>;
+}
+
+impl Waitable for Connection {
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.fileno()?)
+    }
+}
+
+impl Waitable for Listener {
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
+        self.fileno()
+    }
+}
+
+impl<R> Waitable for Process<R> {
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.sentinel()?)
+    }
+}
+
+impl Waitable for BorrowedFd<'_> {
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.as_fd())
+    }
+}
+
+impl Waitable for OwnedFd {
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.as_fd())
+    }
+}
+
+impl<T: Waitable + ?Sized> Waitable for &T {
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
+        (**self).wait_fd()
+    }
+}
+
+impl<T: Waitable + ?Sized> Waitable for Box<T> {
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
+        (**self).wait_fd()
+    }
+}
+
+/// Waits until at least one of `objects` is ready, or `timeout` passes; returns the indices of
+/// the ready ones, in order (empty on timeout).
+///
+/// Python: `multiprocessing.connection.wait(object_list, timeout=None)`, which returns the ready
+/// objects themselves. `None` waits forever; `Some(Duration::ZERO)` (Python's zero or negative
+/// timeout) only looks. An empty list sleeps for `timeout` and returns empty. A connection is
+/// ready when a message or end of file is waiting, a listener when a client is waiting, a
+/// process when it has ended. Interrupted polls are retried with the time left; nothing spins.
+///
+/// ```
+/// use std::time::Duration;
+/// use mp_connection::wait;
+///
+/// let (a, mut b) = mp_core::pipe(true)?;
+/// let (c, _d) = mp_core::pipe(true)?;
+/// assert!(wait(&[&a, &c], Some(Duration::ZERO))?.is_empty());
+/// b.send_bytes(b"ping")?;
+/// assert_eq!(wait(&[&a, &c], None)?, vec![0]);
+/// # Ok::<(), mp_connection::Error>(())
+/// ```
+///
+/// Errors: a closed object or an unstarted process ([`Error::Closed`], or the connection
+/// layer's errors), OS errors of `poll`.
+pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    wait_deadline(objects, io::deadline_after(timeout))
+}
+
+/// [`wait`] with a deadline (`None`: forever).
+pub fn wait_deadline(objects: &[&dyn Waitable], deadline: Option<Instant>) -> Result<Vec<usize>> {
+    let fds = objects
+        .iter()
+        .map(|o| o.wait_fd().map(|fd| (fd, PollFlags::IN)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    io::poll_until(&fds, deadline)
+}
