@@ -4,65 +4,25 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 
 use crate::error::{Error, Result};
 
-/// Converts an optional timeout into an optional deadline; a timeout too large to represent
-/// waits forever.
-pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
-}
+pub(crate) use mp_core::io::deadline_after;
 
 /// The time left until `deadline` (`None`: forever), zero once it has passed.
 pub(crate) fn time_left(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
-/// Waits until one of `fds` reports one of its flags (or an error or hang-up), or `deadline`
-/// passes; returns the indices of the ready fds, in order (empty on timeout).
-///
-/// `None` waits forever; a deadline in the past only looks. `EINTR` is retried with the time
-/// that is left. An empty `fds` just sleeps until the deadline.
+/// [`mp_core::io::wait_any`] with this crate's error.
 pub(crate) fn poll_until(
     fds: &[(BorrowedFd<'_>, PollFlags)],
     deadline: Option<Instant>,
 ) -> Result<Vec<usize>> {
-    let mut pollfds: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|(fd, flags)| PollFd::from_borrowed_fd(*fd, *flags))
-        .collect();
-    loop {
-        let timeout = time_left(deadline).map(|left| Timespec {
-            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(left.subsec_nanos()),
-        });
-        match rustix::event::poll(&mut pollfds, timeout.as_ref()) {
-            Ok(0) => {
-                // poll's clock may round down; only report a timeout once it is really over.
-                if deadline.is_some_and(|d| Instant::now() < d) {
-                    continue;
-                }
-                return Ok(Vec::new());
-            }
-            Ok(_) => {
-                return Ok(pollfds
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| !p.revents().is_empty())
-                    .map(|(i, _)| i)
-                    .collect())
-            }
-            Err(Errno::INTR) => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(Vec::new());
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Ok(mp_core::io::wait_any(fds, deadline)?)
 }
 
 /// Waits until `fd` has one of `flags` ready (or an error) before `deadline`; `Error::Timeout`

@@ -1,5 +1,6 @@
-//! Blocking I/O helpers shared by every module: poll with a deadline, read and write loops that
-//! retry `EINTR` and wait out `EAGAIN`.
+//! Blocking I/O helpers with deadlines: poll that retries `EINTR` with the time left, and read
+//! and write loops that retry `EINTR` and wait out `EAGAIN`. The first two are public for the
+//! crates above (listeners, `wait`).
 
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
@@ -11,15 +12,17 @@ use crate::error::Result;
 
 /// Converts an optional timeout into an optional deadline; a timeout too large to represent
 /// waits forever.
-pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
+pub fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
-/// Waits until one of `fds` reports one of its `flags`, or `deadline` passes.
+/// Waits until one of `fds` reports one of its `flags` (or an error or hang-up), or `deadline`
+/// passes.
 ///
-/// Returns the index of every ready fd (empty on timeout). `None` waits forever. Retries `EINTR`
+/// Returns the index of every ready fd, in order (empty on timeout). `None` waits forever; a
+/// deadline in the past only looks; an empty `fds` sleeps until the deadline. Retries `EINTR`
 /// with the time that is left. Never spins.
-pub(crate) fn wait_any(
+pub fn wait_any(
     fds: &[(BorrowedFd<'_>, PollFlags)],
     deadline: Option<Instant>,
 ) -> Result<Vec<usize>> {
@@ -39,7 +42,13 @@ pub(crate) fn wait_any(
             }
         };
         match poll(&mut pollfds, timeout.as_ref()) {
-            Ok(0) => return Ok(Vec::new()),
+            Ok(0) => {
+                // poll's clock may round down: report a timeout only once it is really over.
+                if deadline.is_some_and(|d| Instant::now() < d) {
+                    continue;
+                }
+                return Ok(Vec::new());
+            }
             Ok(_) => {
                 return Ok(pollfds
                     .iter()

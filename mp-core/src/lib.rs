@@ -78,7 +78,7 @@ mod error;
 mod forkserver;
 pub mod handle;
 mod identity;
-mod io;
+pub mod io;
 mod process;
 mod shm;
 mod sys;
