@@ -22,6 +22,7 @@ import multiprocessing
 import statistics
 
 import cpython_connection
+import cpython_shared
 import sys
 import time
 
@@ -271,6 +272,7 @@ FIGURES = {
     "queue_latency": figure_queue_latency,
     "listener_auth": cpython_connection.figure_listener_auth,
     "listener_pingpong": cpython_connection.figure_listener_pingpong,
+    "value_2proc_increments": cpython_shared.figure_value_2proc_increments,
 }
 
 

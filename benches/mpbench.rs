@@ -23,6 +23,7 @@
 mod connection_side;
 mod limits;
 mod rust_side;
+mod shared_side;
 
 /// Repetitions per figure and side; the median is reported.
 const REPS: usize = 5;

@@ -36,7 +36,9 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "simplequeue_1to1" => ("msgs/s", simplequeue_1to1(200_000)),
         "queue_1mib" => ("MB/s", queue_1mib(200)),
         "queue_latency" => ("us", queue_latency(20_000)),
-        other => return crate::connection_side::run(other),
+        other => {
+            return crate::connection_side::run(other).or_else(|| crate::shared_side::run(other))
+        }
     })
 }
 

@@ -21,7 +21,12 @@ use multiprocessing::{Process, Queue};
 use py::Py;
 
 fn f(q: Queue<Py>) {
-    q.put(Py::List(vec![Py::Int(42), Py::None, Py::Str("hello".into())])).expect("put");
+    q.put(Py::List(vec![
+        Py::Int(42),
+        Py::None,
+        Py::Str("hello".into()),
+    ]))
+    .expect("put");
 }
 
 /// Runs the example.

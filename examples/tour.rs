@@ -2,6 +2,9 @@
 //!
 //! `cargo run --release --example tour`
 
+// Each example is also a program of its own with its own copy of `common/py.rs`.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "hello.rs"]
 mod hello;
 #[path = "info.rs"]
@@ -14,6 +17,8 @@ mod lock;
 mod pipe;
 #[path = "queue.rs"]
 mod queue;
+#[path = "value_array.rs"]
+mod value_array;
 #[path = "workers.rs"]
 mod workers;
 
@@ -45,6 +50,9 @@ fn main() {
 
     section("Lock: ten processes print under one lock");
     lock::main();
+
+    section("Value and Array: shared memory a child writes");
+    value_array::main();
 
     section("Listener and Client: an authenticated connection over TCP");
     listener_client::main();

@@ -61,7 +61,10 @@ fn calculate(task: &Task) -> String {
         Task::Plus(a, b) => ("plus", a, b, a + b),
         Task::Stop => return String::new(),
     };
-    format!("{} says that {name}({a}, {b}) = {result}", current_process().name())
+    format!(
+        "{} says that {name}({a}, {b}) = {result}",
+        current_process().name()
+    )
 }
 
 fn worker((input, output): (Queue<Task>, Queue<String>)) {

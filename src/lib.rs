@@ -13,6 +13,9 @@
 //!   dead owner ([`OwnerDied`]).
 //! - **Queues** ([`queues`], the `mp-queue` crate): [`Queue`], [`SimpleQueue`],
 //!   [`JoinableQueue`], on a shared-memory ring that a `kill -9` never corrupts.
+//! - **Shared memory** ([`sharedctypes`], the `mp-shared` crate): [`Value`], [`Array`],
+//!   [`RawValue`], [`RawArray`], [`SharedAtomic`], and named [`SharedMemory`] with a resource
+//!   tracker that cleans up after crashed processes.
 //! - **Connections** ([`connection`], the `mp-connection` crate): `Listener`, `Client`,
 //!   `Address`, the CPython-compatible HMAC handshake and `wait`.
 //! - **Shared segments, handles and function identities**: [`SharedSegment`], [`handle`],
@@ -52,6 +55,8 @@ pub use mp_sync::{
 
 #[doc(inline)]
 pub use mp_queue::{JoinableQueue, Queue, QueueSizes, SimpleQueue};
+#[doc(inline)]
+pub use mp_shared::{Array, RawArray, RawValue, SharedAtomic, SharedMemory, Value};
 
 /// Python's `multiprocessing.connection`: the `mp-connection` crate (with `Connection` and
 /// `Pipe` re-exported at the top level too).
@@ -60,6 +65,9 @@ pub use mp_connection as connection;
 pub use mp_core;
 /// Python's `multiprocessing.queues`: the `mp-queue` crate.
 pub use mp_queue as queues;
+/// Python's `multiprocessing.sharedctypes` and `multiprocessing.shared_memory`: the
+/// `mp-shared` crate.
+pub use mp_shared as sharedctypes;
 /// Python's `multiprocessing.synchronize`: the `mp-sync` crate.
 pub use mp_sync as synchronize;
 
@@ -76,6 +84,9 @@ pub enum Error {
     /// Queues ([`mp_queue::Error`]).
     #[error(transparent)]
     Queue(#[from] mp_queue::Error),
+    /// Shared values, arrays and memory ([`mp_shared::Error`]).
+    #[error(transparent)]
+    Shared(#[from] mp_shared::Error),
     /// Listeners, clients and the handshake ([`mp_connection::Error`]).
     #[error(transparent)]
     Connection(#[from] mp_connection::Error),

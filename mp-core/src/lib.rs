@@ -91,8 +91,8 @@ pub use context::{
 pub use error::{Error, Message, Result};
 pub use identity::{FnPtr, Function};
 pub use process::{
-    active_children, cpu_count, current_process, exit, parent_process, set_join_at_exit,
-    CurrentProcess, ParentProcess, Process,
+    active_children, cpu_count, current_process, exit, parent_process, process_id,
+    set_join_at_exit, CurrentProcess, ParentProcess, Process,
 };
 pub use shm::SharedSegment;
 

@@ -895,7 +895,7 @@ impl CurrentProcess {
     }
     /// Python: `current_process().pid`.
     pub fn pid(&self) -> i32 {
-        rustix::process::getpid().as_raw_nonzero().get()
+        process_id() as i32
     }
     /// Python: `current_process().daemon`.
     pub fn daemon(&self) -> bool {
@@ -972,6 +972,13 @@ pub fn active_children() -> Vec<Process> {
         .cloned()
         .map(Process::from_inner)
         .collect()
+}
+
+/// This process's pid, from a cache that a fork hook refreshes in every child (however it was
+/// forked): cheap enough for lock words. Python: `os.getpid()`.
+#[inline]
+pub fn process_id() -> u32 {
+    sys::cached_pid()
 }
 
 /// The number of CPUs online. Python: `multiprocessing.cpu_count()`.

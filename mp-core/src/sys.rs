@@ -178,7 +178,47 @@ extern "C" fn on_load(
     _argv: *const *const libc::c_char,
     _envp: *const *const libc::c_char,
 ) {
+    register_fork_hook();
     crate::bootstrap::on_load();
+}
+
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static HOOKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn forget_pid_in_child() {
+    PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Registers the hook that clears the cached pid in every child forked through libc.
+///
+/// The constructor calls it before `main`, while the process has one thread. Registering it
+/// lazily under a `Once` would hang forked children: `pthread_atfork` waits while another
+/// thread is inside `fork`, and a child forked at that moment would inherit the `Once`
+/// half-run.
+fn register_fork_hook() {
+    if !HOOKED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        // SAFETY: the child handler only stores to an atomic, which is async-signal-safe and
+        // valid in a freshly forked child.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+    }
+}
+
+/// This process's pid, cached; the fork hook clears the cache in every child.
+#[inline]
+pub(crate) fn cached_pid() -> u32 {
+    match PID.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => cached_pid_slow(),
+        pid => pid,
+    }
+}
+
+#[cold]
+fn cached_pid_slow() -> u32 {
+    keep_constructor();
+    register_fork_hook();
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+    pid
 }
 
 #[used]

@@ -254,6 +254,7 @@ impl RLock {
     }
 
     /// Whether the calling thread owns the lock.
+    #[inline]
     pub fn is_owned(&self) -> bool {
         let st = self.s.get();
         raw::owner(&st.word) == sys::pid() && st.owner_tid.load(Ordering::Relaxed) == tid()
@@ -269,13 +270,25 @@ impl RLock {
         }
     }
 
+    #[inline]
     fn acquire_with(
         &self,
         take: impl FnOnce(&AtomicU32) -> Acquired,
     ) -> std::result::Result<bool, OwnerDied> {
         let st = self.s.get();
+        // Free: take it at once. Ours: one level deeper (only the owner touches `count`).
+        if st
+            .word
+            .compare_exchange(0, sys::pid(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            st.owner_tid.store(tid(), Ordering::Relaxed);
+            st.count.store(1, Ordering::Relaxed);
+            return Ok(true);
+        }
         if self.is_owned() {
-            st.count.fetch_add(1, Ordering::Relaxed);
+            let depth = st.count.load(Ordering::Relaxed);
+            st.count.store(depth + 1, Ordering::Relaxed);
             return Ok(true);
         }
         let a = take(&st.word);
@@ -287,6 +300,7 @@ impl RLock {
     }
 
     /// Blocks until acquired (at once if this thread owns it). Python: `RLock.acquire()`.
+    #[inline]
     pub fn acquire(&self) -> std::result::Result<(), OwnerDied> {
         self.acquire_with(|w| raw::lock(w, None)).map(|_| ())
     }
@@ -308,14 +322,19 @@ impl RLock {
     }
 
     /// Releases one level. Python: `RLock.release()`.
+    #[inline]
     pub fn release(&self) -> Result<()> {
         if !self.is_owned() {
             return Err(Error::NotOwner);
         }
         let st = self.s.get();
-        if st.count.fetch_sub(1, Ordering::Relaxed) == 1 {
+        let depth = st.count.load(Ordering::Relaxed);
+        if depth <= 1 {
+            st.count.store(0, Ordering::Relaxed);
             st.owner_tid.store(0, Ordering::Relaxed);
             raw::unlock(&st.word);
+        } else {
+            st.count.store(depth - 1, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -3,7 +3,6 @@
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Once;
 
 use mp_core::SharedSegment;
 
@@ -45,33 +44,10 @@ pub(crate) fn view<T: SharedState>(segment: &SharedSegment) -> Option<&T> {
     Some(unsafe { &*(segment.as_ptr() as *const T) })
 }
 
-static PID: AtomicU32 = AtomicU32::new(0);
-static HOOK: Once = Once::new();
-
-extern "C" fn forget_pid_in_child() {
-    PID.store(0, Ordering::Relaxed);
-}
-
-/// This process's pid, cached (a fork hook clears the cache in every child, however forked).
+/// This process's pid, cached by `mp_core` (a fork hook refreshes it in every child).
 #[inline]
 pub(crate) fn pid() -> u32 {
-    let cached = PID.load(Ordering::Relaxed);
-    if cached != 0 {
-        return cached;
-    }
-    pid_slow()
-}
-
-#[cold]
-fn pid_slow() -> u32 {
-    HOOK.call_once(|| {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe and valid
-        // in a freshly forked child.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
-    });
-    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-    PID.store(pid, Ordering::Relaxed);
-    pid
+    mp_core::process_id()
 }
 
 /// A state block `T` at the start of a shared segment, checked once (size and magic) and then
