@@ -16,6 +16,18 @@ pub fn figures() -> &'static [&'static str] {
         "process_forkserver",
         "pipe_pingpong",
         "pipe_1mib",
+        "lock_uncontended",
+        "lock_handoff",
+        "semaphore_pingpong",
+        "queue_1to1",
+        "queue_2to1",
+        "simplequeue_1to1",
+        "queue_1mib",
+        "queue_latency",
+        "listener_auth",
+        "listener_pingpong",
+        "value_2proc_increments",
+        "atomic_2proc_increments",
     ]
 }
 
