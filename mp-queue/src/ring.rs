@@ -24,6 +24,7 @@
 //! that much. A process killed while asleep leaves a sleeper count one too high, which only
 //! costs a spare wake-up call per operation afterwards.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -150,6 +151,16 @@ fn give(lock: &Lock) {
     let _ = lock.release();
 }
 
+/// Holds one of the ring's locks; releases it when dropped, also when user code (an item's
+/// `Serialize` or `Deserialize`) panics.
+struct Held<'a>(&'a Lock);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        give(self.0);
+    }
+}
+
 impl Ring {
     /// A new ring. `capacity` is rounded up to a power of two (at least 64 KiB, at most 1 GiB);
     /// `maxsize == 0` means no bound on the number of items.
@@ -212,9 +223,8 @@ impl Ring {
         if !take(&self.put_lock, lock_wait) {
             return Err(Error::Full);
         }
-        let result = self.put_locked(item, wait, deadline);
-        give(&self.put_lock);
-        result
+        let _held = Held(&self.put_lock);
+        self.put_locked(item, wait, deadline)
     }
 
     fn put_locked<T: Serialize + ?Sized>(
@@ -228,23 +238,21 @@ impl Ring {
         loop {
             let tail = h.producer.0.tail.load(Ordering::Relaxed);
             let head = h.consumer.0.head.load(Ordering::Acquire);
-            let room_for_item =
-                maxsize == 0 || u64::from(count(tail).wrapping_sub(count(head))) < maxsize;
-            if room_for_item {
+            let queued = count(tail).wrapping_sub(count(head));
+            if maxsize == 0 || u64::from(queued) < maxsize {
                 match self.encode(item, tail, head)? {
                     Some(new_tail) => {
-                        h.producer.0.tail.store(new_tail, Ordering::SeqCst);
-                        if h.producer.0.item_sleepers.load(Ordering::SeqCst) > 0 {
-                            h.producer.0.items_seq.fetch_add(1, Ordering::SeqCst);
-                            futex::wake_all(&h.producer.0.items_seq);
-                        }
+                        self.publish(new_tail);
                         return Ok(());
                     }
-                    None if pos(tail) == pos(head) || self.never_fits(item) => {
+                    None if self.never_fits(item) => {
                         return Err(Error::TooLarge {
                             capacity: self.capacity(),
                         });
                     }
+                    // Empty, yet no room in one piece: the head sits in the middle of the area.
+                    // Send everyone back to offset 0 and try again.
+                    None if queued == 0 && self.restart_at_zero(tail, head) => continue,
                     None => {}
                 }
             }
@@ -252,6 +260,74 @@ impl Ring {
             if matches!(wait, Wait::No) || !self.wait_for_space(head, deadline) {
                 return Err(Error::Full);
             }
+        }
+    }
+
+    /// Stores a new tail and wakes a sleeping consumer.
+    fn publish(&self, new_tail: u64) {
+        let p = &self.h().producer.0;
+        p.tail.store(new_tail, Ordering::SeqCst);
+        if p.item_sleepers.load(Ordering::SeqCst) > 0 {
+            p.items_seq.fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(&p.items_seq);
+        }
+    }
+
+    /// With the queue empty (put lock held): publishes a skip record from the tail to the end of
+    /// the area, then, if no consumer holds the get lock, moves the head past it too. Returns
+    /// whether head and tail are both at offset 0 now; otherwise a consumer moves the head
+    /// (it eats skip records while it waits) and the caller waits for that.
+    fn restart_at_zero(&self, tail: u64, head: u64) -> bool {
+        let cap = self.capacity();
+        let mut tail = tail;
+        if pos(tail) == pos(head) && pos(tail) % cap != 0 {
+            tail = self.publish_skip(tail);
+        }
+        if !matches!(self.get_lock.try_acquire(), Ok(true) | Err(_)) {
+            return false;
+        }
+        let _held = Held(&self.get_lock);
+        self.eat_skips();
+        pos(self.h().consumer.0.head.load(Ordering::Relaxed)) == pos(tail) && pos(tail) % cap == 0
+    }
+
+    /// Writes a skip record from `tail`'s offset to the end of the area and publishes it (put
+    /// lock held). Returns the new tail, at offset 0 of the next lap.
+    fn publish_skip(&self, tail: u64) -> u64 {
+        let cap = self.capacity();
+        let off = pos(tail) % cap;
+        sys::write_data(
+            &self.segment,
+            off as usize,
+            &record_header((cap - off) as u32, SKIP),
+        );
+        let new_tail = pack(count(tail), pos(tail) + (cap - off));
+        self.publish(new_tail);
+        new_tail
+    }
+
+    /// With the get lock held and no item queued: moves the head over any skip records up to
+    /// the tail, and wakes producers waiting for room.
+    fn eat_skips(&self) {
+        let h = self.h();
+        let head = h.consumer.0.head.load(Ordering::Relaxed);
+        let tail = h.producer.0.tail.load(Ordering::Acquire);
+        // Equal counts: nothing between head and tail but skip records.
+        if count(tail) == count(head) && pos(tail) != pos(head) {
+            h.consumer
+                .0
+                .head
+                .store(pack(count(head), pos(tail)), Ordering::SeqCst);
+            self.notify_space();
+        }
+    }
+
+    /// Wakes producers waiting for room.
+    fn notify_space(&self) {
+        let c = &self.h().consumer.0;
+        if c.space_sleepers.load(Ordering::SeqCst) > 0 {
+            c.space_seq.fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(&c.space_seq);
         }
     }
 
@@ -266,7 +342,7 @@ impl Ring {
             futex::wait(&c.space_seq, seq, Some(slice(deadline)));
         }
         c.space_sleepers.fetch_sub(1, Ordering::SeqCst);
-        // `put` releases the lock when it returns: hold it again whatever happens here.
+        // The caller's guard releases the lock when `put` returns: hold it again regardless.
         take(&self.put_lock, Wait::Until(None));
         c.head.load(Ordering::SeqCst) != head || !deadline.is_some_and(|d| Instant::now() >= d)
     }
@@ -343,58 +419,70 @@ impl Ring {
         if !take(&self.get_lock, wait) {
             return Err(Error::Empty);
         }
-        let result = self.get_locked(wait, deadline);
-        give(&self.get_lock);
-        result
+        let _held = Held(&self.get_lock);
+        self.get_locked(wait, deadline)
     }
 
     fn get_locked<T: DeserializeOwned>(&self, wait: Wait, deadline: Option<Instant>) -> Result<T> {
         let h = self.h();
+        let tail = self.wait_for_item(wait, deadline)?;
         let head = h.consumer.0.head.load(Ordering::Relaxed);
-        let tail = self.wait_for_item(head, wait, deadline)?;
         let cap = self.capacity();
         let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
-        let mut off = pos(head) % cap;
-        let mut advance = 0;
-        let (mut len, mut kind) = self.record_at(off);
-        if kind == SKIP {
-            advance = u64::from(len);
-            off = 0;
-            (len, kind) = self.record_at(0);
-        }
+        // Skip records (at most one at the end of the area and one left by a rewind) lead to
+        // the item.
+        let mut skipped = 0;
+        let (off, len) = loop {
+            let off = (pos(head) + skipped) % cap;
+            let (len, kind) = self.record_at(off);
+            match kind {
+                SKIP if len >= 8 && off + u64::from(len) <= cap && skipped < 2 * cap => {
+                    skipped += u64::from(len);
+                }
+                ITEM => break (off, len),
+                _ => {
+                    return Err(Error::Corrupt(format!(
+                        "bad record at offset {off}: kind {kind:#x}, length {len}"
+                    )))
+                }
+            }
+        };
         let record = align8(8 + u64::from(len));
-        if kind != ITEM || advance + record > used || off + record > cap {
+        if skipped + record > used || off + record > cap {
             return Err(Error::Corrupt(format!(
-                "bad record at offset {off}: kind {kind:#x}, length {len}, {used} bytes queued"
+                "bad record at offset {off}: length {len}, {used} bytes queued"
             )));
         }
-        let value = rmp_serde::from_slice::<T>(sys::read_data(
-            &self.segment,
-            off as usize + 8,
-            len as usize,
-        ))
-        .map_err(|e| Error::Codec(e.to_string()));
-        // Consume the item even if it did not decode, so the queue keeps working.
+        let bytes = sys::read_data(&self.segment, off as usize + 8, len as usize);
+        let value = panic::catch_unwind(AssertUnwindSafe(|| rmp_serde::from_slice::<T>(bytes)));
+        // Consume the item whatever happened to its decoding, so the queue keeps working.
         h.consumer.0.head.store(
-            pack(count(head).wrapping_add(1), pos(head) + advance + record),
+            pack(count(head).wrapping_add(1), pos(head) + skipped + record),
             Ordering::SeqCst,
         );
-        if h.consumer.0.space_sleepers.load(Ordering::SeqCst) > 0 {
-            h.consumer.0.space_seq.fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(&h.consumer.0.space_seq);
-        }
+        self.notify_space();
         self.rewind_if_empty();
-        value
+        match value {
+            Ok(decoded) => decoded.map_err(|e| Error::Codec(e.to_string())),
+            Err(payload) => panic::resume_unwind(payload),
+        }
     }
 
-    /// Waits for an item after `head`; returns the tail that shows it.
-    fn wait_for_item(&self, head: u64, wait: Wait, deadline: Option<Instant>) -> Result<u64> {
-        let p = &self.h().producer.0;
+    /// Waits (get lock held) until an item is queued; returns the tail that shows it. Eats the
+    /// skip records it finds meanwhile, so producers waiting for room at offset 0 get it.
+    fn wait_for_item(&self, wait: Wait, deadline: Option<Instant>) -> Result<u64> {
+        let h = self.h();
+        let p = &h.producer.0;
         let mut spins = 0;
         loop {
+            let head = h.consumer.0.head.load(Ordering::Relaxed);
             let tail = p.tail.load(Ordering::Acquire);
-            if pos(tail) != pos(head) {
+            if count(tail) != count(head) {
                 return Ok(tail);
+            }
+            if pos(tail) != pos(head) {
+                self.eat_skips();
+                continue;
             }
             if matches!(wait, Wait::No) {
                 return Err(Error::Empty);
@@ -406,14 +494,14 @@ impl Ring {
             }
             p.item_sleepers.fetch_add(1, Ordering::SeqCst);
             let seq = p.items_seq.load(Ordering::SeqCst);
-            if pos(p.tail.load(Ordering::SeqCst)) == pos(head) {
+            if p.tail.load(Ordering::SeqCst) == tail {
                 // Sleep in slices: a producer killed between publishing and waking us must not
                 // leave us asleep beside an item.
                 futex::wait(&p.items_seq, seq, Some(slice(deadline)));
             }
             p.item_sleepers.fetch_sub(1, Ordering::SeqCst);
             if deadline.is_some_and(|d| Instant::now() >= d)
-                && pos(p.tail.load(Ordering::Acquire)) == pos(head)
+                && count(p.tail.load(Ordering::Acquire)) == count(head)
             {
                 return Err(Error::Empty);
             }
@@ -427,48 +515,41 @@ impl Ring {
         (len, kind)
     }
 
-    /// When the queue is empty past `soft`, moves head and tail together back to offset 0 (so a
-    /// steady queue keeps reusing its first pages) and releases the pages used past `soft`.
-    /// Needs the put lock to move the tail; skipped if a producer holds it (the next get that
-    /// empties the queue tries again).
+    /// When the queue is empty past `soft` (get lock held), sends head and tail back to offset
+    /// 0 (so a steady queue keeps reusing its first pages) and releases the pages used past
+    /// `soft`. Needs the put lock to move the tail; skipped if a producer holds it (the next get
+    /// that empties the queue tries again). Done as a skip record, published and then eaten: a
+    /// consumer killed in between leaves a skip the next one eats.
     fn rewind_if_empty(&self) {
         let h = self.h();
         let cap = self.capacity();
         let soft = h.consts.0.soft.load(Ordering::Relaxed);
         let head = h.consumer.0.head.load(Ordering::Relaxed);
-        if pos(head) % cap < soft || pos(h.producer.0.tail.load(Ordering::Acquire)) != pos(head) {
+        let tail = h.producer.0.tail.load(Ordering::Acquire);
+        if pos(head) % cap < soft || tail != head {
             return;
         }
         if !matches!(self.put_lock.try_acquire(), Ok(true) | Err(_)) {
             return;
         }
+        let _held = Held(&self.put_lock);
         let tail = h.producer.0.tail.load(Ordering::Acquire);
-        if pos(tail) == pos(head) {
-            let start = (pos(head) / cap + 1) * cap;
-            h.producer
-                .0
-                .tail
-                .store(pack(count(tail), start), Ordering::SeqCst);
-            h.consumer
-                .0
-                .head
-                .store(pack(count(head), start), Ordering::SeqCst);
-            let high = h.producer.0.high_water.swap(0, Ordering::Relaxed).min(cap);
-            if high >= soft + PUNCH_MIN {
-                let from = soft.next_multiple_of(4096);
-                let _ = rustix::fs::fallocate(
-                    self.segment.fd(),
-                    rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-                    HEADER as u64 + from,
-                    high.next_multiple_of(4096).saturating_sub(from),
-                );
-            }
-            if h.consumer.0.space_sleepers.load(Ordering::SeqCst) > 0 {
-                h.consumer.0.space_seq.fetch_add(1, Ordering::SeqCst);
-                futex::wake_all(&h.consumer.0.space_seq);
-            }
+        if tail != head {
+            return;
         }
-        give(&self.put_lock);
+        let new = self.publish_skip(tail);
+        h.consumer.0.head.store(new, Ordering::SeqCst);
+        let high = h.producer.0.high_water.swap(0, Ordering::Relaxed).min(cap);
+        if high >= soft + PUNCH_MIN {
+            let from = soft.next_multiple_of(4096);
+            let _ = rustix::fs::fallocate(
+                self.segment.fd(),
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                HEADER as u64 + from,
+                high.next_multiple_of(4096).saturating_sub(from),
+            );
+        }
+        self.notify_space();
     }
 
     // ----- task accounting (JoinableQueue) -----
@@ -549,4 +630,83 @@ fn record_header(len: u32, kind: u32) -> [u8; 8] {
     b[..4].copy_from_slice(&len.to_le_bytes());
     b[4..].copy_from_slice(&kind.to_le_bytes());
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small_ring() -> Ring {
+        Ring::new(1, 1 << 16, 1 << 12, 0).unwrap()
+    }
+
+    /// A consumer killed in the middle of a rewind (after publishing its skip record, before
+    /// moving the head) leaves a state the next consumer must read correctly: no phantom item,
+    /// an exact size.
+    #[test]
+    fn a_rewind_cut_between_its_two_stores_leaves_no_phantom_items() {
+        let ring = small_ring();
+        // Fill past `soft` and drain, twice, so stale records lie in the area.
+        for lap in 0..2u64 {
+            for i in 0..60u64 {
+                ring.put(&(lap * 1000 + i, vec![0u8; 100]), Wait::No)
+                    .unwrap();
+            }
+            for _ in 0..60 {
+                ring.get::<(u64, Vec<u8>)>(Wait::No).unwrap();
+            }
+        }
+        // Put some items, consume them all without the automatic rewind, then do half of one.
+        for i in 0..50u64 {
+            ring.put(&(2000 + i, vec![0u8; 100]), Wait::No).unwrap();
+        }
+        let h = ring.h();
+        let tail = h.producer.0.tail.load(Ordering::SeqCst);
+        h.consumer.0.head.store(tail, Ordering::SeqCst);
+        assert!(pos(tail) % ring.capacity() >= 1 << 12);
+        ring.publish_skip(tail);
+        // The state a killed consumer leaves: a skip record between head and tail.
+        assert_eq!(ring.qsize(), 0);
+        assert!(matches!(
+            ring.get::<(u64, Vec<u8>)>(Wait::No),
+            Err(Error::Empty)
+        ));
+        for i in 0..5u64 {
+            ring.put(&(3000 + i, vec![0u8; 100]), Wait::No).unwrap();
+        }
+        assert_eq!(ring.qsize(), 5);
+        for i in 0..5u64 {
+            assert_eq!(ring.get::<(u64, Vec<u8>)>(Wait::No).unwrap().0, 3000 + i);
+        }
+        assert_eq!(ring.qsize(), 0);
+        assert!(matches!(
+            ring.get::<(u64, Vec<u8>)>(Wait::No),
+            Err(Error::Empty)
+        ));
+    }
+
+    /// The same cut with items put right after it, before any consumer looked.
+    #[test]
+    fn items_put_right_after_a_cut_rewind_come_out_in_order() {
+        let ring = small_ring();
+        for i in 0..60u64 {
+            ring.put(&i, Wait::No).unwrap();
+            ring.get::<u64>(Wait::No).unwrap();
+        }
+        for i in 0..40u64 {
+            ring.put(&(i, vec![7u8; 200]), Wait::No).unwrap();
+        }
+        let h = ring.h();
+        let tail = h.producer.0.tail.load(Ordering::SeqCst);
+        h.consumer.0.head.store(tail, Ordering::SeqCst);
+        ring.publish_skip(tail);
+        for i in 0..3u64 {
+            ring.put(&(100 + i, vec![8u8; 200]), Wait::No).unwrap();
+        }
+        for i in 0..3u64 {
+            let (n, bytes) = ring.get::<(u64, Vec<u8>)>(Wait::No).unwrap();
+            assert_eq!((n, bytes[0]), (100 + i, 8));
+        }
+        assert_eq!(ring.qsize(), 0);
+    }
 }
