@@ -5,7 +5,7 @@ use std::time::Duration;
 use mp_core::codec::Bytes;
 use mp_queue::{Error, Queue, QueueSizes};
 use serde::ser::Error as _;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 const WAIT: Duration = Duration::from_secs(10);
 
