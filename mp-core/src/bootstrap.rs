@@ -191,6 +191,7 @@ pub(crate) fn on_load() {
     }
     std::env::remove_var(ENV_VAR);
     sys::ignore_sigpipe();
+    sys::default_sigchld();
     let fd = match sys::take_stdin() {
         Ok(fd) => fd,
         Err(e) => bootstrap_failed(&format!("cannot take the bootstrap socket: {e}")),

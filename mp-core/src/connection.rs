@@ -241,10 +241,16 @@ impl Connection {
             // More fds than one message carries: the extra ones go ahead in carrier frames.
             let mut chunks: Vec<&[OwnedFd]> = fds.chunks(MAX_FDS).collect();
             let last = chunks.pop().unwrap_or(&[]);
+            let carriers = !chunks.is_empty();
             for chunk in chunks {
                 self.write_frame(FD_CARRIER, chunk)?;
             }
-            self.write_frame(&buf, last)
+            let sent = self.write_frame(&buf, last);
+            if sent.is_err() && carriers {
+                // The peer holds fds for a value that will not come: out of step.
+                self.writable = false;
+            }
+            sent
         });
         if buf.capacity() <= 1 << 16 {
             self.scratch = buf;
@@ -395,10 +401,19 @@ impl Connection {
     fn read_value_frame(&mut self, buf: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
         let mut all_fds = Vec::new();
         loop {
-            let (len, fds) = self.read_header()?;
-            all_fds.extend(fds);
-            buf.clear();
-            self.read_payload(len, buf)?;
+            let frame = self.read_header().and_then(|(len, fds)| {
+                all_fds.extend(fds);
+                buf.clear();
+                self.read_payload(len, buf)
+            });
+            if let Err(e) = frame {
+                // After a carrier frame, the value it belongs to is lost: out of step.
+                return Err(if all_fds.is_empty() {
+                    e
+                } else {
+                    self.poison(e)
+                });
+            }
             if buf.as_slice() != FD_CARRIER {
                 return Ok(all_fds);
             }

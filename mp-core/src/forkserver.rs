@@ -130,18 +130,27 @@ pub(crate) fn serve(verified: Verified, mut conn: Connection) -> ! {
         // keeps the other indexes valid.
         for &i in ready.iter().rev().filter(|&&i| i > 0) {
             let child = &children[i - 1];
-            let code = match rustix::process::waitid(
+            match rustix::process::waitid(
                 WaitId::PidFd(child.pidfd.as_fd()),
                 WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
             ) {
-                Ok(Some(status)) => status
-                    .exit_status()
-                    .or_else(|| status.terminating_signal().map(|s| -s)),
-                _ => None,
-            };
-            if let Some(code) = code {
-                let _ = io::write_all(child.status.as_fd(), &code.to_be_bytes());
-                children.swap_remove(i - 1);
+                Ok(Some(status)) => {
+                    if let Some(code) = status
+                        .exit_status()
+                        .or_else(|| status.terminating_signal().map(|s| -s))
+                    {
+                        let _ = io::write_all(child.status.as_fd(), &code.to_be_bytes());
+                    }
+                    children.swap_remove(i - 1);
+                }
+                // Not ended after all: look again at the next wake-up.
+                Ok(None) => {}
+                // A child that cannot be waited for (already reaped by someone else): its
+                // status is lost, which closing the status pipe tells the parent; never poll
+                // its pidfd again.
+                Err(_) => {
+                    children.swap_remove(i - 1);
+                }
             }
         }
         if ready.first() != Some(&0) {
@@ -184,8 +193,19 @@ fn fork_child(
         }
         sys::Forked::Parent(pid) => {
             drop(job);
-            let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
-            let ours = pidfd.try_clone()?;
+            let pidfds = rustix::process::pidfd_open(pid, PidfdFlags::empty())
+                .map_err(Error::from)
+                .and_then(|fd| Ok((fd.try_clone()?, fd)));
+            let (pidfd, ours) = match pidfds {
+                Ok(fds) => fds,
+                Err(e) => {
+                    // A child nobody can watch must not run.
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+                    let _ =
+                        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+                    return Err(e);
+                }
+            };
             children.push(Child {
                 pidfd,
                 status: status.0,

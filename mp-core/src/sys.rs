@@ -137,6 +137,13 @@ pub(crate) fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// Restores the default `SIGCHLD` disposition (a parent that ignores it would otherwise pass
+/// that on, and its children's exit statuses would be discarded by the kernel).
+pub(crate) fn default_sigchld() {
+    // SAFETY: setting SIGCHLD's disposition to SIG_DFL installs no handler code.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+}
+
 /// Registers `f` to run at normal process exit (after `main` returns or `std::process::exit`).
 pub(crate) fn at_exit(f: extern "C" fn()) {
     // SAFETY: `f` is a plain function with C ABI; atexit only stores it.

@@ -146,7 +146,7 @@ impl Barrier {
                     Err(Error::BrokenBarrier)
                 };
             }
-            if futex::wait(&st.gen, gen, deadline) == Woke::TimedOut {
+            if futex::wait_sliced(&st.gen, gen, deadline) == Woke::TimedOut {
                 let inner = self.inner();
                 if st.gen.load(Ordering::Relaxed) == gen {
                     inner.break_barrier();

@@ -207,7 +207,7 @@ impl Condition {
                 WAITING => {}
                 _ => break false,
             }
-            if futex::wait(&slot.state, WAITING, deadline) == Woke::TimedOut {
+            if futex::wait_sliced(&slot.state, WAITING, deadline) == Woke::TimedOut {
                 match slot.state.compare_exchange(
                     WAITING,
                     CANCELLED,

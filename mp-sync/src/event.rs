@@ -73,7 +73,7 @@ impl Event {
             if flag.load(Ordering::Acquire) != 0 {
                 return true;
             }
-            if futex::wait(flag, 0, deadline) == Woke::TimedOut {
+            if futex::wait_sliced(flag, 0, deadline) == Woke::TimedOut {
                 return flag.load(Ordering::Acquire) != 0;
             }
         }

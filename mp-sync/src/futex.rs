@@ -39,6 +39,22 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke 
     }
 }
 
+/// The longest [`wait_sliced`] sleeps before it returns to look again.
+pub const SLICE: Duration = Duration::from_millis(100);
+
+/// [`wait`] in slices of at most [`SLICE`]: [`Woke::TimedOut`] only once `deadline` has
+/// passed, [`Woke::Maybe`] otherwise.
+///
+/// For words whose waker may die between changing the word and waking the sleepers (a
+/// process killed at that instant): the sleepers then notice the change within a slice.
+pub fn wait_sliced(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke {
+    let end = earliest(deadline, Instant::now() + SLICE);
+    match wait(word, expected, Some(end)) {
+        Woke::TimedOut if deadline.is_some_and(|d| Instant::now() >= d) => Woke::TimedOut,
+        _ => Woke::Maybe,
+    }
+}
+
 /// Wakes up to `n` sleepers on `word`.
 pub fn wake(word: &AtomicU32, n: u32) {
     let _ = futex::wake(word, futex::Flags::empty(), n);

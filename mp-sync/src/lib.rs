@@ -34,7 +34,9 @@
 //! pthread's `EOWNERDEAD` and `std::sync::PoisonError`). Units of a [`Semaphore`] taken by a dead
 //! process are lost, as with POSIX semaphores. A waiter of a [`Barrier`] or [`Condition`] that
 //! dies never wakes anybody, so the others rely on their timeouts: the barrier then breaks, the
-//! condition wait returns false, and the dead waiter's slot is reclaimed.
+//! condition wait returns false, and the dead waiter's slot is reclaimed. Sleepers look again
+//! at least every 100 ms, so a process killed between changing a word and waking its sleepers
+//! (a `set`, a `release`, a `notify`) delays them by at most that much, never forever.
 //!
 //! # Differences from Python
 //!

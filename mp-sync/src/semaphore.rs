@@ -96,7 +96,7 @@ impl Semaphore {
                 return false;
             }
             st.sleepers.fetch_add(1, Ordering::SeqCst);
-            let woke = futex::wait(&st.value, 0, deadline);
+            let woke = futex::wait_sliced(&st.value, 0, deadline);
             st.sleepers.fetch_sub(1, Ordering::SeqCst);
             if woke == Woke::TimedOut && st.value.load(Ordering::Relaxed) == 0 {
                 return false;
