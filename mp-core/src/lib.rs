@@ -92,7 +92,7 @@ pub use error::{Error, Message, Result};
 pub use identity::{FnPtr, Function};
 pub use process::{
     active_children, cpu_count, current_process, exit, parent_process, process_id,
-    set_join_at_exit, CurrentProcess, ParentProcess, Process,
+    process_is_alive, set_join_at_exit, CurrentProcess, ParentProcess, Process,
 };
 pub use shm::SharedSegment;
 

@@ -981,6 +981,32 @@ pub fn process_id() -> u32 {
     sys::cached_pid()
 }
 
+/// Whether process `pid` still runs. A zombie does not (it has exited, only its exit status
+/// waits to be collected), unless it is a thread-group leader whose other threads still run.
+///
+/// Beyond Python; what robust locks use to notice a dead owner. A pid reused by an unrelated
+/// process makes a dead process look alive (Linux hands pids out in increasing order, so that
+/// takes a full wrap of the pid space).
+pub fn process_is_alive(pid: u32) -> bool {
+    let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(p) {
+        Err(rustix::io::Errno::SRCH) => false,
+        Err(_) | Ok(()) => match std::fs::read(format!("/proc/{pid}/stat")) {
+            // The state follows the command name in parentheses, which may itself hold ')'.
+            Ok(stat) => match stat.iter().rposition(|&b| b == b')') {
+                Some(i) if matches!(stat.get(i + 2), Some(b'Z') | Some(b'X')) => {
+                    // A leader that called pthread_exit shows as a zombie while its threads run.
+                    std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|d| d.count() > 1)
+                }
+                _ => true,
+            },
+            Err(_) => false,
+        },
+    }
+}
+
 /// The number of CPUs online. Python: `multiprocessing.cpu_count()`.
 pub fn cpu_count() -> usize {
     sys::online_cpus()

@@ -43,28 +43,9 @@ pub(crate) fn pid() -> u32 {
     mp_core::process_id()
 }
 
-/// Whether process `pid` still runs: a zombie does not (its memory is gone already).
-///
-/// A pid reused by an unrelated process before anyone looks makes a dead process look alive;
-/// that delays a takeover, it never allows a wrong one.
+/// Whether process `pid` still runs (see `mp_core::process_is_alive`).
 pub(crate) fn alive(pid: u32) -> bool {
-    let Some(p) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    match rustix::process::test_kill_process(p) {
-        Err(rustix::io::Errno::SRCH) => false,
-        Err(_) | Ok(()) => match std::fs::read(format!("/proc/{pid}/stat")) {
-            // The state follows the command name in parentheses, which may itself hold ')'.
-            Ok(stat) => match stat.iter().rposition(|&b| b == b')') {
-                Some(i) => !matches!(stat.get(i + 2), Some(b'Z') | Some(b'X')),
-                None => true,
-            },
-            Err(_) => false,
-        },
-    }
+    mp_core::process_is_alive(pid)
 }
 
 // ----- the header of a data segment -----

@@ -18,8 +18,6 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use rustix::process::Pid;
-
 use crate::futex::{self, Woke};
 use crate::sys;
 
@@ -47,20 +45,7 @@ pub(crate) enum Acquired {
 
 /// Whether process `pid` still runs (a zombie does not).
 pub(crate) fn alive(pid: u32) -> bool {
-    let Some(p) = Pid::from_raw(pid as i32) else {
-        return false;
-    };
-    match rustix::process::test_kill_process(p) {
-        Err(rustix::io::Errno::SRCH) => false,
-        Err(_) | Ok(()) => match std::fs::read(format!("/proc/{pid}/stat")) {
-            // The state follows the command name in parentheses, which may itself hold ')'.
-            Ok(stat) => match stat.iter().rposition(|&b| b == b')') {
-                Some(i) => !matches!(stat.get(i + 2), Some(b'Z') | Some(b'X')),
-                None => true,
-            },
-            Err(_) => false,
-        },
-    }
+    mp_core::process_is_alive(pid)
 }
 
 /// Tries to take `word` without blocking; a dead owner's lock is taken over.
