@@ -14,10 +14,15 @@
 //! A consumer killed before its store leaves the item for the next consumer; one killed after
 //! it has taken the item with it.
 //!
-//! Residency: when a get empties the queue past `soft` bytes, the consumer moves head and tail
-//! together back to offset 0 and releases the pages used past `soft` (`FALLOC_FL_PUNCH_HOLE`),
-//! so a steady queue keeps reusing its first pages and a drained burst gives its memory back.
-//! A backlog that never drains keeps the pages it has written.
+//! Residency: the data area is address space; pages exist once written. To keep reusing the
+//! same warm pages, head and tail go back to offset 0 once they are past `soft` bytes: when the
+//! queue is empty (whoever finds it so, producer or consumer, publishes a skip record to the end
+//! of the area and, holding both locks, moves the head past it), and when a producer finds the
+//! queue short while a consumer is at work (it writes its item at offset 0 behind a skip record,
+//! which the consumer passes soon). Without a consumer at work, producers keep going forward,
+//! so the whole capacity stays available to a burst; a skip record still pending when consumers
+//! stop leaves the queue with about `soft` bytes of room until the next get passes it. After a
+//! burst drains, the pages used past `soft` are released (`FALLOC_FL_PUNCH_HOLE`).
 //!
 //! Sleepers (consumers waiting for an item, producers for room, `join`) sleep in slices of at
 //! most 100 ms: a process killed between its store and its wake-up call delays them by at most
@@ -197,6 +202,10 @@ impl Ring {
         self.h().consts.0.capacity.load(Ordering::Relaxed)
     }
 
+    fn soft(&self) -> u64 {
+        self.h().consts.0.soft.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn maxsize(&self) -> u64 {
         self.h().consts.0.maxsize.load(Ordering::Relaxed)
     }
@@ -239,6 +248,11 @@ impl Ring {
             let tail = h.producer.0.tail.load(Ordering::Relaxed);
             let head = h.consumer.0.head.load(Ordering::Acquire);
             let queued = count(tail).wrapping_sub(count(head));
+            // An empty queue past `soft`: start again at offset 0 (the pages there are warm).
+            if tail == head && pos(tail) % self.capacity() >= self.soft() {
+                self.restart_at_zero(tail, head);
+                continue;
+            }
             if maxsize == 0 || u64::from(queued) < maxsize {
                 match self.encode(item, tail, head)? {
                     Some(new_tail) => {
@@ -373,7 +387,12 @@ impl Ring {
             },
             true,
         );
-        for (start, room, skip) in [here, wrap] {
+        // Past `soft`, with a short queue and a consumer at work (it will soon pass the skip
+        // record, which counts as queued bytes until then), go back to the warm pages at 0.
+        let soft = h.consts.0.soft.load(Ordering::Relaxed);
+        let early = off >= soft && used <= soft / 2 && self.get_lock.is_locked();
+        let order = if early { [wrap, here] } else { [here, wrap] };
+        for (start, room, skip) in order {
             if room < 16 {
                 continue;
             }
