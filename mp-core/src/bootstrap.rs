@@ -312,6 +312,8 @@ pub(crate) fn child_main(
     let outcome = panic::catch_unwind(AssertUnwindSafe(run));
     IN_TARGET.with(|t| t.set(false));
     let (code, record): (i32, Option<(u8, Vec<u8>)>) = match outcome {
+        // `()` (MessagePack nil) needs no record: the parent reads "nothing" as `()`.
+        Ok(Ok(bytes)) if bytes == [0xc0] => (0, None),
         Ok(Ok(bytes)) => (0, Some((RESULT_RETURNED, bytes))),
         Ok(Err(e)) => {
             eprintln!("Process {name}: {e}");

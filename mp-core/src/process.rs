@@ -1,7 +1,6 @@
 //! `Process` and the functions about processes: `current_process`, `parent_process`,
 //! `active_children`, `cpu_count`, `exit`.
 
-use std::any::TypeId;
 use std::fmt;
 use std::io::Write;
 use std::marker::PhantomData;
@@ -393,13 +392,10 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
         match bootstrap::parse_outcome(&bytes) {
             Outcome::Returned(r) if code == 0 => codec::decode(&r),
             Outcome::Failed(msg) => Err(failed(Some(msg))),
-            Outcome::Nothing if code == 0 && TypeId::of::<R>() == TypeId::of::<()>() => {
-                // `()` has no result file; its value is MessagePack's nil.
-                codec::decode(&[0xc0])
-            }
-            Outcome::Nothing if code == 0 => Err(failed(Some(
-                "the child exited without returning a value".into(),
-            ))),
+            // A child records nothing for a value that encodes as nil (`()`, `None`), and
+            // nothing either when it left through `exit(0)` before returning.
+            Outcome::Nothing if code == 0 => codec::decode(&[0xc0])
+                .map_err(|_| failed(Some("the child exited without returning a value".into()))),
             _ => Err(failed(None)),
         }
     }

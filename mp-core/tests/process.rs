@@ -1691,3 +1691,33 @@ fn run_scenario(name: &str) -> String {
     assert!(status.success(), "{}", s.report());
     s.stdout()
 }
+
+fn returns_none(_: ()) -> Option<u32> {
+    None
+}
+
+fn exits_early(_: ()) -> u32 {
+    mp_core::exit(0)
+}
+
+/// Regression: a value that encodes as nil (`None`) is not recorded by the child; the parent
+/// must still read it as `None`, and an `exit(0)` before returning must stay an error.
+#[test]
+fn a_none_result_and_an_early_exit_are_told_apart() {
+    for m in METHODS {
+        let mut p = Process::new(returns_none, ()).start_method(m);
+        p.start().unwrap();
+        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(0));
+        assert_eq!(p.join_result().unwrap(), None, "{m}");
+        let mut p = Process::new(exits_early, ()).start_method(m);
+        p.start().unwrap();
+        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(0));
+        assert!(
+            matches!(
+                p.join_result(),
+                Err(Error::ProcessFailed { exitcode: 0, .. })
+            ),
+            "{m}"
+        );
+    }
+}
