@@ -260,11 +260,6 @@ thread_local! {
     static IN_TARGET: Cell<bool> = const { Cell::new(false) };
 }
 
-thread_local! {
-    /// The name of the process whose target runs on this thread (for the panic hook).
-    static TARGET_NAME: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
 /// Installs, once per process, a panic hook that prefixes a child target's panic with
 /// `Process <name>:` (as CPython's traceback header does) and then runs the previous hook.
 ///
@@ -277,7 +272,7 @@ pub(crate) fn install_panic_hook() {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             if in_target() {
-                if let Some(name) = TARGET_NAME.with(|n| n.borrow().clone()) {
+                if let Some(name) = process::name_if_free() {
                     eprintln!("Process {name}:");
                 }
             }
@@ -301,13 +296,11 @@ pub(crate) fn child_main(
     lifeline: Option<OwnedFd>,
     run: impl FnOnce() -> Result<Vec<u8>>,
 ) -> ! {
-    let name = config.name.clone();
-    process::become_child(&config);
+    process::become_child(config);
     if let Some(fd) = lifeline {
         watch_lifeline(fd);
     }
     install_panic_hook();
-    TARGET_NAME.with(|n| *n.borrow_mut() = Some(name.clone()));
     IN_TARGET.with(|t| t.set(true));
     let outcome = panic::catch_unwind(AssertUnwindSafe(run));
     IN_TARGET.with(|t| t.set(false));
@@ -316,7 +309,7 @@ pub(crate) fn child_main(
         Ok(Ok(bytes)) if bytes == [0xc0] => (0, None),
         Ok(Ok(bytes)) => (0, Some((RESULT_RETURNED, bytes))),
         Ok(Err(e)) => {
-            eprintln!("Process {name}: {e}");
+            eprintln!("Process {}: {e}", process::current_process().name());
             (1, Some((RESULT_FAILED, e.to_string().into_bytes())))
         }
         Err(payload) => match payload.downcast::<ExitRequest>() {
@@ -339,7 +332,10 @@ pub(crate) fn child_main(
             .and_then(|()| io::write_all(fd.as_fd(), &bytes))
             .is_err()
         {
-            eprintln!("Process {name}: cannot record the result");
+            eprintln!(
+                "Process {}: cannot record the result",
+                process::current_process().name()
+            );
         }
     }
     process::exit_function();

@@ -5,11 +5,11 @@ use std::fmt;
 use std::io::Write;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use once_cell::sync::Lazy;
-use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+use once_cell::sync::{Lazy, OnceCell};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitOptions};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -67,22 +67,28 @@ static GLOBAL: Lazy<Mutex<Global>> = Lazy::new(|| {
     })
 });
 
+/// This process's name if the registry is free right now (for a panic hook, which must not
+/// wait for a lock).
+pub(crate) fn name_if_free() -> Option<String> {
+    GLOBAL.try_lock().ok().map(|g| g.name.clone())
+}
+
 pub(crate) fn global() -> MutexGuard<'static, Global> {
     GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Turns this process's registry into a new child's (after fork, spawn or a forkserver fork).
-pub(crate) fn become_child(config: &ChildConfig) {
+pub(crate) fn become_child(config: ChildConfig) {
     let parent_pidfd = Pid::from_raw(config.parent_pid)
         .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok())
         .map(Arc::new);
     let mut g = global();
-    g.name = config.name.clone();
-    g.identity = config.identity.clone();
+    g.name = config.name;
+    g.identity = config.identity;
     g.daemon = config.daemon;
-    g.authkey = config.authkey.0.clone();
+    g.authkey = config.authkey.0;
     g.parent = Some(ParentProcess {
-        name: config.parent_name.clone(),
+        name: config.parent_name,
         pid: config.parent_pid,
         pidfd: parent_pidfd,
     });
@@ -97,7 +103,7 @@ pub(crate) fn become_child(config: &ChildConfig) {
     if let Some(m) = config.start_method {
         context::set_start_method_force(Some(m));
     }
-    if let Some(exe) = &config.executable {
+    if let Some(exe) = config.executable {
         context::set_executable(Some(exe.into()));
     }
 }
@@ -139,8 +145,9 @@ pub fn set_join_at_exit(join: bool) {
 
 /// How a started child is watched.
 enum Waiter {
-    /// Our own child: a pidfd, readable once it exits, reaped with `waitid(P_PIDFD)`.
-    Direct(Arc<OwnedFd>),
+    /// Our own child, reaped with `waitpid`. Its pid cannot be reused before we reap it, so
+    /// signals and a pidfd (opened only when a sentinel is asked for) are safe.
+    Direct(Pid),
     /// A child of the fork server: its pidfd for signals, and a pipe on which the server writes
     /// the exit code when the child ends.
     Forkserver {
@@ -166,7 +173,7 @@ struct State {
 /// The shared part of a process object (the registry and every handle point at it).
 pub(crate) struct Inner {
     state: Mutex<State>,
-    sentinel: OnceLock<Arc<OwnedFd>>,
+    sentinel: OnceCell<Arc<OwnedFd>>,
 }
 
 impl Inner {
@@ -186,12 +193,9 @@ impl Inner {
         }
         let code = match &st.waiter {
             None => return Ok(None),
-            Some(Waiter::Direct(pidfd)) => {
-                match rustix::process::waitid(
-                    WaitId::PidFd(pidfd.as_fd()),
-                    WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-                ) {
-                    Ok(Some(status)) => {
+            Some(Waiter::Direct(pid)) => {
+                match rustix::process::waitpid(Some(*pid), WaitOptions::NOHANG) {
+                    Ok(Some((_, status))) => {
                         if let Some(code) = status.exit_status() {
                             code
                         } else if let Some(sig) = status.terminating_signal() {
@@ -220,6 +224,46 @@ impl Inner {
         };
         st.exitcode = Some(code);
         Ok(Some(code))
+    }
+
+    /// The fd that becomes readable when the child ends: the fork server's status pipe, or a
+    /// pidfd opened on first use (for a child already reaped, a pipe at end of file).
+    fn sentinel(&self) -> Result<&Arc<OwnedFd>> {
+        self.sentinel.get_or_try_init(|| {
+            let st = self.lock();
+            match (&st.waiter, st.exitcode) {
+                (Some(Waiter::Direct(pid)), None) => {
+                    // Not reaped (we hold the lock reaping needs), so the pid is still ours.
+                    Ok(Arc::new(rustix::process::pidfd_open(
+                        *pid,
+                        PidfdFlags::empty(),
+                    )?))
+                }
+                (Some(Waiter::Forkserver { status, .. }), _) => Ok(status.clone()),
+                (Some(Waiter::Direct(_)), Some(_)) => {
+                    let (r, _w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+                    Ok(Arc::new(r))
+                }
+                (None, _) => Err(Error::InvalidState("process not started".into())),
+            }
+        })
+    }
+
+    /// Blocks until the direct child `pid` has ended, without reaping it (so that every thread
+    /// that waits wakes, and the reaping stays with `try_reap`).
+    fn wait_exited(pid: Pid) -> Result<()> {
+        loop {
+            match rustix::process::waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => {}
+                // Reaped meanwhile by another thread of ours: `try_reap` has the code.
+                Err(rustix::io::Errno::CHILD) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
@@ -363,7 +407,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
                     exitcode: None,
                     result: None,
                 }),
-                sentinel: OnceLock::new(),
+                sentinel: OnceCell::new(),
             }),
             target: Mutex::new(Some(target)),
             _result: PhantomData,
@@ -478,22 +522,14 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
                     start_spawn(job)
                 } else {
                     forkserver::start(job).map(|(pid, pidfd, status)| {
-                        (
-                            pid,
-                            Waiter::Forkserver {
-                                pidfd,
-                                status: Arc::new(status),
-                            },
-                        )
+                        let status = Arc::new(status);
+                        let sentinel = Some(status.clone());
+                        (pid, Waiter::Forkserver { pidfd, status }, sentinel)
                     })
                 }
             }
         };
-        let (pid, waiter) = started?;
-        let sentinel = match &waiter {
-            Waiter::Direct(pidfd) => pidfd.clone(),
-            Waiter::Forkserver { status, .. } => status.clone(),
-        };
+        let (pid, waiter, sentinel) = started?;
         {
             let mut st = self.inner.lock();
             st.started = true;
@@ -501,7 +537,9 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
             st.waiter = Some(waiter);
             st.result = result;
         }
-        let _ = self.inner.sentinel.set(sentinel);
+        if let Some(fd) = sentinel {
+            let _ = self.inner.sentinel.set(fd);
+        }
         let mut g = global();
         g.children.push(self.inner.clone());
         if !g.at_exit_registered {
@@ -645,11 +683,7 @@ impl<R> Process<R> {
     /// `Process.sentinel`; fails before `start` and after `close`.
     pub fn sentinel(&self) -> Result<BorrowedFd<'_>> {
         drop(self.check_open()?);
-        self.inner
-            .sentinel
-            .get()
-            .map(|fd| fd.as_fd())
-            .ok_or_else(|| Error::InvalidState("process not started".into()))
+        Ok(self.inner.sentinel()?.as_fd())
     }
 
     /// Waits for the child to end; returns its exit code. Python: `Process.join()`.
@@ -676,12 +710,21 @@ impl<R> Process<R> {
                 ));
             }
         }
-        let sentinel = self
-            .inner
-            .sentinel
-            .get()
-            .cloned()
-            .ok_or_else(|| Error::InvalidState("can only join a started process".into()))?;
+        let direct = match &self.inner.lock().waiter {
+            Some(Waiter::Direct(pid)) => Some(*pid),
+            _ => None,
+        };
+        if let (Some(pid), None) = (direct, deadline) {
+            // No deadline: block in waitid, no pidfd needed.
+            loop {
+                if let Some(code) = self.inner.try_reap()? {
+                    forget_child(&self.inner);
+                    return Ok(Some(code));
+                }
+                Inner::wait_exited(pid)?;
+            }
+        }
+        let sentinel = self.inner.sentinel()?.clone();
         loop {
             if let Some(code) = self.inner.try_reap()? {
                 forget_child(&self.inner);
@@ -702,12 +745,15 @@ impl<R> Process<R> {
         if st.exitcode.is_some() {
             return Ok(());
         }
-        let pidfd = match &st.waiter {
+        let sent = match &st.waiter {
             None => return Ok(()),
-            Some(Waiter::Direct(pidfd)) => pidfd.as_fd(),
-            Some(Waiter::Forkserver { pidfd, .. }) => pidfd.as_fd(),
+            // Not reaped (the lock is held and no exit code is known): the pid is ours.
+            Some(Waiter::Direct(pid)) => rustix::process::kill_process(*pid, sig),
+            Some(Waiter::Forkserver { pidfd, .. }) => {
+                rustix::process::pidfd_send_signal(pidfd, sig)
+            }
         };
-        match rustix::process::pidfd_send_signal(pidfd, sig) {
+        match sent {
             Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -815,7 +861,7 @@ fn start_fork(
     mut config: ChildConfig,
     result: Option<&OwnedFd>,
     daemon: bool,
-) -> Result<(i32, Waiter)> {
+) -> Result<Started> {
     warn_if_threaded();
     config.start_method = None;
     config.executable = None;
@@ -846,23 +892,22 @@ fn start_fork(
             drop(stderr);
             drop(stdout);
             drop(target);
-            match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
-                Ok(pidfd) => Ok((pid.as_raw_nonzero().get(), Waiter::Direct(Arc::new(pidfd)))),
-                Err(e) => {
-                    let _ = rustix::process::kill_process(pid, Signal::KILL);
-                    let _ =
-                        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
-                    Err(e.into())
-                }
-            }
+            Ok((pid.as_raw_nonzero().get(), Waiter::Direct(pid), None))
         }
     }
 }
 
-fn start_spawn(job: Job) -> Result<(i32, Waiter)> {
+fn start_spawn(job: Job) -> Result<Started> {
     let (pid, pidfd, _conn) = bootstrap::launch(&bootstrap::Hello::Run(job))?;
-    Ok((pid.as_raw_nonzero().get(), Waiter::Direct(Arc::new(pidfd))))
+    Ok((
+        pid.as_raw_nonzero().get(),
+        Waiter::Direct(pid),
+        Some(Arc::new(pidfd)),
+    ))
 }
+
+/// A started child: its pid, how to wait for it, and its sentinel if one is already open.
+type Started = (i32, Waiter, Option<Arc<OwnedFd>>);
 
 // ----- functions about processes -----
 
