@@ -24,48 +24,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mp_core::{pipe, Connection, Error, Message, Process, StartMethod};
+use mp_core::{pipe, Connection, Error, Message, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 // ----- helpers -----
 
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Fork,
-    StartMethod::Spawn,
-    StartMethod::Forkserver,
-];
-/// How long the parent waits for any one message, or for a call that might hang on a bug.
-const WAIT: Duration = Duration::from_secs(20);
-/// How long the parent waits for a child to exit.
-const JOIN: Duration = Duration::from_secs(30);
-
-/// Starts `f(args)` in a child under `m`.
-fn start<A, R>(f: fn(A) -> R, args: A, m: StartMethod) -> Process<R>
-where
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + 'static,
-{
-    let mut p = Process::new(f, args).start_method(m);
-    p.start()
-        .unwrap_or_else(|e| panic!("cannot start a child under {m}: {e}"));
-    p
-}
-
-/// Joins `p` within [`JOIN`] and asserts it exited with 0.
-fn join_ok<R>(p: &Process<R>, m: StartMethod) {
-    assert_eq!(
-        p.join_timeout(JOIN).unwrap(),
-        Some(0),
-        "the child under {m} did not exit cleanly within {JOIN:?}"
-    );
-}
-
-/// Waits (bounded) for a message, then receives it as `T`.
-fn recv_within<T: DeserializeOwned>(c: &mut Connection) -> T {
-    assert!(c.poll(Some(WAIT)).unwrap(), "no message within {WAIT:?}");
-    c.recv().unwrap()
-}
+mod common;
+use common::{join_ok, recv_within, start, JOIN, METHODS, WAIT};
 
 /// Waits (bounded) for a message, then receives its bytes.
 fn recv_bytes_within(c: &mut Connection) -> Vec<u8> {
@@ -1274,7 +1240,7 @@ fn huge_test_enabled() -> bool {
 ///
 /// MEMORY/TIME GATE: runs by default only when at least 8 GiB are available (see
 /// [`huge_test_enabled`]; `MP_TEST_HUGE=1` forces it, `MP_TEST_HUGE=0` skips it); when skipped
-/// it says so on stderr and passes. (Not `#[ignore]`: ignored tests are flagged.)
+/// it says so on stderr and passes (it is not marked ignored, so it always runs somewhere).
 #[test]
 fn a_message_over_2_gib() {
     if !huge_test_enabled() {

@@ -18,47 +18,13 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use mp_core::{codec, handle, pipe, Connection, Error, Process, SharedSegment, StartMethod};
-use serde::de::DeserializeOwned;
+
 use serde::{Deserialize, Serialize};
 
 // ----- helpers -----
 
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Fork,
-    StartMethod::Spawn,
-    StartMethod::Forkserver,
-];
-/// How long the parent waits for any one message.
-const WAIT: Duration = Duration::from_secs(20);
-/// How long the parent waits for a child to exit.
-const JOIN: Duration = Duration::from_secs(30);
-
-/// Starts `f(args)` in a child under `m`.
-fn start<A, R>(f: fn(A) -> R, args: A, m: StartMethod) -> Process<R>
-where
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + 'static,
-{
-    let mut p = Process::new(f, args).start_method(m);
-    p.start()
-        .unwrap_or_else(|e| panic!("cannot start a child under {m}: {e}"));
-    p
-}
-
-/// Joins `p` within [`JOIN`] and asserts it exited with 0.
-fn join_ok<R>(p: &Process<R>, m: StartMethod) {
-    assert_eq!(
-        p.join_timeout(JOIN).unwrap(),
-        Some(0),
-        "the child under {m} did not exit cleanly within {JOIN:?}"
-    );
-}
-
-/// Waits (bounded) for a message, then receives it as `T`.
-fn recv_within<T: DeserializeOwned>(c: &mut Connection) -> T {
-    assert!(c.poll(Some(WAIT)).unwrap(), "no message within {WAIT:?}");
-    c.recv().unwrap()
-}
+mod common;
+use common::{join_ok, recv_within, start, JOIN, METHODS, WAIT};
 
 /// The 64-bit word `i` of a segment.
 fn word(seg: &SharedSegment, i: usize) -> &AtomicU64 {
