@@ -124,7 +124,7 @@ impl<T> Queue<T> {
     fn check_open(&self) -> Result<()> {
         // The pid of the process that closed this handle: a forked child's copy is open.
         let closer = self.closed.load(Ordering::Relaxed);
-        if closer != 0 && closer == rustix::process::getpid().as_raw_nonzero().get() as u32 {
+        if closer != 0 && closer == mp_core::process_id() {
             Err(Error::Closed)
         } else {
             Ok(())
@@ -158,7 +158,7 @@ impl<T> Queue<T> {
     /// fail with [`Error::Closed`]. Items already put stay in the queue for the other handles
     /// and processes. Python: `Queue.close()`.
     pub fn close(&self) {
-        let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        let me = mp_core::process_id();
         self.closed.store(me, Ordering::Relaxed);
     }
 

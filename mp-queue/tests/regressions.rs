@@ -81,7 +81,7 @@ fn a_panicking_deserialize_left_the_get_lock_held_and_the_item_in_place() {
     q.put(1).unwrap();
     q.put(2).unwrap();
     // The same ring seen with another item type.
-    let fragile: Queue<Fragile> = unsafe_retype(&q);
+    let fragile: Queue<Fragile> = retyped(&q);
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _ = fragile.get_timeout(WAIT);
     }));
@@ -92,7 +92,7 @@ fn a_panicking_deserialize_left_the_get_lock_held_and_the_item_in_place() {
 }
 
 /// A handle to the same queue with another item type, through a transfer over a pipe.
-fn unsafe_retype<A, B>(q: &Queue<A>) -> Queue<B> {
+fn retyped<A, B>(q: &Queue<A>) -> Queue<B> {
     let (mut a, mut b) = mp_core::pipe(true).unwrap();
     a.send(q).unwrap();
     assert!(b.poll(Some(WAIT)).unwrap());
