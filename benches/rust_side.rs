@@ -168,7 +168,7 @@ fn lock_handoff(count: u32) -> f64 {
 /// The child of `semaphore_pingpong`.
 fn semaphore_partner((ping, pong, count): (Semaphore, Semaphore, u32)) {
     for _ in 0..=count {
-        ping.acquire();
+        ping.acquire().expect("acquire");
         pong.release().expect("release");
     }
 }
@@ -183,11 +183,11 @@ fn semaphore_pingpong(count: u32) -> f64 {
         .process(semaphore_partner, (ping.clone(), pong.clone(), count));
     p.start().expect("start");
     ping.release().expect("release"); // warm-up round
-    pong.acquire();
+    pong.acquire().expect("acquire");
     let t0 = Instant::now();
     for _ in 0..count {
         ping.release().expect("release");
-        pong.acquire();
+        pong.acquire().expect("acquire");
     }
     let elapsed = t0.elapsed().as_secs_f64();
     p.join().expect("join");

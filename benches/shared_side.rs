@@ -96,7 +96,7 @@ where
     A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
 {
     let ctx = get_context(Some(StartMethod::Fork));
-    let barrier = Barrier::new(2, None, None).expect("barrier");
+    let barrier = Barrier::new(2, None).expect("barrier");
     let epoch = Epoch(Instant::now());
     let mut children = Vec::new();
     for _ in 0..2 {

@@ -44,13 +44,13 @@ pub use mp_core::{
     active_children, codec, cpu_count, current_process, exit, freeze_support,
     get_all_start_methods, get_context, get_start_method, get_start_method_if_set, handle, init,
     parent_process, pipe, process_id, process_is_alive, set_executable, set_join_at_exit,
-    set_start_method, set_start_method_force, Connection, Context, CurrentProcess, FnPtr, Function,
-    Message, ParentProcess, Process, SharedSegment, StartMethod,
+    set_start_method, set_start_method_force, Connection, Context, CurrentProcess, Deadline, FnPtr,
+    Function, Message, ParentProcess, Process, SharedSegment, StartMethod,
 };
 #[doc(inline)]
 pub use mp_sync::{
-    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,
-    OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreGuard,
+    AnyLock, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, OwnerDied, RLock,
+    RawLock, Semaphore, SemaphoreGuard,
 };
 
 #[doc(inline)]
@@ -60,15 +60,20 @@ pub use mp_shared::{Array, RawArray, RawValue, SharedAtomic, SharedMemory, Value
 
 /// Python's `multiprocessing.connection`: the `mp-connection` crate (with `Connection` and
 /// `Pipe` re-exported at the top level too).
+#[doc(inline)]
 pub use mp_connection as connection;
 /// The whole of `mp-core`, for items not re-exported at the top.
+#[doc(inline)]
 pub use mp_core;
 /// Python's `multiprocessing.queues`: the `mp-queue` crate.
+#[doc(inline)]
 pub use mp_queue as queues;
 /// Python's `multiprocessing.sharedctypes` and `multiprocessing.shared_memory`: the
 /// `mp-shared` crate.
+#[doc(inline)]
 pub use mp_shared as sharedctypes;
 /// Python's `multiprocessing.synchronize`: the `mp-sync` crate.
+#[doc(inline)]
 pub use mp_sync as synchronize;
 
 /// Any error of the stack; each variant wraps one layer's error.
@@ -108,10 +113,44 @@ impl Error {
     pub fn is_authentication(&self) -> bool {
         matches!(self, Error::Connection(e) if e.is_authentication())
     }
-    /// True for a timeout.
+    /// True for a timeout of any layer that raises one (Python: `TimeoutError`,
+    /// `socket.timeout`): a connection's `recv`/`send`, `accept`, `Client::connect`, the
+    /// handshake. (Waits whose Python form returns a bool return `Ok(false)` instead, and queues
+    /// raise [`is_empty`](Self::is_empty)/[`is_full`](Self::is_full): see
+    /// [the timeout contract](mp_core::deadline).)
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Core(e) if e.is_timeout())
-            || matches!(self, Error::Queue(mp_queue::Error::Timeout))
+        match self {
+            Error::Core(e) => e.is_timeout(),
+            Error::Connection(e) => e.is_timeout(),
+            Error::Queue(mp_queue::Error::Core(e)) => e.is_timeout(),
+            Error::Sync(mp_sync::Error::Core(e)) => e.is_timeout(),
+            Error::Shared(mp_shared::Error::Core(e)) => e.is_timeout(),
+            _ => false,
+        }
+    }
+    /// True for a closed object (Python: `ValueError`/`OSError` on a closed queue, connection,
+    /// listener or process).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Error::Core(e) => matches!(e, mp_core::Error::Closed(_)),
+            Error::Queue(e) => e.is_closed(),
+            Error::Connection(e) => e.is_closed(),
+            _ => false,
+        }
+    }
+    /// True when a lock's previous owner died while holding it ([`OwnerDied`] converted with
+    /// `?`), from a lock, a condition, a queue's locks or a synchronized value.
+    pub fn is_owner_died(&self) -> bool {
+        match self {
+            Error::Sync(e) => e.is_owner_died(),
+            Error::Shared(e) => e.is_owner_died(),
+            Error::Queue(mp_queue::Error::Sync(e)) => e.is_owner_died(),
+            _ => false,
+        }
+    }
+    /// True for a broken barrier (Python: `threading.BrokenBarrierError`).
+    pub fn is_broken_barrier(&self) -> bool {
+        matches!(self, Error::Sync(e) if e.is_broken_barrier())
     }
     /// True for an empty queue (Python: `queue.Empty`).
     pub fn is_empty(&self) -> bool {

@@ -14,16 +14,15 @@
 //! whole message, which we accept. A server delivers then answers, a client answers then
 //! delivers, so both sides prove they know the key.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use hmac::digest::core_api::BlockSizeUser;
 use hmac::digest::Digest as HashDigest;
 use hmac::{Mac, SimpleHmac};
-use mp_core::Connection;
+use mp_core::{Connection, Deadline};
 
 use crate::address::fill_random;
 use crate::error::{Error, Result};
-use crate::io::{self, ReadEnd};
 
 /// The prefix of a challenge. Python: `multiprocessing.connection._CHALLENGE`.
 const CHALLENGE: &[u8] = b"#CHALLENGE#";
@@ -207,22 +206,33 @@ fn create_reply(authkey: &[u8], message: &[u8]) -> Result<Vec<u8>> {
 /// [`Error::Timeout`]; a reply over 256 bytes ([`Error::is_message_too_long`]); the peer closing
 /// ([`Error::is_eof`]). After an error the connection is out of step and should be closed.
 pub fn deliver_challenge(conn: &mut Connection, authkey: &[u8]) -> Result<()> {
-    let deadline = io::deadline_after(conn.timeout());
+    let deadline = conn.timeout().map_or(Deadline::NEVER, Deadline::after);
     deliver_challenge_deadline(conn, authkey, Digest::Sha256, deadline)
 }
 
-/// [`deliver_challenge`] with a chosen digest and a deadline for the whole exchange (`None`:
-/// none).
+/// [`deliver_challenge`] with a chosen digest, giving up with [`Error::Timeout`] after
+/// `timeout` for the whole exchange.
 ///
-/// Python 3.12: `deliver_challenge(connection, authkey, digest_name)`.
+/// Python 3.12: `deliver_challenge(connection, authkey, digest_name)` on a socket with a timeout.
+pub fn deliver_challenge_timeout(
+    conn: &mut Connection,
+    authkey: &[u8],
+    digest: Digest,
+    timeout: Duration,
+) -> Result<()> {
+    deliver_challenge_deadline(conn, authkey, digest, Deadline::after(timeout))
+}
+
+/// [`deliver_challenge_timeout`] with a deadline for the whole exchange.
 pub fn deliver_challenge_deadline(
     conn: &mut Connection,
     authkey: &[u8],
     digest: Digest,
-    deadline: Option<Instant>,
+    deadline: impl Into<Deadline>,
 ) -> Result<()> {
+    let deadline = deadline.into();
     let challenge = new_challenge(digest)?;
-    send(conn, &[&challenge], deadline)?;
+    send(conn, &challenge, deadline)?;
     let reply = recv(conn, deadline)?;
     judge_reply(conn, authkey, &challenge, &reply, deadline)
 }
@@ -243,17 +253,17 @@ fn new_challenge(digest: Digest) -> Result<Vec<u8>> {
 
 /// Checks the reply to our `challenge` and tells the peer the verdict.
 fn judge_reply(
-    conn: &Connection,
+    conn: &mut Connection,
     authkey: &[u8],
     challenge: &[u8],
     reply: &[u8],
-    deadline: Option<Instant>,
+    deadline: Deadline,
 ) -> Result<()> {
     match verify_reply(authkey, &challenge[CHALLENGE.len()..], reply) {
-        Ok(()) => send(conn, &[WELCOME], deadline),
+        Ok(()) => send(conn, WELCOME, deadline),
         Err(e) => {
             // The peer may be gone already; the authentication error is what matters.
-            let _ = send(conn, &[FAILURE], deadline);
+            let _ = send(conn, FAILURE, deadline);
             Err(e)
         }
     }
@@ -270,19 +280,29 @@ fn judge_reply(
 /// shorter than 20 bytes or with an unknown digest, or rejects our reply (`#FAILURE#`: a wrong
 /// key); [`Error::Timeout`]; a message over 256 bytes; the peer closing.
 pub fn answer_challenge(conn: &mut Connection, authkey: &[u8]) -> Result<()> {
-    let deadline = io::deadline_after(conn.timeout());
+    let deadline = conn.timeout().map_or(Deadline::NEVER, Deadline::after);
     answer_challenge_deadline(conn, authkey, deadline)
 }
 
-/// [`answer_challenge`] with a deadline for the whole exchange (`None`: none).
+/// [`answer_challenge`] giving up with [`Error::Timeout`] after `timeout` for the whole exchange.
+pub fn answer_challenge_timeout(
+    conn: &mut Connection,
+    authkey: &[u8],
+    timeout: Duration,
+) -> Result<()> {
+    answer_challenge_deadline(conn, authkey, Deadline::after(timeout))
+}
+
+/// [`answer_challenge_timeout`] with a deadline for the whole exchange.
 pub fn answer_challenge_deadline(
     conn: &mut Connection,
     authkey: &[u8],
-    deadline: Option<Instant>,
+    deadline: impl Into<Deadline>,
 ) -> Result<()> {
+    let deadline = deadline.into();
     let challenge = recv(conn, deadline)?;
     let reply = create_reply(authkey, challenge_message(&challenge)?)?;
-    send(conn, &[&reply], deadline)?;
+    send(conn, &reply, deadline)?;
     check_verdict(&recv(conn, deadline)?)
 }
 
@@ -312,97 +332,45 @@ fn check_verdict(verdict: &[u8]) -> Result<()> {
 }
 
 /// The client's whole handshake, `answer_challenge` then `deliver_challenge`, pipelined: our
-/// challenge leaves together with our reply instead of after the verdict, which saves a round
+/// challenge leaves right after our reply instead of after the verdict, which saves a round
 /// trip.
 ///
 /// The server sees the same messages in the same order, and CPython's (which reads exactly one
 /// frame at a time) finds our challenge waiting when it gets to it. If the server rejects us,
 /// the challenge is simply never read.
 pub(crate) fn client_handshake(
-    conn: &Connection,
+    conn: &mut Connection,
     authkey: &[u8],
-    deadline: Option<Instant>,
+    deadline: Deadline,
 ) -> Result<()> {
     let challenge = recv(conn, deadline)?;
     let reply = create_reply(authkey, challenge_message(&challenge)?)?;
     let ours = new_challenge(Digest::Sha256)?;
-    send(conn, &[&reply, &ours], deadline)?;
+    send(conn, &reply, deadline)?;
+    send(conn, &ours, deadline)?;
     check_verdict(&recv(conn, deadline)?)?;
     let their_reply = recv(conn, deadline)?;
     judge_reply(conn, authkey, &ours, &their_reply, deadline)
 }
 
-/// Sends handshake messages, each as one frame, with one write before `deadline`.
-///
-/// Writes the frames itself (they are small, and carry no handles), so that two messages sent
-/// together leave in one segment.
-fn send(conn: &Connection, messages: &[&[u8]], deadline: Option<Instant>) -> Result<()> {
-    if !conn.writable() {
-        return Err(mp_core::Error::NotPermitted("connection is read-only").into());
+/// Sends one handshake message before `deadline` (the Connection's own deadline-bounded write).
+fn send(conn: &mut Connection, message: &[u8], deadline: Deadline) -> Result<()> {
+    if message.len() as u64 > MAX_HANDSHAKE_MESSAGE {
+        return Err(Error::Authentication("handshake message too long".into()));
     }
-    let fd = conn.fileno()?;
-    let mut frames = Vec::with_capacity(messages.iter().map(|m| 4 + m.len()).sum());
-    for message in messages {
-        let length = u32::try_from(message.len())
-            .ok()
-            .filter(|&n| u64::from(n) <= MAX_HANDSHAKE_MESSAGE)
-            .ok_or_else(|| Error::Authentication("handshake message too long".into()))?;
-        frames.extend_from_slice(&length.to_be_bytes());
-        frames.extend_from_slice(message);
-    }
-    io::write_all(fd, &frames, deadline)
+    Ok(conn.send_bytes_deadline(message, deadline)?)
 }
 
 /// Reads one handshake message of at most [`MAX_HANDSHAKE_MESSAGE`] bytes before `deadline`.
 ///
-/// Reads the frame itself rather than through `Connection::recv_bytes_max`, so the deadline
-/// bounds the whole message, not each read: a peer that trickles bytes cannot hold us longer.
-fn recv(conn: &Connection, deadline: Option<Instant>) -> Result<Vec<u8>> {
-    if !conn.readable() {
-        return Err(mp_core::Error::NotPermitted("connection is write-only").into());
-    }
-    let fd = conn.fileno()?;
-    let mut header = [0u8; 4];
-    read_part(fd, &mut header, deadline, true)?;
-    let short = i32::from_be_bytes(header);
-    let length = match short {
-        -1 => {
-            let mut long = [0u8; 8];
-            read_part(fd, &mut long, deadline, false)?;
-            u64::from_be_bytes(long)
-        }
-        n if n < 0 => {
-            return Err(mp_core::Error::Protocol(format!("negative message length {n}")).into())
-        }
-        n => u64::from(n.unsigned_abs()),
-    };
-    if length > MAX_HANDSHAKE_MESSAGE {
-        return Err(mp_core::Error::MessageTooLong {
-            length,
-            limit: MAX_HANDSHAKE_MESSAGE,
-        }
-        .into());
-    }
-    let mut payload = vec![0u8; length as usize];
-    read_part(fd, &mut payload, deadline, false)?;
-    Ok(payload)
-}
-
-fn read_part(
-    fd: std::os::fd::BorrowedFd<'_>,
-    buf: &mut [u8],
-    deadline: Option<Instant>,
-    first: bool,
-) -> Result<()> {
-    // The start of a message is a reply still on its way; the rest follows it at once.
-    match io::read_exact(fd, buf, deadline, first)? {
-        Ok(()) => Ok(()),
-        Err(ReadEnd::Eof(0)) if first => Err(mp_core::Error::Eof.into()),
-        Err(ReadEnd::Eof(_)) => Err(mp_core::Error::Protocol(
-            "the connection closed in the middle of a message".into(),
-        )
-        .into()),
-    }
+/// The deadline bounds the whole message, not each read, so a peer that trickles bytes cannot
+/// hold us longer; a longer announcement is refused unread (and the end is then unreadable).
+fn recv(conn: &mut Connection, deadline: Deadline) -> Result<Vec<u8>> {
+    let limit = conn.max_message_size();
+    conn.set_max_message_size(limit.min(MAX_HANDSHAKE_MESSAGE));
+    let message = conn.recv_bytes_deadline(deadline);
+    conn.set_max_message_size(limit);
+    Ok(message?)
 }
 
 #[cfg(test)]

@@ -2,14 +2,14 @@
 //! authenticated [`Connection`].
 
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mp_core::Connection;
+use mp_core::{Connection, Deadline};
 
 use crate::address::Address;
 use crate::auth::client_handshake;
 use crate::error::Result;
-use crate::{io, socket};
+use crate::socket;
 
 /// Connects to a listener.
 ///
@@ -35,7 +35,7 @@ impl Client {
     /// that does not speak the protocol); the server closing ([`Error::is_eof`](crate::Error::is_eof));
     /// OS errors such as a refused connection ([`Error::Io`](crate::Error::Io)).
     pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Connection> {
-        Self::connect_deadline(address, authkey, None)
+        Self::connect_until(address, authkey, Deadline::NEVER)
     }
 
     /// [`connect`](Self::connect), with `timeout` bounding the connect and the handshake
@@ -45,20 +45,28 @@ impl Client {
         authkey: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<Connection> {
-        Self::connect_deadline(address, authkey, io::deadline_after(Some(timeout)))
+        Self::connect_until(address, authkey, Deadline::after(timeout))
     }
 
-    /// [`connect_timeout`](Self::connect_timeout) with a deadline (`None`: no limit).
+    /// [`connect_timeout`](Self::connect_timeout) with a deadline.
     pub fn connect_deadline(
         address: &Address,
         authkey: Option<&[u8]>,
-        deadline: Option<Instant>,
+        deadline: impl Into<Deadline>,
+    ) -> Result<Connection> {
+        Self::connect_until(address, authkey, deadline.into())
+    }
+
+    fn connect_until(
+        address: &Address,
+        authkey: Option<&[u8]>,
+        deadline: Deadline,
     ) -> Result<Connection> {
         ClientBuilder {
             authkey: authkey.map(<[u8]>::to_vec),
             ..ClientBuilder::default()
         }
-        .connect_deadline(address, deadline)
+        .connect_until(address, deadline)
     }
 
     /// Options beyond [`connect`](Self::connect)'s.
@@ -99,10 +107,13 @@ impl ClientBuilder {
     /// Connects to `address`. Python: `Client(address, authkey=...)`; errors as
     /// [`Client::connect`].
     pub fn connect(&self, address: &Address) -> Result<Connection> {
-        self.connect_deadline(address, io::deadline_after(self.timeout))
+        self.connect_until(
+            address,
+            self.timeout.map_or(Deadline::NEVER, Deadline::after),
+        )
     }
 
-    fn connect_deadline(&self, address: &Address, deadline: Option<Instant>) -> Result<Connection> {
+    fn connect_until(&self, address: &Address, deadline: Deadline) -> Result<Connection> {
         let fd = socket::connect(address, deadline)?;
         socket::set_nodelay(fd.as_fd(), address)?;
         let mut conn = Connection::from_fd(fd, true, true)?;
@@ -110,7 +121,7 @@ impl ClientBuilder {
             conn.set_max_message_size(limit);
         }
         if let Some(key) = &self.authkey {
-            client_handshake(&conn, key, deadline)?;
+            client_handshake(&mut conn, key, deadline)?;
         }
         Ok(conn)
     }

@@ -87,7 +87,6 @@ mod address;
 mod auth;
 mod client;
 mod error;
-mod io;
 mod listener;
 mod serve;
 mod socket;
@@ -95,8 +94,8 @@ mod wait;
 
 pub use address::{arbitrary_address, Address, Family};
 pub use auth::{
-    answer_challenge, answer_challenge_deadline, deliver_challenge, deliver_challenge_deadline,
-    Digest,
+    answer_challenge, answer_challenge_deadline, answer_challenge_timeout, deliver_challenge,
+    deliver_challenge_deadline, deliver_challenge_timeout, Digest,
 };
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
@@ -105,4 +104,4 @@ pub use listener::{
 };
 pub use mp_core::Connection;
 pub use serve::serve_echo;
-pub use wait::{wait, wait_deadline, Waitable};
+pub use wait::{wait, wait_deadline, wait_timeout, Waitable};

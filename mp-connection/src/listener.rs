@@ -4,14 +4,14 @@ use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mp_core::Connection;
+use mp_core::{Connection, Deadline};
 
 use crate::address::{self, arbitrary_address, Address, Family};
 use crate::auth::{answer_challenge_deadline, deliver_challenge_deadline, Digest};
 use crate::error::{Error, Result};
-use crate::{io, socket};
+use crate::socket;
 
 /// How long the handshake of an accepted connection may take by default: CPython's
 /// `CONNECTION_TIMEOUT` ("a very generous timeout when it comes to local connections").
@@ -211,23 +211,27 @@ impl Listener {
     /// listener stays usable, and the next `accept` serves the next client.
     /// [`Error::Closed`] after [`close`](Self::close).
     pub fn accept(&self) -> Result<Connection> {
-        self.accept_deadline(None)
+        self.accept_until(Deadline::NEVER)
     }
 
     /// [`accept`](Self::accept), waiting at most `timeout` for a client to connect
     /// ([`Error::Timeout`] otherwise); the handshake has its own timeout. Beyond Python.
     pub fn accept_timeout(&self, timeout: Duration) -> Result<Connection> {
-        self.accept_deadline(io::deadline_after(Some(timeout)))
+        self.accept_until(Deadline::after(timeout))
     }
 
-    /// [`accept_timeout`](Self::accept_timeout) with a deadline (`None`: wait forever).
-    pub fn accept_deadline(&self, deadline: Option<Instant>) -> Result<Connection> {
+    /// [`accept_timeout`](Self::accept_timeout) with a deadline.
+    pub fn accept_deadline(&self, deadline: impl Into<Deadline>) -> Result<Connection> {
+        self.accept_until(deadline.into())
+    }
+
+    fn accept_until(&self, deadline: Deadline) -> Result<Connection> {
         self.accept_split(deadline)?
     }
 
     /// Accepts one connection; the outer error is the listener's own (closed, timed out, an OS
     /// error of `accept`), the inner one the client's (its handshake failed).
-    pub(crate) fn accept_split(&self, deadline: Option<Instant>) -> Result<Result<Connection>> {
+    pub(crate) fn accept_split(&self, deadline: Deadline) -> Result<Result<Connection>> {
         let fd = self.fileno()?;
         let (sock, peer) = socket::accept(fd, deadline)?;
         *self
@@ -245,7 +249,9 @@ impl Listener {
             conn.set_max_message_size(limit);
         }
         if let Some(key) = self.authkey.as_deref().filter(|k| !k.is_empty()) {
-            let deadline = io::deadline_after(self.handshake_timeout);
+            let deadline = self
+                .handshake_timeout
+                .map_or(Deadline::NEVER, Deadline::after);
             deliver_challenge_deadline(&mut conn, key, Digest::Sha256, deadline)?;
             answer_challenge_deadline(&mut conn, key, deadline)?;
         }

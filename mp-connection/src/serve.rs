@@ -17,7 +17,7 @@ use crate::listener::Listener;
 pub fn serve_echo(listener: &Listener, clients: Option<usize>) -> Result<()> {
     let mut served = 0usize;
     while clients.map_or(true, |n| served < n) {
-        let result = listener.accept_split(None)?;
+        let result = listener.accept_split(mp_core::Deadline::NEVER)?;
         served += 1;
         match result {
             Ok(conn) => {

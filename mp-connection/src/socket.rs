@@ -2,15 +2,25 @@
 //! accepting and connecting with deadlines.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
 
 use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::{sockopt, SocketFlags, SocketType};
 
+use mp_core::Deadline;
+
 use crate::address::Address;
 use crate::error::{Error, Result};
-use crate::io;
+
+/// Waits until `fd` has one of `flags` ready (or an error) before `deadline`; [`Error::Timeout`]
+/// otherwise.
+fn wait_for(fd: BorrowedFd<'_>, flags: PollFlags, deadline: Deadline) -> Result<()> {
+    if mp_core::io::wait_any(&[(fd, flags)], deadline)?.is_empty() {
+        Err(Error::Timeout)
+    } else {
+        Ok(())
+    }
+}
 
 /// A new stream socket for `address`'s family.
 fn stream_socket(address: &Address, nonblocking: bool) -> Result<OwnedFd> {
@@ -62,7 +72,7 @@ pub(crate) fn bind_listen(address: &Address, backlog: u32) -> Result<(OwnedFd, A
 /// the peer's address.
 pub(crate) fn accept(
     listener: BorrowedFd<'_>,
-    deadline: Option<Instant>,
+    deadline: Deadline,
 ) -> Result<(OwnedFd, Option<Address>)> {
     loop {
         match rustix::net::acceptfrom_with(listener, SocketFlags::CLOEXEC) {
@@ -70,7 +80,7 @@ pub(crate) fn accept(
                 let peer = peer.and_then(|p| Address::from_socket_addr(&p).ok());
                 return Ok((fd, peer));
             }
-            Err(Errno::AGAIN) => io::wait_for(listener, PollFlags::IN, deadline)?,
+            Err(Errno::AGAIN) => wait_for(listener, PollFlags::IN, deadline)?,
             // Interrupted, or a connection that went away before we took it: try again.
             Err(Errno::INTR) | Err(Errno::CONNABORTED) => {}
             Err(e) => return Err(e.into()),
@@ -88,16 +98,16 @@ pub(crate) fn set_nodelay(fd: BorrowedFd<'_>, address: &Address) -> Result<()> {
 }
 
 /// Connects to `address` before `deadline`; returns a blocking, close-on-exec socket.
-pub(crate) fn connect(address: &Address, deadline: Option<Instant>) -> Result<OwnedFd> {
+pub(crate) fn connect(address: &Address, deadline: Deadline) -> Result<OwnedFd> {
     let sockaddr = address.to_socket_addr()?;
     match address {
-        Address::Tcp(_) if deadline.is_none() => {
+        Address::Tcp(_) if deadline.is_never() => {
             let fd = stream_socket(address, false)?;
             match rustix::net::connect(&fd, &sockaddr) {
                 Ok(()) => {}
                 // Interrupted: the connection goes on in the background; wait for its end.
                 Err(Errno::INTR) => {
-                    io::wait_for(fd.as_fd(), PollFlags::OUT, None)?;
+                    wait_for(fd.as_fd(), PollFlags::OUT, Deadline::NEVER)?;
                     if let Err(e) = sockopt::socket_error(&fd)? {
                         return Err(with_context(e, "connect to", address));
                     }
@@ -112,7 +122,7 @@ pub(crate) fn connect(address: &Address, deadline: Option<Instant>) -> Result<Ow
             match rustix::net::connect(&fd, &sockaddr) {
                 Ok(()) => {}
                 Err(Errno::INPROGRESS) | Err(Errno::INTR) => {
-                    io::wait_for(fd.as_fd(), PollFlags::OUT, deadline)?;
+                    wait_for(fd.as_fd(), PollFlags::OUT, deadline)?;
                     if let Err(e) = sockopt::socket_error(&fd)? {
                         return Err(with_context(e, "connect to", address));
                     }
@@ -128,7 +138,7 @@ pub(crate) fn connect(address: &Address, deadline: Option<Instant>) -> Result<Ow
             // SO_SNDTIMEO waits at most that long.
             let fd = stream_socket(address, false)?;
             loop {
-                let left = io::time_left(deadline);
+                let left = deadline.remaining();
                 if left.is_some_and(|l| l.is_zero()) {
                     return Err(Error::Timeout);
                 }
@@ -138,11 +148,11 @@ pub(crate) fn connect(address: &Address, deadline: Option<Instant>) -> Result<Ow
                 match rustix::net::connect(&fd, &sockaddr) {
                     Ok(()) => break,
                     Err(Errno::INTR) => continue,
-                    Err(Errno::AGAIN) if deadline.is_some() => continue,
+                    Err(Errno::AGAIN) if !deadline.is_never() => continue,
                     Err(e) => return Err(with_context(e, "connect to", address)),
                 }
             }
-            if deadline.is_some() {
+            if !deadline.is_never() {
                 sockopt::set_socket_timeout(&fd, sockopt::Timeout::Send, None)?;
             }
             Ok(fd)

@@ -1,13 +1,12 @@
 //! `wait()`: block until any of several connections, listeners, processes or fds is ready.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mp_core::{Connection, Process};
+use mp_core::{Connection, Deadline, Process};
 use rustix::event::PollFlags;
 
 use crate::error::{Error, Result};
-use crate::io;
 use crate::listener::Listener;
 
 /// Something [`wait`] can wait on: an object with an fd that becomes readable when the object
@@ -81,23 +80,35 @@ impl<T: Waitable + ?Sized> Waitable for Box<T> {
 ///
 /// let (a, mut b) = mp_core::pipe(true)?;
 /// let (c, _d) = mp_core::pipe(true)?;
-/// assert!(wait(&[&a, &c], Some(Duration::ZERO))?.is_empty());
+/// assert!(wait_timeout(&[&a, &c], Duration::ZERO)?.is_empty());
 /// b.send_bytes(b"ping")?;
-/// assert_eq!(wait(&[&a, &c], None)?, vec![0]);
+/// assert_eq!(wait(&[&a, &c])?, vec![0]);
 /// # Ok::<(), mp_connection::Error>(())
 /// ```
 ///
 /// Errors: a closed object or an unstarted process ([`Error::Closed`], or the connection
 /// layer's errors), OS errors of `poll`.
-pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    wait_deadline(objects, io::deadline_after(timeout))
+pub fn wait(objects: &[&dyn Waitable]) -> Result<Vec<usize>> {
+    wait_until(objects, Deadline::NEVER)
 }
 
-/// [`wait`] with a deadline (`None`: forever).
-pub fn wait_deadline(objects: &[&dyn Waitable], deadline: Option<Instant>) -> Result<Vec<usize>> {
+/// [`wait`] for at most `timeout`; an empty list when it passes. Python: `wait(objects, timeout)`.
+pub fn wait_timeout(objects: &[&dyn Waitable], timeout: Duration) -> Result<Vec<usize>> {
+    wait_until(objects, Deadline::after(timeout))
+}
+
+/// [`wait_timeout`] with a deadline.
+pub fn wait_deadline(
+    objects: &[&dyn Waitable],
+    deadline: impl Into<Deadline>,
+) -> Result<Vec<usize>> {
+    wait_until(objects, deadline.into())
+}
+
+fn wait_until(objects: &[&dyn Waitable], deadline: Deadline) -> Result<Vec<usize>> {
     let fds = objects
         .iter()
         .map(|o| o.wait_fd().map(|fd| (fd, PollFlags::IN)))
         .collect::<Result<Vec<_>, Error>>()?;
-    io::poll_until(&fds, deadline)
+    Ok(mp_core::io::wait_any(&fds, deadline)?)
 }

@@ -137,7 +137,7 @@ pub(crate) fn launch(hello: &Hello) -> Result<(Pid, OwnedFd, Connection)> {
     };
     let answer = ours.send(hello).and_then(|()| {
         // A program that is not ours may never answer: give it a generous while.
-        if !ours.poll(Some(std::time::Duration::from_secs(60)))? {
+        if !ours.poll_timeout(std::time::Duration::from_secs(60))? {
             return Err(Error::Timeout);
         }
         ours.recv::<Ack>()

@@ -14,7 +14,9 @@ use std::fmt;
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::deadline::Deadline;
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -62,6 +64,9 @@ pub struct Connection {
     trusted: bool,
     max_message: u64,
     timeout: Option<Duration>,
+    /// The deadline of the operation under way (a `_deadline`/`_timeout` method's), beside the
+    /// per-step `timeout`; [`Deadline::NEVER`] between operations.
+    deadline: Deadline,
     scratch: Vec<u8>,
 }
 
@@ -113,6 +118,7 @@ impl Connection {
             trusted: false,
             max_message: u64::MAX,
             timeout: None,
+            deadline: Deadline::NEVER,
             scratch: Vec::new(),
         }
     }
@@ -258,9 +264,61 @@ impl Connection {
         result
     }
 
+    /// [`send`](Self::send) that gives up with [`Error::Timeout`] after `timeout` (for the whole
+    /// message, not each write). Python: `send` on a connection whose socket has a timeout.
+    ///
+    /// A timeout before the first byte left sends nothing and leaves the end usable; one in the
+    /// middle of the message leaves the peer out of step, and the end is no longer writable.
+    pub fn send_timeout<T: Serialize + ?Sized>(
+        &mut self,
+        obj: &T,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.until(Deadline::after(timeout), |c| c.send(obj))
+    }
+
+    /// [`send_timeout`](Self::send_timeout) with a deadline.
+    pub fn send_deadline<T: Serialize + ?Sized>(
+        &mut self,
+        obj: &T,
+        deadline: impl Into<Deadline>,
+    ) -> Result<()> {
+        self.until(deadline.into(), |c| c.send(obj))
+    }
+
     /// Sends `buf` as one message. Python: `Connection.send_bytes(buf)`.
     pub fn send_bytes(&mut self, buf: &[u8]) -> Result<()> {
         self.write_frame(buf, &[])
+    }
+
+    /// [`send_bytes`](Self::send_bytes) that gives up with [`Error::Timeout`] after `timeout`
+    /// for the whole message (see [`send_timeout`](Self::send_timeout)).
+    pub fn send_bytes_timeout(&mut self, buf: &[u8], timeout: Duration) -> Result<()> {
+        self.until(Deadline::after(timeout), |c| c.send_bytes(buf))
+    }
+
+    /// [`send_bytes_timeout`](Self::send_bytes_timeout) with a deadline.
+    pub fn send_bytes_deadline(&mut self, buf: &[u8], deadline: impl Into<Deadline>) -> Result<()> {
+        self.until(deadline.into(), |c| c.send_bytes(buf))
+    }
+
+    /// Runs one operation with `deadline` bounding all of its waits (beside the per-step
+    /// timeout of [`set_timeout`](Self::set_timeout)).
+    fn until<T>(
+        &mut self,
+        deadline: Deadline,
+        op: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let outer = self.deadline;
+        self.deadline = deadline.min(outer);
+        let result = op(self);
+        self.deadline = outer;
+        result
+    }
+
+    /// Whether writes must not block in the syscall: some limit bounds the operation.
+    fn timed(&self) -> bool {
+        self.timeout.is_some() || !self.deadline.is_never()
     }
 
     /// Sends `buf[offset..offset + size]` (to the end when `size` is `None`) as one message.
@@ -335,7 +393,7 @@ impl Connection {
         while sent < total {
             // With a timeout, wait for room first, then write only what fits without blocking
             // (DONTWAIT on sockets; at most PIPE_BUF bytes, which POLLOUT guarantees, on pipes).
-            let timed = self.timeout.is_some();
+            let timed = self.timed();
             if timed {
                 self.wait_for_io(false).map_err(|e| (e, sent))?;
             }
@@ -367,7 +425,7 @@ impl Connection {
                 Ok(n) => sent += n,
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) if !timed => {
-                    io::wait_writable(fd, None).map_err(|e| (e, sent))?;
+                    io::wait_writable(fd, Deadline::NEVER).map_err(|e| (e, sent))?;
                 }
                 Err(Errno::AGAIN) => {}
                 Err(e) => return Err((e.into(), sent)),
@@ -394,6 +452,24 @@ impl Connection {
             self.scratch = buf;
         }
         result
+    }
+
+    /// [`recv`](Self::recv) that gives up with [`Error::Timeout`] after `timeout` for the whole
+    /// message, however slowly its bytes trickle in. Python: `recv` on a connection whose socket
+    /// has a timeout.
+    ///
+    /// A timeout before the message's first byte leaves the end usable; one in the middle of a
+    /// message leaves it out of step, and it is no longer readable.
+    pub fn recv_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T> {
+        self.until(Deadline::after(timeout), |c| c.recv())
+    }
+
+    /// [`recv_timeout`](Self::recv_timeout) with a deadline.
+    pub fn recv_deadline<T: DeserializeOwned>(
+        &mut self,
+        deadline: impl Into<Deadline>,
+    ) -> Result<T> {
+        self.until(deadline.into(), |c| c.recv())
     }
 
     /// Reads the frame of a value into `buf` (cleared first), gathering the fds of the carrier
@@ -428,6 +504,17 @@ impl Connection {
         let mut buf = Vec::new();
         self.read_payload(len, &mut buf)?;
         Ok(buf)
+    }
+
+    /// [`recv_bytes`](Self::recv_bytes) that gives up with [`Error::Timeout`] after `timeout` for
+    /// the whole message (see [`recv_timeout`](Self::recv_timeout)).
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        self.until(Deadline::after(timeout), |c| c.recv_bytes())
+    }
+
+    /// [`recv_bytes_timeout`](Self::recv_bytes_timeout) with a deadline.
+    pub fn recv_bytes_deadline(&mut self, deadline: impl Into<Deadline>) -> Result<Vec<u8>> {
+        self.until(deadline.into(), |c| c.recv_bytes())
     }
 
     /// Receives one message of at most `maxlength` bytes.
@@ -472,16 +559,32 @@ impl Connection {
         Ok(n)
     }
 
-    /// Whether a message (or EOF) is ready to be read, waiting up to `timeout` (`None` waits
-    /// forever, `Some(Duration::ZERO)` only looks).
+    /// Waits until a message (or EOF) is ready to be read; `Ok(true)` then.
     ///
-    /// Python: `Connection.poll(timeout)`.
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.poll_deadline(io::deadline_after(timeout))
+    /// Python: `Connection.poll(None)`. Note that Python's bare `poll()` only looks (its default
+    /// timeout is 0): that is [`try_poll`](Self::try_poll) here.
+    pub fn poll(&self) -> Result<bool> {
+        self.poll_until(Deadline::NEVER)
     }
 
-    /// [`poll`](Self::poll) with a deadline instead of a timeout.
-    pub fn poll_deadline(&self, deadline: Option<Instant>) -> Result<bool> {
+    /// Whether a message (or EOF) is ready to be read, waiting at most `timeout`.
+    /// Python: `Connection.poll(timeout)`.
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.poll_until(Deadline::after(timeout))
+    }
+
+    /// [`poll_timeout`](Self::poll_timeout) with a deadline.
+    pub fn poll_deadline(&self, deadline: impl Into<Deadline>) -> Result<bool> {
+        self.poll_until(deadline.into())
+    }
+
+    /// Whether a message (or EOF) is ready to be read now, without waiting.
+    /// Python: `Connection.poll()` (`poll(0)`).
+    pub fn try_poll(&self) -> Result<bool> {
+        self.poll_until(Deadline::now())
+    }
+
+    fn poll_until(&self, deadline: Deadline) -> Result<bool> {
         io::wait_readable(self.check_readable()?, deadline)
     }
 
@@ -558,7 +661,7 @@ impl Connection {
                 match sys::read_into_spare(fd, buf, want) {
                     Err(Errno::INTR) => {}
                     Err(Errno::AGAIN) => {
-                        io::wait_readable(fd, None)?;
+                        io::wait_readable(fd, Deadline::NEVER)?;
                     }
                     other => return other.map_err(Error::from),
                 }
@@ -579,15 +682,17 @@ impl Connection {
     }
 
     /// Returns the fd once it is ready for reading (or writing), waiting at most the
-    /// connection's timeout; without a timeout, returns at once (the syscall blocks).
+    /// connection's timeout and the operation's deadline; without either, returns at once (the
+    /// syscall blocks).
     fn wait_for_io(&self, read: bool) -> Result<BorrowedFd<'_>> {
         let fd = if read {
             self.check_readable()?
         } else {
             self.check_writable()?
         };
-        if let Some(timeout) = self.timeout {
-            let deadline = io::deadline_after(Some(timeout));
+        let step = self.timeout.map_or(Deadline::NEVER, Deadline::after);
+        let deadline = step.min(self.deadline);
+        if !deadline.is_never() {
             let ready = if read {
                 io::wait_readable(fd, deadline)?
             } else {
@@ -611,7 +716,7 @@ impl Connection {
                     Ok(n) => return Ok(n),
                     Err(Errno::INTR) => {}
                     Err(Errno::AGAIN) => {
-                        io::wait_readable(fd, None)?;
+                        io::wait_readable(fd, Deadline::NEVER)?;
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -646,7 +751,7 @@ fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> 
             }
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => {
-                io::wait_readable(fd, None)?;
+                io::wait_readable(fd, Deadline::NEVER)?;
             }
             Err(e) => return Err(e.into()),
         }

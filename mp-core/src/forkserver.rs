@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::{self, Ack, Hello, Job};
 use crate::connection::Connection;
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::handle::HandleFd;
 use crate::identity::{self, Verified};
@@ -53,10 +54,7 @@ impl Client {
     pub(crate) fn shut_down(mut self) {
         self.conn.close();
         if !matches!(
-            io::wait_readable(
-                self.pidfd.as_fd(),
-                io::deadline_after(Some(Duration::from_secs(1)))
-            ),
+            io::wait_readable(self.pidfd.as_fd(), Deadline::after(Duration::from_secs(1))),
             Ok(true)
         ) {
             let _ = rustix::process::pidfd_send_signal(&self.pidfd, Signal::KILL);
@@ -118,7 +116,7 @@ pub(crate) fn serve(verified: Verified, mut conn: Connection) -> ! {
         let ready = {
             let mut fds = vec![(conn.as_fd(), PollFlags::IN)];
             fds.extend(children.iter().map(|c| (c.pidfd.as_fd(), PollFlags::IN)));
-            match io::wait_any(&fds, None) {
+            match io::wait_any(&fds, Deadline::NEVER) {
                 Ok(ready) => ready,
                 Err(e) => {
                     eprintln!("multiprocessing: fork server: {e}");

@@ -1,31 +1,24 @@
 //! Blocking I/O helpers with deadlines: poll that retries `EINTR` with the time left, and read
-//! and write loops that retry `EINTR` and wait out `EAGAIN`. The first two are public for the
-//! crates above (listeners, `wait`).
+//! and write loops that retry `EINTR` and wait out `EAGAIN`. [`wait_any`] is public for the
+//! crates above (listeners, `wait`, helper processes); every wait takes a [`Deadline`].
 
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
+use crate::deadline::Deadline;
 use crate::error::Result;
-
-/// Converts an optional timeout into an optional deadline; a timeout too large to represent
-/// waits forever.
-pub fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
-}
 
 /// Waits until one of `fds` reports one of its `flags` (or an error or hang-up), or `deadline`
 /// passes.
 ///
-/// Returns the index of every ready fd, in order (empty on timeout). `None` waits forever; a
-/// deadline in the past only looks; an empty `fds` sleeps until the deadline. Retries `EINTR`
-/// with the time that is left. Never spins.
-pub fn wait_any(
-    fds: &[(BorrowedFd<'_>, PollFlags)],
-    deadline: Option<Instant>,
-) -> Result<Vec<usize>> {
+/// Returns the index of every ready fd, in order (empty on timeout). [`Deadline::NEVER`] waits
+/// forever; a deadline in the past only looks; an empty `fds` sleeps until the deadline. Retries
+/// `EINTR` with the time that is left. Never spins.
+pub fn wait_any(fds: &[(BorrowedFd<'_>, PollFlags)], deadline: Deadline) -> Result<Vec<usize>> {
+    let deadline = deadline.instant();
     let mut pollfds: Vec<PollFd<'_>> = fds
         .iter()
         .map(|(fd, flags)| PollFd::from_borrowed_fd(*fd, *flags))
@@ -69,12 +62,12 @@ pub fn wait_any(
 
 /// Waits until `fd` is readable (or at EOF / error, which a read then reports) or `deadline`
 /// passes. Returns whether it is ready.
-pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<bool> {
     Ok(!wait_any(&[(fd, PollFlags::IN)], deadline)?.is_empty())
 }
 
 /// Waits until `fd` is writable or `deadline` passes.
-pub(crate) fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
+pub(crate) fn wait_writable(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<bool> {
     Ok(!wait_any(&[(fd, PollFlags::OUT)], deadline)?.is_empty())
 }
 
@@ -87,7 +80,7 @@ pub(crate) fn read_full(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
             Ok(n) => done += n,
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => {
-                wait_readable(fd, None)?;
+                wait_readable(fd, Deadline::NEVER)?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -102,7 +95,7 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<()> {
             Ok(n) => buf = &buf[n..],
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => {
-                wait_writable(fd, None)?;
+                wait_writable(fd, Deadline::NEVER)?;
             }
             Err(e) => return Err(e.into()),
         }

@@ -53,8 +53,9 @@
 //! # Differences from Python
 //!
 //! - Python's `timeout=None` / `block` arguments become separate methods
-//!   ([`Process::join`], [`Process::join_timeout`], [`Process::join_deadline`]); exceptions become
-//!   [`Error`] variants.
+//!   ([`Process::join`], [`Process::join_timeout`], [`Process::join_deadline`]), the same way in
+//!   every crate of the stack: the [timeout contract](deadline) is written down once, beside the
+//!   [`Deadline`] type under every wait. Exceptions become [`Error`] variants.
 //! - A child's return value reaches the parent ([`Process::join_result`]).
 //! - Arguments move into the child: after `start`, the parent no longer holds them.
 //! - Daemonic children die with their parent even when it is killed by a signal (a lifeline
@@ -74,6 +75,7 @@ mod bootstrap;
 pub mod codec;
 mod connection;
 mod context;
+pub mod deadline;
 mod error;
 mod forkserver;
 pub mod handle;
@@ -88,6 +90,7 @@ pub use context::{
     get_all_start_methods, get_context, get_start_method, get_start_method_if_set, set_executable,
     set_start_method, set_start_method_force, Context, StartMethod,
 };
+pub use deadline::Deadline;
 pub use error::{Error, Message, Result};
 pub use identity::{FnPtr, Function};
 pub use process::{

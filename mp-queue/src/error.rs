@@ -22,9 +22,6 @@ pub enum Error {
     /// `task_done()` called more times than items were put (Python: `ValueError`).
     #[error("task_done() called too many times")]
     TaskDone,
-    /// `join` ran out of time.
-    #[error("timed out")]
-    Timeout,
     /// An item could not be encoded (nothing was put) or decoded (the item was consumed).
     #[error("codec error: {0}")]
     Codec(String),

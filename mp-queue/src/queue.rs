@@ -5,21 +5,18 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use mp_core::Deadline;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::ring::{Ring, Wait, DEFAULT_CAPACITY, DEFAULT_SOFT};
+use crate::ring::{Ring, DEFAULT_CAPACITY, DEFAULT_SOFT};
 
 const KIND_QUEUE: u32 = 1;
 const KIND_SIMPLE: u32 = 2;
 const KIND_JOINABLE: u32 = 3;
-
-fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
 
 /// The sizes of a queue's shared data area.
 ///
@@ -188,14 +185,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Self::build(KIND_QUEUE, maxsize, sizes)
     }
 
-    fn put_wait(&self, item: &T, wait: Wait) -> Result<()> {
+    fn put_until(&self, item: &T, deadline: Deadline) -> Result<()> {
         self.check_open()?;
-        self.ring.put(item, wait)
+        self.ring.put(item, deadline)
     }
 
-    fn get_wait(&self, wait: Wait) -> Result<T> {
+    fn get_until(&self, deadline: Deadline) -> Result<T> {
         self.check_open()?;
-        self.ring.get(wait)
+        self.ring.get(deadline)
     }
 
     /// Puts an item, waiting for room if the queue is bounded and full.
@@ -204,24 +201,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// queue is unchanged. Values holding handles (a `Connection`, a lock, ...) cannot go
     /// through a queue: send those over a duplex `Connection`.
     pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
-        self.put_wait(item.borrow(), Wait::Until(None))
+        self.put_until(item.borrow(), Deadline::NEVER)
     }
 
     /// Puts an item, waiting at most `timeout` for room; [`Error::Full`] after that.
     /// Python: `Queue.put(obj, timeout=t)`.
     pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<()> {
-        self.put_wait(item.borrow(), Wait::Until(deadline_after(timeout)))
+        self.put_until(item.borrow(), Deadline::after(timeout))
     }
 
     /// [`put_timeout`](Self::put_timeout) with a deadline.
-    pub fn put_deadline(&self, item: impl Borrow<T>, deadline: Instant) -> Result<()> {
-        self.put_wait(item.borrow(), Wait::Until(Some(deadline)))
+    pub fn put_deadline(&self, item: impl Borrow<T>, deadline: impl Into<Deadline>) -> Result<()> {
+        self.put_until(item.borrow(), deadline.into())
     }
 
     /// Puts an item only if there is room now; [`Error::Full`] otherwise.
     /// Python: `Queue.put_nowait(obj)`.
     pub fn put_nowait(&self, item: impl Borrow<T>) -> Result<()> {
-        self.put_wait(item.borrow(), Wait::No)
+        self.put_until(item.borrow(), Deadline::now())
     }
 
     /// Takes the oldest item, waiting for one. Python: `Queue.get()`.
@@ -229,24 +226,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// An item that does not decode as `T` gives [`Error::Codec`]; it is consumed and the
     /// queue keeps working.
     pub fn get(&self) -> Result<T> {
-        self.get_wait(Wait::Until(None))
+        self.get_until(Deadline::NEVER)
     }
 
     /// Takes the oldest item, waiting at most `timeout`; [`Error::Empty`] after that.
     /// Python: `Queue.get(timeout=t)`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.get_wait(Wait::Until(deadline_after(timeout)))
+        self.get_until(Deadline::after(timeout))
     }
 
     /// [`get_timeout`](Self::get_timeout) with a deadline.
-    pub fn get_deadline(&self, deadline: Instant) -> Result<T> {
-        self.get_wait(Wait::Until(Some(deadline)))
+    pub fn get_deadline(&self, deadline: impl Into<Deadline>) -> Result<T> {
+        self.get_until(deadline.into())
     }
 
     /// Takes an item only if one is there now; [`Error::Empty`] otherwise.
     /// Python: `Queue.get_nowait()`.
     pub fn get_nowait(&self) -> Result<T> {
-        self.get_wait(Wait::No)
+        self.get_until(Deadline::now())
     }
 }
 
@@ -315,9 +312,14 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     }
 
     /// Takes the oldest item, waiting at most `timeout` (beyond Python, whose `SimpleQueue.get`
-    /// has no timeout); [`Error::Empty`] after that.
+    /// has no timeout); [`Error::Empty`] after that, as `Queue.get` raises `queue.Empty`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         self.inner.get_timeout(timeout)
+    }
+
+    /// [`get_timeout`](Self::get_timeout) with a deadline.
+    pub fn get_deadline(&self, deadline: impl Into<Deadline>) -> Result<T> {
+        self.inner.get_deadline(deadline)
     }
 
     /// Python: `SimpleQueue.empty()`.
@@ -335,8 +337,8 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 ///
 /// Python: `multiprocessing.JoinableQueue(maxsize=0)`. Every `put` adds a task; consumers call
 /// [`task_done`](Self::task_done) once per item they finished; [`join`](Self::join) waits, in
-/// any process, until every item put has been marked done. All of `Queue`'s methods are
-/// available through `Deref`.
+/// any process, until every item put has been marked done. It has every method of [`Queue`]
+/// besides.
 pub struct JoinableQueue<T> {
     inner: Queue<T>,
 }
@@ -371,13 +373,6 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
     }
 }
 
-impl<T> std::ops::Deref for JoinableQueue<T> {
-    type Target = Queue<T>;
-    fn deref(&self) -> &Queue<T> {
-        &self.inner
-    }
-}
-
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// An unbounded joinable queue. Python: `multiprocessing.JoinableQueue()`.
     pub fn new() -> Result<Self> {
@@ -390,6 +385,52 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
             inner: Queue::build(KIND_JOINABLE, maxsize, QueueSizes::default())?,
         })
     }
+
+    /// Puts an item (one more unfinished task), waiting for room. Python:
+    /// `JoinableQueue.put(obj)`; errors as [`Queue::put`].
+    pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
+        self.inner.put(item)
+    }
+
+    /// [`put`](Self::put) waiting at most `timeout` for room; [`Error::Full`] after that.
+    /// Python: `JoinableQueue.put(obj, timeout=t)`.
+    pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<()> {
+        self.inner.put_timeout(item, timeout)
+    }
+
+    /// [`put_timeout`](Self::put_timeout) with a deadline.
+    pub fn put_deadline(&self, item: impl Borrow<T>, deadline: impl Into<Deadline>) -> Result<()> {
+        self.inner.put_deadline(item, deadline)
+    }
+
+    /// [`put`](Self::put) only if there is room now; [`Error::Full`] otherwise.
+    /// Python: `JoinableQueue.put_nowait(obj)`.
+    pub fn put_nowait(&self, item: impl Borrow<T>) -> Result<()> {
+        self.inner.put_nowait(item)
+    }
+
+    /// Takes the oldest item, waiting for one. Python: `JoinableQueue.get()`; errors as
+    /// [`Queue::get`].
+    pub fn get(&self) -> Result<T> {
+        self.inner.get()
+    }
+
+    /// [`get`](Self::get) waiting at most `timeout`; [`Error::Empty`] after that.
+    /// Python: `JoinableQueue.get(timeout=t)`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.inner.get_timeout(timeout)
+    }
+
+    /// [`get_timeout`](Self::get_timeout) with a deadline.
+    pub fn get_deadline(&self, deadline: impl Into<Deadline>) -> Result<T> {
+        self.inner.get_deadline(deadline)
+    }
+
+    /// Takes an item only if one is there now; [`Error::Empty`] otherwise.
+    /// Python: `JoinableQueue.get_nowait()`.
+    pub fn get_nowait(&self) -> Result<T> {
+        self.inner.get_nowait()
+    }
 }
 
 impl<T> JoinableQueue<T> {
@@ -400,16 +441,52 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Waits until every item put has been marked done. Python: `JoinableQueue.join()`.
-    pub fn join(&self) {
-        self.inner.ring.join(None);
+    pub fn join(&self) -> Result<()> {
+        self.inner.ring.join(Deadline::NEVER);
+        Ok(())
     }
 
-    /// [`join`](Self::join) for at most `timeout`; [`Error::Timeout`] if tasks remain.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        if self.inner.ring.join(deadline_after(timeout)) {
-            Ok(())
-        } else {
-            Err(Error::Timeout)
-        }
+    /// [`join`](Self::join) for at most `timeout` (beyond Python, whose `join` has no timeout);
+    /// `Ok(false)` if tasks remain, as `Event.wait` returns (the timeout contract's rule for a
+    /// wait for a state).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        Ok(self.inner.ring.join(Deadline::after(timeout)))
     }
+
+    /// [`join_timeout`](Self::join_timeout) with a deadline.
+    pub fn join_deadline(&self, deadline: impl Into<Deadline>) -> Result<bool> {
+        Ok(self.inner.ring.join(deadline.into()))
+    }
+
+    /// The number of items in the queue. Python: `JoinableQueue.qsize()`.
+    pub fn qsize(&self) -> usize {
+        self.inner.qsize()
+    }
+
+    /// Whether the queue holds no item. Python: `JoinableQueue.empty()`.
+    pub fn empty(&self) -> bool {
+        self.inner.empty()
+    }
+
+    /// Whether the queue holds `maxsize` items. Python: `JoinableQueue.full()`.
+    pub fn full(&self) -> bool {
+        self.inner.full()
+    }
+
+    /// The bound given at creation (0: unbounded).
+    pub fn maxsize(&self) -> usize {
+        self.inner.maxsize()
+    }
+
+    /// Closes this handle, as [`Queue::close`]. Python: `JoinableQueue.close()`.
+    pub fn close(&self) {
+        self.inner.close()
+    }
+
+    /// A no-op, as [`Queue::join_thread`]. Python: `JoinableQueue.join_thread()`.
+    pub fn join_thread(&self) {}
+
+    /// A no-op, as [`Queue::cancel_join_thread`].
+    /// Python: `JoinableQueue.cancel_join_thread()`.
+    pub fn cancel_join_thread(&self) {}
 }

@@ -32,9 +32,8 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
-use mp_core::SharedSegment;
+use mp_core::{Deadline, SharedSegment};
 use mp_sync::futex;
 use mp_sync::Lock;
 use serde::de::DeserializeOwned;
@@ -123,32 +122,9 @@ impl<'de> Deserialize<'de> for Ring {
     }
 }
 
-/// How long a blocking call may wait.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    /// Not at all.
-    No,
-    /// Until the deadline (`None`: forever).
-    Until(Option<Instant>),
-}
-
-impl Wait {
-    fn deadline(self) -> Option<Instant> {
-        match self {
-            Wait::No => Some(Instant::now()),
-            Wait::Until(d) => d,
-        }
-    }
-}
-
 /// Takes a robust lock; a dead previous holder needs no repair (every step is one store).
-fn take(lock: &Lock, wait: Wait) -> bool {
-    let got = match wait {
-        Wait::No => lock.try_acquire(),
-        Wait::Until(None) => lock.acquire().map(|()| true),
-        Wait::Until(Some(d)) => lock.acquire_deadline(d),
-    };
-    got.unwrap_or(true)
+fn take(lock: &Lock, deadline: Deadline) -> bool {
+    lock.acquire_deadline(deadline).unwrap_or(true)
 }
 
 /// Releases a lock this handle took.
@@ -221,27 +197,22 @@ impl Ring {
     // ----- put -----
 
     /// Encodes `item` into the ring and publishes it.
-    pub(crate) fn put<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<()> {
-        let deadline = wait.deadline();
+    pub(crate) fn put<T: Serialize + ?Sized>(&self, item: &T, deadline: Deadline) -> Result<()> {
         // The put lock is only held for one encode, never while sleeping: wait for it even for
         // `put_nowait`, whose `Full` must mean "no room", not "another producer is busy".
-        let lock_wait = match wait {
-            Wait::No => Wait::Until(None),
-            w => w,
+        let lock_deadline = if deadline.has_passed() {
+            Deadline::NEVER
+        } else {
+            deadline
         };
-        if !take(&self.put_lock, lock_wait) {
+        if !take(&self.put_lock, lock_deadline) {
             return Err(Error::Full);
         }
         let _held = Held(&self.put_lock);
-        self.put_locked(item, wait, deadline)
+        self.put_locked(item, deadline)
     }
 
-    fn put_locked<T: Serialize + ?Sized>(
-        &self,
-        item: &T,
-        wait: Wait,
-        deadline: Option<Instant>,
-    ) -> Result<()> {
+    fn put_locked<T: Serialize + ?Sized>(&self, item: &T, deadline: Deadline) -> Result<()> {
         let h = self.h();
         let maxsize = self.maxsize();
         loop {
@@ -271,7 +242,7 @@ impl Ring {
                 }
             }
             // Full (by count or by bytes): wait for a consumer, without the put lock.
-            if matches!(wait, Wait::No) || !self.wait_for_space(head, deadline) {
+            if deadline.has_passed() || !self.wait_for_space(head, deadline) {
                 return Err(Error::Full);
             }
         }
@@ -347,18 +318,18 @@ impl Ring {
 
     /// Sleeps (put lock released) until the head moves from `head` or `deadline` passes;
     /// returns with the put lock held again, false on timeout.
-    fn wait_for_space(&self, head: u64, deadline: Option<Instant>) -> bool {
+    fn wait_for_space(&self, head: u64, deadline: Deadline) -> bool {
         let c = &self.h().consumer.0;
         c.space_sleepers.fetch_add(1, Ordering::SeqCst);
         let seq = c.space_seq.load(Ordering::SeqCst);
         give(&self.put_lock);
         if c.head.load(Ordering::SeqCst) == head {
-            futex::wait(&c.space_seq, seq, Some(slice(deadline)));
+            futex::wait(&c.space_seq, seq, slice(deadline));
         }
         c.space_sleepers.fetch_sub(1, Ordering::SeqCst);
         // The caller's guard releases the lock when `put` returns: hold it again regardless.
-        take(&self.put_lock, Wait::Until(None));
-        c.head.load(Ordering::SeqCst) != head || !deadline.is_some_and(|d| Instant::now() >= d)
+        take(&self.put_lock, Deadline::NEVER);
+        c.head.load(Ordering::SeqCst) != head || !deadline.has_passed()
     }
 
     /// Whether `item` can never fit in the data area, however empty (measured by encoding it
@@ -433,18 +404,17 @@ impl Ring {
     // ----- get -----
 
     /// Takes the oldest item and decodes it.
-    pub(crate) fn get<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
-        let deadline = wait.deadline();
-        if !take(&self.get_lock, wait) {
+    pub(crate) fn get<T: DeserializeOwned>(&self, deadline: Deadline) -> Result<T> {
+        if !take(&self.get_lock, deadline) {
             return Err(Error::Empty);
         }
         let _held = Held(&self.get_lock);
-        self.get_locked(wait, deadline)
+        self.get_locked(deadline)
     }
 
-    fn get_locked<T: DeserializeOwned>(&self, wait: Wait, deadline: Option<Instant>) -> Result<T> {
+    fn get_locked<T: DeserializeOwned>(&self, deadline: Deadline) -> Result<T> {
         let h = self.h();
-        let tail = self.wait_for_item(wait, deadline)?;
+        let tail = self.wait_for_item(deadline)?;
         let head = h.consumer.0.head.load(Ordering::Relaxed);
         let cap = self.capacity();
         let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
@@ -489,7 +459,7 @@ impl Ring {
 
     /// Waits (get lock held) until an item is queued; returns the tail that shows it. Eats the
     /// skip records it finds meanwhile, so producers waiting for room at offset 0 get it.
-    fn wait_for_item(&self, wait: Wait, deadline: Option<Instant>) -> Result<u64> {
+    fn wait_for_item(&self, deadline: Deadline) -> Result<u64> {
         let h = self.h();
         let p = &h.producer.0;
         let mut spins = 0;
@@ -503,7 +473,7 @@ impl Ring {
                 self.eat_skips();
                 continue;
             }
-            if matches!(wait, Wait::No) {
+            if deadline.has_passed() {
                 return Err(Error::Empty);
             }
             if spins < SPINS {
@@ -516,12 +486,10 @@ impl Ring {
             if p.tail.load(Ordering::SeqCst) == tail {
                 // Sleep in slices: a producer killed between publishing and waking us must not
                 // leave us asleep beside an item.
-                futex::wait(&p.items_seq, seq, Some(slice(deadline)));
+                futex::wait(&p.items_seq, seq, slice(deadline));
             }
             p.item_sleepers.fetch_sub(1, Ordering::SeqCst);
-            if deadline.is_some_and(|d| Instant::now() >= d)
-                && count(p.tail.load(Ordering::Acquire)) == count(head)
-            {
+            if deadline.has_passed() && count(p.tail.load(Ordering::Acquire)) == count(head) {
                 return Err(Error::Empty);
             }
         }
@@ -603,7 +571,7 @@ impl Ring {
     }
 
     /// Waits until every item put has been marked done; false on timeout.
-    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn join(&self, deadline: Deadline) -> bool {
         let h = self.h();
         let t = &h.tasks.0;
         let finished =
@@ -615,10 +583,10 @@ impl Ring {
             t.join_sleepers.fetch_add(1, Ordering::SeqCst);
             let seq = t.done_seq.load(Ordering::SeqCst);
             if !finished() {
-                futex::wait(&t.done_seq, seq, Some(slice(deadline)));
+                futex::wait(&t.done_seq, seq, slice(deadline));
             }
             t.join_sleepers.fetch_sub(1, Ordering::SeqCst);
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.has_passed() {
                 return finished();
             }
         }
@@ -627,8 +595,8 @@ impl Ring {
 
 /// The end of the next sleep: at most [`SLICE`] away, so a waker killed between its store and
 /// its wake-up costs a waiter at most that much.
-fn slice(deadline: Option<Instant>) -> Instant {
-    futex::earliest(deadline, Instant::now() + SLICE)
+fn slice(deadline: Deadline) -> Deadline {
+    Deadline::at(deadline.slice(SLICE))
 }
 
 /// Counts the bytes an encoding takes.
@@ -668,16 +636,17 @@ mod tests {
         // Fill past `soft` and drain, twice, so stale records lie in the area.
         for lap in 0..2u64 {
             for i in 0..60u64 {
-                ring.put(&(lap * 1000 + i, vec![0u8; 100]), Wait::No)
+                ring.put(&(lap * 1000 + i, vec![0u8; 100]), Deadline::now())
                     .unwrap();
             }
             for _ in 0..60 {
-                ring.get::<(u64, Vec<u8>)>(Wait::No).unwrap();
+                ring.get::<(u64, Vec<u8>)>(Deadline::now()).unwrap();
             }
         }
         // Put some items, consume them all without the automatic rewind, then do half of one.
         for i in 0..50u64 {
-            ring.put(&(2000 + i, vec![0u8; 100]), Wait::No).unwrap();
+            ring.put(&(2000 + i, vec![0u8; 100]), Deadline::now())
+                .unwrap();
         }
         let h = ring.h();
         let tail = h.producer.0.tail.load(Ordering::SeqCst);
@@ -687,19 +656,23 @@ mod tests {
         // The state a killed consumer leaves: a skip record between head and tail.
         assert_eq!(ring.qsize(), 0);
         assert!(matches!(
-            ring.get::<(u64, Vec<u8>)>(Wait::No),
+            ring.get::<(u64, Vec<u8>)>(Deadline::now()),
             Err(Error::Empty)
         ));
         for i in 0..5u64 {
-            ring.put(&(3000 + i, vec![0u8; 100]), Wait::No).unwrap();
+            ring.put(&(3000 + i, vec![0u8; 100]), Deadline::now())
+                .unwrap();
         }
         assert_eq!(ring.qsize(), 5);
         for i in 0..5u64 {
-            assert_eq!(ring.get::<(u64, Vec<u8>)>(Wait::No).unwrap().0, 3000 + i);
+            assert_eq!(
+                ring.get::<(u64, Vec<u8>)>(Deadline::now()).unwrap().0,
+                3000 + i
+            );
         }
         assert_eq!(ring.qsize(), 0);
         assert!(matches!(
-            ring.get::<(u64, Vec<u8>)>(Wait::No),
+            ring.get::<(u64, Vec<u8>)>(Deadline::now()),
             Err(Error::Empty)
         ));
     }
@@ -709,21 +682,22 @@ mod tests {
     fn items_put_right_after_a_cut_rewind_come_out_in_order() {
         let ring = small_ring();
         for i in 0..60u64 {
-            ring.put(&i, Wait::No).unwrap();
-            ring.get::<u64>(Wait::No).unwrap();
+            ring.put(&i, Deadline::now()).unwrap();
+            ring.get::<u64>(Deadline::now()).unwrap();
         }
         for i in 0..40u64 {
-            ring.put(&(i, vec![7u8; 200]), Wait::No).unwrap();
+            ring.put(&(i, vec![7u8; 200]), Deadline::now()).unwrap();
         }
         let h = ring.h();
         let tail = h.producer.0.tail.load(Ordering::SeqCst);
         h.consumer.0.head.store(tail, Ordering::SeqCst);
         ring.publish_skip(tail);
         for i in 0..3u64 {
-            ring.put(&(100 + i, vec![8u8; 200]), Wait::No).unwrap();
+            ring.put(&(100 + i, vec![8u8; 200]), Deadline::now())
+                .unwrap();
         }
         for i in 0..3u64 {
-            let (n, bytes) = ring.get::<(u64, Vec<u8>)>(Wait::No).unwrap();
+            let (n, bytes) = ring.get::<(u64, Vec<u8>)>(Deadline::now()).unwrap();
             assert_eq!((n, bytes[0]), (100 + i, 8));
         }
         assert_eq!(ring.qsize(), 0);

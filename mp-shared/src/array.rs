@@ -2,15 +2,16 @@
 
 use std::fmt;
 use std::ops::{Bound, Deref, DerefMut, Range, RangeBounds};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, LockError, Result};
-use crate::lock::{deadline_after, AnyLock, Wait};
 use crate::sync::{Access, Synced};
 use crate::sys::RawCells;
+use mp_core::Deadline;
+use mp_sync::AnyLock;
 
 /// `range` resolved against `len`, or [`Error::RangeOutOfRange`].
 pub(crate) fn resolve(range: impl RangeBounds<usize>, len: usize) -> Result<Range<usize>> {
@@ -206,7 +207,7 @@ impl<T: Pod> Array<T> {
     /// Errors as for [`Value::lock`](crate::Value::lock).
     pub fn lock(&self) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
         loop {
-            if let Some(g) = self.guard(Wait::Forever)? {
+            if let Some(g) = self.guard(Deadline::NEVER)? {
                 return Ok(g);
             }
         }
@@ -218,16 +219,16 @@ impl<T: Pod> Array<T> {
         &self,
         timeout: Duration,
     ) -> std::result::Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
-        self.guard(deadline_after(timeout))
+        self.guard(Deadline::after(timeout))
     }
 
     /// [`lock`](Self::lock) waiting until `deadline`; `Ok(None)` if it passes.
     #[allow(clippy::type_complexity)]
     pub fn lock_deadline(
         &self,
-        deadline: Instant,
+        deadline: impl Into<Deadline>,
     ) -> std::result::Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
-        self.guard(Wait::Until(deadline))
+        self.guard(deadline.into())
     }
 
     /// [`lock`](Self::lock) without waiting; `Ok(None)` if the lock is taken.
@@ -235,15 +236,15 @@ impl<T: Pod> Array<T> {
     pub fn try_lock(
         &self,
     ) -> std::result::Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
-        self.guard(Wait::No)
+        self.guard(Deadline::now())
     }
 
     #[allow(clippy::type_complexity)]
     fn guard(
         &self,
-        wait: Wait,
+        deadline: Deadline,
     ) -> std::result::Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
-        match self.inner.access(wait) {
+        match self.inner.access(deadline) {
             Ok(a) => Ok(a.map(|access| ArrayGuard { access })),
             Err(e) => Err(e.map(|access| ArrayGuard { access })),
         }

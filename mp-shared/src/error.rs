@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use mp_sync::OwnerDied;
+
 /// Every error of `mp-shared`; each variant names the Python exception it stands for.
 ///
 /// `Display` is lowercase and says what went wrong.
@@ -55,9 +57,10 @@ pub enum Error {
     /// An argument out of range, such as a size of zero (Python: `ValueError`).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// The lock was taken over from a process that died while holding it: the data it guards
-    /// may be half-updated. The operation did nothing and the lock is free again; calling again
-    /// succeeds (see [`LockError::OwnerDied`] to keep the lock instead).
+    /// The lock's previous owner died while holding it: an [`OwnerDied`] converted with `?`
+    /// (the same meaning as `mp_sync::Error::OwnerDied`). The guard it carried was dropped, so
+    /// the operation did nothing and the lock is free again; calling again succeeds (match
+    /// [`LockError::OwnerDied`] to keep the lock instead).
     #[error("the previous owner of the lock died while holding it")]
     OwnerDied,
     /// The calling thread already holds the object's non-recursive `Lock`: waiting for it
@@ -132,13 +135,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Why a guard-returning method (`lock`, `lock_timeout`, `try_lock`, ...) did not return a
 /// plain guard.
 ///
-/// Like `std::sync::PoisonError`, [`LockError::OwnerDied`] carries the guard: the lock *is*
-/// held. Converting into [`Error`] with `?` drops that guard, which releases the lock.
-/// `Debug` does not show the guard.
+/// [`LockError::OwnerDied`] carries mp-sync's one owner-died carrier, [`OwnerDied`], with the
+/// guard inside: the lock *is* held. Converting into [`Error`] with `?` drops that guard, which
+/// releases the lock. `Debug` does not show the guard.
 pub enum LockError<G> {
-    /// The lock was taken over from a process that died while holding it; the guard inside
-    /// holds it now. Whatever the lock protected may be half-updated.
-    OwnerDied(G),
+    /// You hold the lock now; its previous owner died while holding it. Whatever the lock
+    /// protected may be half-updated; [`OwnerDied::into_inner`] gives the guard.
+    OwnerDied(OwnerDied<G>),
     /// The calling thread already holds the object's non-recursive `Lock` (see
     /// [`Error::WouldDeadlock`]). Nothing is held.
     WouldDeadlock,
@@ -148,10 +151,10 @@ pub enum LockError<G> {
 }
 
 impl<G> LockError<G> {
-    /// The guard of [`LockError::OwnerDied`], if that is what this is.
-    pub fn into_guard(self) -> Option<G> {
+    /// The carrier of [`LockError::OwnerDied`], if that is what this is.
+    pub fn into_owner_died(self) -> Option<OwnerDied<G>> {
         match self {
-            LockError::OwnerDied(g) => Some(g),
+            LockError::OwnerDied(died) => Some(died),
             _ => None,
         }
     }
@@ -164,7 +167,7 @@ impl<G> LockError<G> {
     /// Maps the guard of [`LockError::OwnerDied`].
     pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
         match self {
-            LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+            LockError::OwnerDied(died) => LockError::OwnerDied(died.map(f)),
             LockError::WouldDeadlock => LockError::WouldDeadlock,
             LockError::Borrowed => LockError::Borrowed,
         }
@@ -184,10 +187,7 @@ impl<G> fmt::Debug for LockError<G> {
 impl<G> fmt::Display for LockError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LockError::OwnerDied(_) => f.write_str(
-                "the previous owner of the lock died while holding it; the lock is now held by \
-                 the caller",
-            ),
+            LockError::OwnerDied(died) => fmt::Display::fmt(died, f),
             LockError::WouldDeadlock => fmt::Display::fmt(&Error::WouldDeadlock, f),
             LockError::Borrowed => fmt::Display::fmt(&Error::Borrowed, f),
         }

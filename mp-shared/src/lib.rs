@@ -82,7 +82,6 @@
 mod array;
 mod atomic;
 mod error;
-mod lock;
 mod shared_memory;
 mod sync;
 mod sys;
@@ -92,6 +91,6 @@ mod value;
 pub use array::{Array, ArrayGuard, RawArray};
 pub use atomic::{AtomicInt, SharedAtomic};
 pub use error::{Error, LockError, Result};
-pub use lock::{AnyLock, AnyLockGuard};
+pub use mp_sync::AnyLock;
 pub use shared_memory::{Options, SharedMemory, MAX_NAME_LEN};
 pub use value::{RawValue, Value, ValueGuard};

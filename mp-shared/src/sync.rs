@@ -6,8 +6,10 @@ use std::fmt;
 use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
+use mp_core::Deadline;
+use mp_sync::{AnyLock, LockGuard, OwnerDied};
+
 use crate::error::{Error, LockError, Result};
-use crate::lock::{AnyLock, AnyLockGuard, Wait};
 use crate::sys::{Claim, SyncCells};
 
 /// Synchronized cells: data that is only touched while holding `lock` and a claim.
@@ -31,7 +33,7 @@ impl<T: Pod> Clone for Synced<T> {
 /// the lock.
 pub(crate) struct Access<'a, T> {
     pub(crate) claim: Claim<'a, T>,
-    _lock: AnyLockGuard<'a>,
+    _lock: LockGuard<'a, AnyLock>,
 }
 
 impl<T> fmt::Debug for Access<'_, T> {
@@ -49,23 +51,38 @@ impl<T: Pod> Synced<T> {
         })
     }
 
-    /// Takes the lock as `wait` says, then claims the data.
+    /// Takes the lock until `deadline`, then claims the data; refuses to wait for a `Lock`
+    /// this thread holds (that wait would never end).
+    #[inline]
     pub(crate) fn access(
         &self,
-        wait: Wait,
+        deadline: Deadline,
     ) -> std::result::Result<Option<Access<'_, T>>, LockError<Access<'_, T>>> {
-        let (lock, died) = match self.lock.guard(wait) {
+        // Try first: a free lock costs one compare-exchange; only a taken one is checked for
+        // being ours.
+        let taken = match self.lock.try_lock() {
+            Ok(Some(g)) => Ok(Some(g)),
+            Err(died) => Err(died),
+            Ok(None) => {
+                if matches!(&self.lock, AnyLock::Lock(l) if l.is_owned()) {
+                    return Err(LockError::WouldDeadlock);
+                }
+                if deadline.has_passed() {
+                    return Ok(None);
+                }
+                self.lock.lock_deadline(deadline)
+            }
+        };
+        let (lock, died) = match taken {
             Ok(Some(g)) => (g, false),
             Ok(None) => return Ok(None),
-            Err(LockError::OwnerDied(g)) => (g, true),
-            Err(LockError::WouldDeadlock) => return Err(LockError::WouldDeadlock),
-            Err(LockError::Borrowed) => return Err(LockError::Borrowed),
+            Err(died) => (died.into_inner(), true),
         };
         // On failure `lock` drops here, releasing the lock.
         let claim = self.cells.claim().ok_or(LockError::Borrowed)?;
         let access = Access { claim, _lock: lock };
         if died {
-            Err(LockError::OwnerDied(access))
+            Err(LockError::OwnerDied(OwnerDied::new(access)))
         } else {
             Ok(Some(access))
         }
@@ -77,7 +94,7 @@ impl<T: Pod> Synced<T> {
     /// [`Error::OwnerDied`], without running `f`.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Claim<'_, T>) -> R) -> Result<R> {
         loop {
-            match self.access(Wait::Forever) {
+            match self.access(Deadline::NEVER) {
                 Ok(Some(mut a)) => return Ok(f(&mut a.claim)),
                 // Waiting forever never comes back empty-handed; if it did, wait again.
                 Ok(None) => continue,

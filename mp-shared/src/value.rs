@@ -2,15 +2,16 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LockError, Result};
-use crate::lock::{deadline_after, AnyLock, Wait};
 use crate::sync::{Access, Synced};
 use crate::sys::RawCells;
+use mp_core::Deadline;
+use mp_sync::AnyLock;
 
 /// A `T` in shared memory, guarded by a lock.
 ///
@@ -107,7 +108,7 @@ impl<T: Pod> Value<T> {
     /// [`LockError::WouldDeadlock`] and [`LockError::Borrowed`] as described on [`Value`].
     pub fn lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
         loop {
-            if let Some(g) = self.guard(Wait::Forever)? {
+            if let Some(g) = self.guard(Deadline::NEVER)? {
                 return Ok(g);
             }
         }
@@ -119,16 +120,16 @@ impl<T: Pod> Value<T> {
         &self,
         timeout: Duration,
     ) -> std::result::Result<Option<ValueGuard<'_, T>>, LockError<ValueGuard<'_, T>>> {
-        self.guard(deadline_after(timeout))
+        self.guard(Deadline::after(timeout))
     }
 
     /// [`lock`](Self::lock) waiting until `deadline`; `Ok(None)` if it passes.
     #[allow(clippy::type_complexity)]
     pub fn lock_deadline(
         &self,
-        deadline: Instant,
+        deadline: impl Into<Deadline>,
     ) -> std::result::Result<Option<ValueGuard<'_, T>>, LockError<ValueGuard<'_, T>>> {
-        self.guard(Wait::Until(deadline))
+        self.guard(deadline.into())
     }
 
     /// [`lock`](Self::lock) without waiting; `Ok(None)` if the lock is taken.
@@ -136,15 +137,15 @@ impl<T: Pod> Value<T> {
     pub fn try_lock(
         &self,
     ) -> std::result::Result<Option<ValueGuard<'_, T>>, LockError<ValueGuard<'_, T>>> {
-        self.guard(Wait::No)
+        self.guard(Deadline::now())
     }
 
     #[allow(clippy::type_complexity)]
     fn guard(
         &self,
-        wait: Wait,
+        deadline: Deadline,
     ) -> std::result::Result<Option<ValueGuard<'_, T>>, LockError<ValueGuard<'_, T>>> {
-        match self.inner.access(wait) {
+        match self.inner.access(deadline) {
             Ok(a) => Ok(a.map(|access| ValueGuard { access })),
             Err(e) => Err(e.map(|access| ValueGuard { access })),
         }

@@ -9,9 +9,9 @@
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mp_core::Function;
+use mp_core::{Deadline, Function};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -91,9 +91,19 @@ impl Inner<'_> {
 }
 
 impl Barrier {
-    /// A barrier for `parties` waiters (`parties >= 1`), with an optional action and default
-    /// timeout. Python: `multiprocessing.Barrier(parties, action, timeout)`.
-    pub fn new(parties: u32, action: Option<fn()>, timeout: Option<Duration>) -> Result<Barrier> {
+    /// A barrier for `parties` waiters (`parties >= 1`), with an optional action and no default
+    /// timeout. Python: `multiprocessing.Barrier(parties, action)`.
+    pub fn new(parties: u32, action: Option<fn()>) -> Result<Barrier> {
+        Self::build(parties, action, None)
+    }
+
+    /// A barrier whose [`wait`](Self::wait) gives up after `timeout` (breaking the barrier).
+    /// Python: `multiprocessing.Barrier(parties, action, timeout)`.
+    pub fn with_timeout(parties: u32, action: Option<fn()>, timeout: Duration) -> Result<Barrier> {
+        Self::build(parties, action, Some(timeout))
+    }
+
+    fn build(parties: u32, action: Option<fn()>, timeout: Option<Duration>) -> Result<Barrier> {
         if parties == 0 {
             return Err(Error::InvalidArgument(
                 "a barrier needs at least one party".into(),
@@ -109,7 +119,7 @@ impl Barrier {
 
     fn inner(&self) -> Inner<'_> {
         let st = self.s.get();
-        if raw::lock(&st.lock, None) == raw::Acquired::OwnerDied {
+        if raw::lock(&st.lock, Deadline::NEVER) == raw::Acquired::OwnerDied {
             // A process died inside a barrier operation: the state may be half-updated.
             let inner = Inner { st };
             inner.break_barrier();
@@ -118,7 +128,7 @@ impl Barrier {
         Inner { st }
     }
 
-    fn wait_until(&self, deadline: Option<Instant>) -> Result<u32> {
+    fn wait_until(&self, deadline: Deadline) -> Result<u32> {
         let inner = self.inner();
         let st = inner.st;
         if st.broken.load(Ordering::Relaxed) != 0 {
@@ -155,15 +165,23 @@ impl Barrier {
         }
     }
 
-    /// Waits for all parties, with the barrier's default timeout; returns this waiter's index.
-    /// Python: `Barrier.wait()`.
+    /// Waits for all parties, with the barrier's default timeout (if it was made
+    /// [`with_timeout`](Self::with_timeout)); returns this waiter's index. Python: `Barrier.wait()`.
+    ///
+    /// A timeout breaks the barrier and is [`Error::BrokenBarrier`], as Python raises
+    /// `BrokenBarrierError`.
     pub fn wait(&self) -> Result<u32> {
-        self.wait_until(futex::deadline(self.timeout))
+        self.wait_until(self.timeout.map_or(Deadline::NEVER, Deadline::after))
     }
 
     /// [`wait`](Self::wait) with its own timeout. Python: `Barrier.wait(timeout)`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
-        self.wait_until(futex::deadline(Some(timeout)))
+        self.wait_until(Deadline::after(timeout))
+    }
+
+    /// [`wait_timeout`](Self::wait_timeout) with a deadline.
+    pub fn wait_deadline(&self, deadline: impl Into<Deadline>) -> Result<u32> {
+        self.wait_until(deadline.into())
     }
 
     /// Breaks the barrier: current and future waiters get [`Error::BrokenBarrier`] until

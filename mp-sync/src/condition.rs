@@ -9,13 +9,15 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use mp_core::Deadline;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, OwnerDied, Result};
 use crate::futex::{self, Woke};
-use crate::lock::{Lock, RLock};
+use crate::guard::{lock_surface, GuardNoSend, RawLock};
+use crate::lock::{AnyLock, RLock};
 use crate::raw;
 use crate::sys::{self, Segment, Tagged};
 
@@ -51,51 +53,6 @@ impl Tagged for CondState {
     }
 }
 
-/// The lock under a [`Condition`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum ConditionLock {
-    /// A plain [`Lock`].
-    Lock(Lock),
-    /// A recursive [`RLock`] (Python's default).
-    RLock(RLock),
-}
-
-impl ConditionLock {
-    fn is_owned(&self) -> bool {
-        match self {
-            ConditionLock::Lock(l) => l.is_owned(),
-            ConditionLock::RLock(l) => l.is_owned(),
-        }
-    }
-
-    /// Releases completely; returns what `restore` needs.
-    fn release_save(&self) -> Result<u32> {
-        match self {
-            ConditionLock::Lock(l) => l.release().map(|()| 1),
-            ConditionLock::RLock(l) => l.release_all(),
-        }
-    }
-
-    fn restore(&self, saved: u32) -> std::result::Result<(), OwnerDied> {
-        match self {
-            ConditionLock::Lock(l) => l.acquire(),
-            ConditionLock::RLock(l) => l.acquire_restore(saved),
-        }
-    }
-}
-
-impl From<Lock> for ConditionLock {
-    fn from(l: Lock) -> Self {
-        ConditionLock::Lock(l)
-    }
-}
-
-impl From<RLock> for ConditionLock {
-    fn from(l: RLock) -> Self {
-        ConditionLock::RLock(l)
-    }
-}
-
 /// A condition variable shared between processes.
 ///
 /// Python: `multiprocessing.Condition(lock=None)`. Waiting requires holding the condition's
@@ -105,7 +62,7 @@ impl From<RLock> for ConditionLock {
 /// [`MAX_WAITERS`] threads wait at once.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Condition {
-    lock: ConditionLock,
+    lock: AnyLock,
     s: Segment<CondState>,
 }
 
@@ -124,7 +81,7 @@ impl Condition {
     }
 
     /// A condition over a given lock. Python: `multiprocessing.Condition(lock)`.
-    pub fn with_lock(lock: impl Into<ConditionLock>) -> Result<Condition> {
+    pub fn with_lock(lock: impl Into<AnyLock>) -> Result<Condition> {
         Ok(Condition {
             lock: lock.into(),
             s: Segment::new(|_| {})?,
@@ -132,36 +89,12 @@ impl Condition {
     }
 
     /// The lock under this condition.
-    pub fn get_lock(&self) -> &ConditionLock {
+    pub fn get_lock(&self) -> &AnyLock {
         &self.lock
     }
 
-    /// Acquires the underlying lock. Python: `Condition.acquire()`.
-    pub fn acquire(&self) -> std::result::Result<(), OwnerDied> {
-        match &self.lock {
-            ConditionLock::Lock(l) => l.acquire(),
-            ConditionLock::RLock(l) => l.acquire(),
-        }
-    }
-
-    /// Releases the underlying lock. Python: `Condition.release()`.
-    pub fn release(&self) -> Result<()> {
-        match &self.lock {
-            ConditionLock::Lock(l) => l.release(),
-            ConditionLock::RLock(l) => l.release(),
-        }
-    }
-
-    /// Acquires the underlying lock; the guard releases it. Python: `with cond:`.
-    pub fn lock(&self) -> std::result::Result<ConditionGuard<'_>, OwnerDied<ConditionGuard<'_>>> {
-        match self.acquire() {
-            Ok(()) => Ok(ConditionGuard { cond: self }),
-            Err(_) => Err(OwnerDied::new(ConditionGuard { cond: self })),
-        }
-    }
-
-    fn wait_until(&self, deadline: Option<Instant>) -> Result<bool> {
-        if !self.lock.is_owned() {
+    fn wait_until(&self, deadline: Deadline) -> Result<bool> {
+        if !RawLock::is_owned(&self.lock) {
             return Err(Error::NotOwner);
         }
         let st = self.s.get();
@@ -228,31 +161,53 @@ impl Condition {
     /// Releases the lock, waits for a notification, takes the lock again.
     /// Python: `Condition.wait()`.
     pub fn wait(&self) -> Result<()> {
-        self.wait_until(None).map(|_| ())
+        self.wait_until(Deadline::NEVER).map(|_| ())
     }
 
-    /// Like [`wait`](Self::wait) for at most `timeout`; false if no notification came.
+    /// Like [`wait`](Self::wait) for at most `timeout`; `Ok(false)` if no notification came.
     /// Python: `Condition.wait(timeout)`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.wait_until(futex::deadline(Some(timeout)))
+        self.wait_until(Deadline::after(timeout))
     }
 
     /// [`wait_timeout`](Self::wait_timeout) with a deadline.
-    pub fn wait_deadline(&self, deadline: Instant) -> Result<bool> {
-        self.wait_until(Some(deadline))
+    pub fn wait_deadline(&self, deadline: impl Into<Deadline>) -> Result<bool> {
+        self.wait_until(deadline.into())
     }
 
-    /// Waits until `predicate()` is true, or `timeout` passes (`None`: forever); returns the
-    /// last value of the predicate. Python: `Condition.wait_for(predicate, timeout)`.
-    pub fn wait_for(
+    /// Waits until `predicate()` is true; returns it (`Ok(true)`).
+    /// Python: `Condition.wait_for(predicate)`.
+    pub fn wait_for(&self, predicate: impl FnMut() -> bool) -> Result<bool> {
+        self.wait_for_until(predicate, Deadline::NEVER)
+    }
+
+    /// Waits until `predicate()` is true or `timeout` passes; returns the last value of the
+    /// predicate. Python: `Condition.wait_for(predicate, timeout)`.
+    pub fn wait_for_timeout(
+        &self,
+        predicate: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Result<bool> {
+        self.wait_for_until(predicate, Deadline::after(timeout))
+    }
+
+    /// [`wait_for_timeout`](Self::wait_for_timeout) with a deadline.
+    pub fn wait_for_deadline(
+        &self,
+        predicate: impl FnMut() -> bool,
+        deadline: impl Into<Deadline>,
+    ) -> Result<bool> {
+        self.wait_for_until(predicate, deadline.into())
+    }
+
+    fn wait_for_until(
         &self,
         mut predicate: impl FnMut() -> bool,
-        timeout: Option<Duration>,
+        deadline: Deadline,
     ) -> Result<bool> {
-        let deadline = futex::deadline(timeout);
         let mut result = predicate();
         while !result {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.has_passed() {
                 break;
             }
             self.wait_until(deadline)?;
@@ -263,7 +218,7 @@ impl Condition {
 
     /// Wakes up to `n` waiters (the longest-waiting first). Python: `Condition.notify(n=1)`.
     pub fn notify(&self, n: usize) -> Result<()> {
-        if !self.lock.is_owned() {
+        if !RawLock::is_owned(&self.lock) {
             return Err(Error::NotOwner);
         }
         let st = self.s.get();
@@ -301,21 +256,26 @@ impl Condition {
     }
 }
 
-/// Holds a [`Condition`]'s lock; releases it when dropped. Wait and notify through the
-/// condition while holding it.
-#[must_use = "if unused the Condition's lock will immediately unlock"]
-pub struct ConditionGuard<'a> {
-    cond: &'a Condition,
-}
+// Delegates to the condition's lock.
+impl RawLock for Condition {
+    type GuardMarker = GuardNoSend;
 
-impl fmt::Debug for ConditionGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ConditionGuard")
+    #[inline]
+    fn acquire_until(&self, deadline: Deadline) -> std::result::Result<bool, OwnerDied> {
+        self.lock.acquire_until(deadline)
+    }
+
+    #[inline]
+    fn release(&self) -> Result<()> {
+        RawLock::release(&self.lock)
+    }
+
+    #[inline]
+    fn is_owned(&self) -> bool {
+        RawLock::is_owned(&self.lock)
     }
 }
 
-impl Drop for ConditionGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.cond.release();
-    }
-}
+// `acquire`, `release`, `lock` (Python: `with cond:`; wait and notify through the condition
+// while the guard lives), ... of the condition's lock.
+lock_surface!(Condition, "Condition");

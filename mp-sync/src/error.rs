@@ -2,9 +2,14 @@
 
 use std::fmt;
 
-/// The lock was acquired, but its previous owner died while holding it: whatever it protected
-/// may be half-updated. The lock is held by the caller; for guard-returning methods the guard
-/// is inside (like `std::sync::PoisonError`).
+/// You hold the lock now; its previous owner died while holding it, so whatever it protected
+/// may be half-updated.
+///
+/// The one owner-died carrier of the stack (mp-sync's locks, mp-shared's values, the manager's
+/// lock proxies): what it carries is what you hold, `()` for the raw `acquire*` methods, the
+/// guard for the guard methods (like `std::sync::PoisonError`). Converting it into an `Error`
+/// with `?` drops what it carries: a guard then releases the lock; after a raw `acquire*` the
+/// lock stays held, as that call said.
 ///
 /// Beyond Python: CPython's locks stay locked forever when their owner dies.
 pub struct OwnerDied<T = ()> {
@@ -12,8 +17,14 @@ pub struct OwnerDied<T = ()> {
 }
 
 impl<T> OwnerDied<T> {
-    pub(crate) fn new(held: T) -> Self {
+    /// Wraps what the caller now holds.
+    pub fn new(held: T) -> Self {
         OwnerDied { held }
+    }
+
+    /// Maps what is held (a guard into a guard of a larger object, say).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> OwnerDied<U> {
+        OwnerDied { held: f(self.held) }
     }
 
     /// The guard (or `()`) of the lock now held.
@@ -56,8 +67,9 @@ pub enum Error {
     /// (Python: `ValueError("semaphore or lock released too many times")`).
     #[error("semaphore or lock released too many times")]
     TooManyReleases,
-    /// The lock was acquired from an owner that died holding it (see [`OwnerDied`]); the caller
-    /// holds it now, unless the error was converted from a guard, which released it.
+    /// The lock's previous owner died while holding it: an [`OwnerDied`] converted with `?`.
+    /// A guard it carried was dropped, releasing the lock; after a raw `acquire*` the lock is
+    /// held (the same meaning in every crate of the stack).
     #[error("the previous owner of the lock died while holding it")]
     OwnerDied,
     /// The barrier is broken, or was reset or aborted while waiting

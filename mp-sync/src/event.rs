@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use mp_core::Deadline;
 
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +69,7 @@ impl Event {
         self.s.get().flag.store(0, Ordering::Release);
     }
 
-    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+    fn wait_until(&self, deadline: Deadline) -> bool {
         let flag = &self.s.get().flag;
         loop {
             if flag.load(Ordering::Acquire) != 0 {
@@ -80,17 +82,18 @@ impl Event {
     }
 
     /// Waits until the flag is set. Python: `Event.wait()`.
-    pub fn wait(&self) {
-        self.wait_until(None);
+    pub fn wait(&self) -> Result<()> {
+        self.wait_until(Deadline::NEVER);
+        Ok(())
     }
 
-    /// Waits at most `timeout`; returns whether the flag is set. Python: `Event.wait(timeout)`.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(futex::deadline(Some(timeout)))
+    /// Waits at most `timeout`; `Ok(true)` if the flag is set. Python: `Event.wait(timeout)`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        Ok(self.wait_until(Deadline::after(timeout)))
     }
 
     /// [`wait_timeout`](Self::wait_timeout) with a deadline.
-    pub fn wait_deadline(&self, deadline: Instant) -> bool {
-        self.wait_until(Some(deadline))
+    pub fn wait_deadline(&self, deadline: impl Into<Deadline>) -> Result<bool> {
+        Ok(self.wait_until(deadline.into()))
     }
 }

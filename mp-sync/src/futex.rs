@@ -6,7 +6,9 @@
 //! value atomically with going to sleep, so no wake-up is lost.
 
 use std::sync::atomic::AtomicU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use mp_core::Deadline;
 
 use rustix::io::Errno;
 use rustix::thread::futex;
@@ -20,17 +22,12 @@ pub enum Woke {
     TimedOut,
 }
 
-/// Sleeps while `word == expected`, until woken or `deadline` (`None`: no deadline).
-pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke {
-    let timeout = match deadline {
+/// Sleeps while `word == expected`, until woken or `deadline`.
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Deadline) -> Woke {
+    let timeout = match deadline.remaining() {
         None => None,
-        Some(d) => {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Woke::TimedOut;
-            }
-            Some(timespec(left))
-        }
+        Some(left) if left.is_zero() => return Woke::TimedOut,
+        Some(left) => Some(timespec(left)),
     };
     match futex::wait(word, futex::Flags::empty(), expected, timeout.as_ref()) {
         Err(Errno::TIMEDOUT) => Woke::TimedOut,
@@ -47,10 +44,9 @@ pub const SLICE: Duration = Duration::from_millis(100);
 ///
 /// For words whose waker may die between changing the word and waking the sleepers (a
 /// process killed at that instant): the sleepers then notice the change within a slice.
-pub fn wait_sliced(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke {
-    let end = earliest(deadline, Instant::now() + SLICE);
-    match wait(word, expected, Some(end)) {
-        Woke::TimedOut if deadline.is_some_and(|d| Instant::now() >= d) => Woke::TimedOut,
+pub fn wait_sliced(word: &AtomicU32, expected: u32, deadline: Deadline) -> Woke {
+    match wait(word, expected, Deadline::at(deadline.slice(SLICE))) {
+        Woke::TimedOut if deadline.has_passed() => Woke::TimedOut,
         _ => Woke::Maybe,
     }
 }
@@ -70,17 +66,4 @@ fn timespec(d: Duration) -> futex::Timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
         tv_nsec: i64::from(d.subsec_nanos()),
     }
-}
-
-/// The earlier of two optional deadlines.
-pub fn earliest(a: Option<Instant>, b: Instant) -> Instant {
-    match a {
-        Some(a) if a < b => a,
-        _ => b,
-    }
-}
-
-/// A timeout as a deadline; `None` (or one too far to represent) waits forever.
-pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
 }

@@ -54,14 +54,16 @@ mod condition;
 mod error;
 mod event;
 pub mod futex;
+mod guard;
 mod lock;
 mod raw;
 mod semaphore;
 mod sys;
 
 pub use barrier::Barrier;
-pub use condition::{Condition, ConditionGuard, ConditionLock, MAX_WAITERS};
+pub use condition::{Condition, MAX_WAITERS};
 pub use error::{Error, OwnerDied, Result};
 pub use event::Event;
-pub use lock::{Lock, LockGuard, RLock, RLockGuard};
+pub use guard::{GuardNoSend, GuardResult, GuardSend, LockGuard, RawLock};
+pub use lock::{AnyLock, Lock, RLock};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard, SEM_VALUE_MAX};

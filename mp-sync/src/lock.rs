@@ -1,13 +1,13 @@
-//! `Lock` and `RLock`.
+//! `Lock`, `RLock`, and `AnyLock` (either of them).
 
+use mp_core::Deadline;
+use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, OwnerDied, Result};
+use crate::guard::{lock_surface, GuardNoSend, GuardSend, RawLock};
 use crate::raw::{self, Acquired};
 use crate::sys::{self, Segment, Tagged};
 
@@ -101,83 +101,6 @@ impl Lock {
         outcome(a)
     }
 
-    /// Blocks until the lock is acquired. Python: `Lock.acquire()`.
-    #[inline]
-    pub fn acquire(&self) -> std::result::Result<(), OwnerDied> {
-        self.won(raw::lock(&self.s.get().word, None)).map(|_| ())
-    }
-
-    /// Waits at most `timeout`; `Ok(false)` if the lock was not acquired.
-    /// Python: `Lock.acquire(timeout=t)`.
-    pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<bool, OwnerDied> {
-        self.won(raw::lock(
-            &self.s.get().word,
-            crate::futex::deadline(Some(timeout)),
-        ))
-    }
-
-    /// [`acquire_timeout`](Self::acquire_timeout) with a deadline.
-    pub fn acquire_deadline(&self, deadline: Instant) -> std::result::Result<bool, OwnerDied> {
-        self.won(raw::lock(&self.s.get().word, Some(deadline)))
-    }
-
-    /// Acquires only if that needs no waiting. Python: `Lock.acquire(False)`.
-    pub fn try_acquire(&self) -> std::result::Result<bool, OwnerDied> {
-        self.won(raw::try_lock(&self.s.get().word))
-    }
-
-    /// Releases the lock (from any thread or process). Releasing an unlocked lock is
-    /// [`Error::NotLocked`] (Python: `ValueError`). Python: `Lock.release()`.
-    #[inline]
-    pub fn release(&self) -> Result<()> {
-        let st = self.s.get();
-        st.owner_tid.store(0, Ordering::Relaxed);
-        if raw::unlock(&st.word) {
-            Ok(())
-        } else {
-            Err(Error::NotLocked)
-        }
-    }
-
-    /// Acquires the lock and returns a guard that releases it when dropped.
-    /// Python: `with lock:`.
-    pub fn lock(&self) -> std::result::Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
-        match self.acquire() {
-            Ok(()) => Ok(LockGuard { lock: self }),
-            Err(_) => Err(OwnerDied::new(LockGuard { lock: self })),
-        }
-    }
-
-    /// [`lock`](Self::lock) waiting at most `timeout`; `Ok(None)` on timeout.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> std::result::Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
-        self.guard(self.acquire_timeout(timeout))
-    }
-
-    /// [`lock`](Self::lock) without waiting; `Ok(None)` if the lock is taken.
-    pub fn try_lock(&self) -> std::result::Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
-        self.guard(self.try_acquire())
-    }
-
-    fn guard(
-        &self,
-        r: std::result::Result<bool, OwnerDied>,
-    ) -> std::result::Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
-        match r {
-            Ok(true) => Ok(Some(LockGuard { lock: self })),
-            Ok(false) => Ok(None),
-            Err(_) => Err(OwnerDied::new(LockGuard { lock: self })),
-        }
-    }
-
-    /// Whether the calling thread holds the lock (Python's internal `_is_owned`).
-    pub fn is_owned(&self) -> bool {
-        let st = self.s.get();
-        raw::owner(&st.word) == sys::pid() && st.owner_tid.load(Ordering::Relaxed) == tid()
-    }
-
     /// Whether anyone holds the lock.
     pub fn is_locked(&self) -> bool {
         raw::owner(&self.s.get().word) != 0
@@ -189,23 +112,44 @@ impl Lock {
     }
 }
 
-/// Holds a [`Lock`]; releases it when dropped.
-#[must_use = "if unused the Lock will immediately unlock"]
-pub struct LockGuard<'a> {
-    lock: &'a Lock,
-}
+// One holder at a time: `raw`'s compare-exchanges take the word from 0 (or
+// from a dead owner's value); `release` is the only way back to 0.
+impl RawLock for Lock {
+    type GuardMarker = GuardSend;
 
-impl fmt::Debug for LockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("LockGuard")
+    #[inline]
+    fn acquire_until(&self, deadline: Deadline) -> std::result::Result<bool, OwnerDied> {
+        let word = &self.s.get().word;
+        let a = if deadline == Deadline::NEVER {
+            raw::lock(word, deadline)
+        } else if deadline.has_passed() {
+            raw::try_lock(word)
+        } else {
+            raw::lock(word, deadline)
+        };
+        self.won(a)
+    }
+
+    /// Releases the lock (from any thread or process). Releasing an unlocked lock is
+    /// [`Error::NotLocked`] (Python: `ValueError`).
+    #[inline]
+    fn release(&self) -> Result<()> {
+        let st = self.s.get();
+        st.owner_tid.store(0, Ordering::Relaxed);
+        if raw::unlock(&st.word) {
+            Ok(())
+        } else {
+            Err(Error::NotLocked)
+        }
+    }
+
+    fn is_owned(&self) -> bool {
+        let st = self.s.get();
+        raw::owner(&st.word) == sys::pid() && st.owner_tid.load(Ordering::Relaxed) == tid()
     }
 }
 
-impl Drop for LockGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.lock.release();
-    }
-}
+lock_surface!(Lock, "Lock");
 
 /// Shared state of an [`RLock`].
 #[repr(C)]
@@ -253,13 +197,6 @@ impl RLock {
         })
     }
 
-    /// Whether the calling thread owns the lock.
-    #[inline]
-    pub fn is_owned(&self) -> bool {
-        let st = self.s.get();
-        raw::owner(&st.word) == sys::pid() && st.owner_tid.load(Ordering::Relaxed) == tid()
-    }
-
     /// The recursion depth of the owner (0 when free).
     pub fn count(&self) -> u32 {
         let st = self.s.get();
@@ -299,46 +236,6 @@ impl RLock {
         outcome(a)
     }
 
-    /// Blocks until acquired (at once if this thread owns it). Python: `RLock.acquire()`.
-    #[inline]
-    pub fn acquire(&self) -> std::result::Result<(), OwnerDied> {
-        self.acquire_with(|w| raw::lock(w, None)).map(|_| ())
-    }
-
-    /// Waits at most `timeout`. Python: `RLock.acquire(timeout=t)`.
-    pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<bool, OwnerDied> {
-        let deadline = crate::futex::deadline(Some(timeout));
-        self.acquire_with(|w| raw::lock(w, deadline))
-    }
-
-    /// [`acquire_timeout`](Self::acquire_timeout) with a deadline.
-    pub fn acquire_deadline(&self, deadline: Instant) -> std::result::Result<bool, OwnerDied> {
-        self.acquire_with(|w| raw::lock(w, Some(deadline)))
-    }
-
-    /// Acquires only if that needs no waiting. Python: `RLock.acquire(False)`.
-    pub fn try_acquire(&self) -> std::result::Result<bool, OwnerDied> {
-        self.acquire_with(raw::try_lock)
-    }
-
-    /// Releases one level. Python: `RLock.release()`.
-    #[inline]
-    pub fn release(&self) -> Result<()> {
-        if !self.is_owned() {
-            return Err(Error::NotOwner);
-        }
-        let st = self.s.get();
-        let depth = st.count.load(Ordering::Relaxed);
-        if depth <= 1 {
-            st.count.store(0, Ordering::Relaxed);
-            st.owner_tid.store(0, Ordering::Relaxed);
-            raw::unlock(&st.word);
-        } else {
-            st.count.store(depth - 1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
     /// Releases every level; returns how many there were (Python's `_release_save`).
     pub(crate) fn release_all(&self) -> Result<u32> {
         if !self.is_owned() {
@@ -354,18 +251,10 @@ impl RLock {
     /// Acquires again with a saved depth (Python's `_acquire_restore`).
     pub(crate) fn acquire_restore(&self, count: u32) -> std::result::Result<(), OwnerDied> {
         let st = self.s.get();
-        let a = raw::lock(&st.word, None);
+        let a = raw::lock(&st.word, Deadline::NEVER);
         st.owner_tid.store(tid(), Ordering::Relaxed);
         st.count.store(count.max(1), Ordering::Relaxed);
         outcome(a).map(|_| ())
-    }
-
-    /// Acquires and returns a guard that releases one level when dropped.
-    pub fn lock(&self) -> std::result::Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
-        match self.acquire() {
-            Ok(()) => Ok(RLockGuard { lock: self }),
-            Err(_) => Err(OwnerDied::new(RLockGuard { lock: self })),
-        }
     }
 
     /// Whether two handles are the same lock.
@@ -374,20 +263,146 @@ impl RLock {
     }
 }
 
-/// Holds one level of an [`RLock`]; releases it when dropped.
-#[must_use = "if unused the RLock will immediately unlock"]
-pub struct RLockGuard<'a> {
-    lock: &'a RLock,
-}
+// One holder: the futex word admits one holding process, `owner_tid` one thread in it, and only
+// that thread (`is_owned`) re-enters or releases; the word goes back to 0 at the last release.
+impl RawLock for RLock {
+    type GuardMarker = GuardNoSend;
 
-impl fmt::Debug for RLockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RLockGuard")
+    #[inline]
+    fn acquire_until(&self, deadline: Deadline) -> std::result::Result<bool, OwnerDied> {
+        if deadline.has_passed() {
+            self.acquire_with(raw::try_lock)
+        } else {
+            self.acquire_with(|w| raw::lock(w, deadline))
+        }
+    }
+
+    /// Releases one level. [`Error::NotOwner`] from a thread that does not own it.
+    #[inline]
+    fn release(&self) -> Result<()> {
+        if !self.is_owned() {
+            return Err(Error::NotOwner);
+        }
+        let st = self.s.get();
+        let depth = st.count.load(Ordering::Relaxed);
+        if depth <= 1 {
+            st.count.store(0, Ordering::Relaxed);
+            st.owner_tid.store(0, Ordering::Relaxed);
+            raw::unlock(&st.word);
+        } else {
+            st.count.store(depth - 1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn is_owned(&self) -> bool {
+        let st = self.s.get();
+        raw::owner(&st.word) == sys::pid() && st.owner_tid.load(Ordering::Relaxed) == tid()
     }
 }
 
-impl Drop for RLockGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.lock.release();
+lock_surface!(RLock, "RLock");
+
+/// Either lock: what a [`Condition`](crate::Condition), a synchronized `Value` or `Array`
+/// (mp-shared) and a manager's lock proxy hold when the user may choose.
+///
+/// Python: the `lock` argument of `Condition(lock)` and `Value(typecode, value, lock=...)`
+/// (by default an `RLock`). Build it from either lock with `From`; clone it to share one lock.
+/// Like the locks themselves, it is shared with a child when passed to it (under any start
+/// method) or sent over a duplex `Connection`. Its guard is `!Send`, as it may be an `RLock`'s.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum AnyLock {
+    /// A non-recursive lock (Python: `multiprocessing.Lock`).
+    Lock(Lock),
+    /// A recursive lock (Python: `multiprocessing.RLock`), the default.
+    RLock(RLock),
+}
+
+impl From<Lock> for AnyLock {
+    fn from(lock: Lock) -> Self {
+        AnyLock::Lock(lock)
     }
 }
+
+impl From<RLock> for AnyLock {
+    fn from(lock: RLock) -> Self {
+        AnyLock::RLock(lock)
+    }
+}
+
+impl AnyLock {
+    /// A new recursive lock (the default of `Condition` and `Value`).
+    /// Python: `multiprocessing.RLock()`.
+    pub fn new_rlock() -> Result<AnyLock> {
+        Ok(AnyLock::RLock(RLock::new()?))
+    }
+
+    /// A new non-recursive lock. Python: `multiprocessing.Lock()`.
+    pub fn new_lock() -> Result<AnyLock> {
+        Ok(AnyLock::Lock(Lock::new()?))
+    }
+
+    /// Whether this is an `RLock`.
+    pub fn is_recursive(&self) -> bool {
+        matches!(self, AnyLock::RLock(_))
+    }
+
+    /// Whether two handles are the same lock.
+    pub fn same_as(&self, other: &AnyLock) -> bool {
+        match (self, other) {
+            (AnyLock::Lock(a), AnyLock::Lock(b)) => a.same_as(b),
+            (AnyLock::RLock(a), AnyLock::RLock(b)) => a.same_as(b),
+            _ => false,
+        }
+    }
+
+    /// Releases completely; returns what [`restore`](Self::restore) needs (Python's
+    /// `_release_save`).
+    pub(crate) fn release_save(&self) -> Result<u32> {
+        match self {
+            AnyLock::Lock(l) => l.release().map(|()| 1),
+            AnyLock::RLock(l) => l.release_all(),
+        }
+    }
+
+    /// Takes the lock again after [`release_save`](Self::release_save) (Python's
+    /// `_acquire_restore`).
+    pub(crate) fn restore(&self, saved: u32) -> std::result::Result<(), OwnerDied> {
+        match self {
+            AnyLock::Lock(l) => l.acquire(),
+            AnyLock::RLock(l) => l.acquire_restore(saved),
+        }
+    }
+}
+
+// Delegates to the lock inside.
+impl RawLock for AnyLock {
+    type GuardMarker = GuardNoSend;
+
+    #[inline]
+    fn acquire_until(&self, deadline: Deadline) -> std::result::Result<bool, OwnerDied> {
+        match self {
+            AnyLock::Lock(l) => l.acquire_until(deadline),
+            AnyLock::RLock(l) => l.acquire_until(deadline),
+        }
+    }
+
+    #[inline]
+    fn release(&self) -> Result<()> {
+        match self {
+            AnyLock::Lock(l) => RawLock::release(l),
+            AnyLock::RLock(l) => RawLock::release(l),
+        }
+    }
+
+    #[inline]
+    fn is_owned(&self) -> bool {
+        match self {
+            AnyLock::Lock(l) => RawLock::is_owned(l),
+            AnyLock::RLock(l) => RawLock::is_owned(l),
+        }
+    }
+}
+
+lock_surface!(AnyLock, "lock");

@@ -16,7 +16,9 @@
 //! Linux hands out pids in increasing order, so that takes a full wrap of the pid space.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use mp_core::Deadline;
 
 use crate::futex::{self, Woke};
 use crate::sys;
@@ -73,9 +75,9 @@ fn take_over_if_dead(word: &AtomicU32, seen: u32, me: u32) -> Acquired {
     Acquired::No
 }
 
-/// Takes `word`, waiting until `deadline` (`None`: forever).
+/// Takes `word`, waiting until `deadline`.
 #[inline]
-pub(crate) fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Acquired {
+pub(crate) fn lock(word: &AtomicU32, deadline: Deadline) -> Acquired {
     let me = sys::pid();
     if word
         .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
@@ -87,7 +89,7 @@ pub(crate) fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Acquired {
 }
 
 #[cold]
-fn lock_slow(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> Acquired {
+fn lock_slow(word: &AtomicU32, me: u32, deadline: Deadline) -> Acquired {
     let mut checks = 0u32;
     for _ in 0..SPINS {
         std::hint::spin_loop();
@@ -124,8 +126,8 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> Acquired {
             CHECK_INTERVAL
         };
         checks += 1;
-        let slice_end = futex::earliest(deadline, Instant::now() + slice);
-        if futex::wait(word, v | WAITERS, Some(slice_end)) == Woke::TimedOut {
+        let slice_end = Deadline::at(deadline.slice(slice));
+        if futex::wait(word, v | WAITERS, slice_end) == Woke::TimedOut {
             let now = word.load(Ordering::Relaxed);
             if now == 0 {
                 continue;
@@ -133,7 +135,7 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Option<Instant>) -> Acquired {
             if take_over_if_dead(word, now, me) == Acquired::OwnerDied {
                 return Acquired::OwnerDied;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.has_passed() {
                 return Acquired::No;
             }
         }

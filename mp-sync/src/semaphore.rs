@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use mp_core::Deadline;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -72,7 +73,7 @@ impl Semaphore {
         Ok(Semaphore { s })
     }
 
-    fn take(&self, deadline: Option<Instant>) -> bool {
+    fn take(&self, deadline: Deadline) -> bool {
         let st = self.s.get();
         let mut spins = 0;
         loop {
@@ -92,7 +93,7 @@ impl Semaphore {
                 std::hint::spin_loop();
                 continue;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.has_passed() {
                 return false;
             }
             st.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -105,23 +106,25 @@ impl Semaphore {
     }
 
     /// Takes a unit, waiting as long as needed. Python: `Semaphore.acquire()`.
-    pub fn acquire(&self) {
-        self.take(None);
+    pub fn acquire(&self) -> Result<()> {
+        self.take(Deadline::NEVER);
+        Ok(())
     }
 
-    /// Waits at most `timeout`; false if no unit came. Python: `Semaphore.acquire(timeout=t)`.
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        self.take(futex::deadline(Some(timeout)))
+    /// Waits at most `timeout`; `Ok(false)` if no unit came.
+    /// Python: `Semaphore.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        Ok(self.take(Deadline::after(timeout)))
     }
 
     /// [`acquire_timeout`](Self::acquire_timeout) with a deadline.
-    pub fn acquire_deadline(&self, deadline: Instant) -> bool {
-        self.take(Some(deadline))
+    pub fn acquire_deadline(&self, deadline: impl Into<Deadline>) -> Result<bool> {
+        Ok(self.take(deadline.into()))
     }
 
     /// Takes a unit only if one is there. Python: `Semaphore.acquire(False)`.
-    pub fn try_acquire(&self) -> bool {
-        self.take(Some(Instant::now()))
+    pub fn try_acquire(&self) -> Result<bool> {
+        Ok(self.take(Deadline::now()))
     }
 
     /// Gives a unit back, waking one waiter. Past the maximum it is
@@ -153,10 +156,15 @@ impl Semaphore {
         self.s.get().value.load(Ordering::Relaxed)
     }
 
+    /// Whether two handles are the same semaphore.
+    pub fn same_as(&self, other: &Semaphore) -> bool {
+        self.s.same(&other.s)
+    }
+
     /// Takes a unit and returns a guard that gives it back when dropped. Python: `with sem:`.
-    pub fn lock(&self) -> SemaphoreGuard<'_> {
-        self.acquire();
-        SemaphoreGuard { sem: self }
+    pub fn lock(&self) -> Result<SemaphoreGuard<'_>> {
+        self.take(Deadline::NEVER);
+        Ok(SemaphoreGuard { sem: self })
     }
 }
 
@@ -197,10 +205,47 @@ impl BoundedSemaphore {
     }
 }
 
-impl std::ops::Deref for BoundedSemaphore {
-    type Target = Semaphore;
-    /// Every `Semaphore` method applies; `release` is bounded.
-    fn deref(&self) -> &Semaphore {
-        &self.inner
+impl BoundedSemaphore {
+    /// Takes a unit, waiting as long as needed. Python: `BoundedSemaphore.acquire()`.
+    pub fn acquire(&self) -> Result<()> {
+        self.inner.acquire()
+    }
+
+    /// Waits at most `timeout`; `Ok(false)` if no unit came.
+    /// Python: `BoundedSemaphore.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.inner.acquire_timeout(timeout)
+    }
+
+    /// [`acquire_timeout`](Self::acquire_timeout) with a deadline.
+    pub fn acquire_deadline(&self, deadline: impl Into<Deadline>) -> Result<bool> {
+        self.inner.acquire_deadline(deadline)
+    }
+
+    /// Takes a unit only if one is there. Python: `BoundedSemaphore.acquire(False)`.
+    pub fn try_acquire(&self) -> Result<bool> {
+        self.inner.try_acquire()
+    }
+
+    /// Gives a unit back; past the initial value it is [`Error::TooManyReleases`] (Python's
+    /// `ValueError`). Python: `BoundedSemaphore.release()`.
+    pub fn release(&self) -> Result<()> {
+        self.inner.release()
+    }
+
+    /// The number of units available now. Python: `BoundedSemaphore.get_value()`.
+    pub fn get_value(&self) -> u32 {
+        self.inner.get_value()
+    }
+
+    /// Takes a unit and returns a guard that gives it back when dropped.
+    /// Python: `with bounded_sem:`.
+    pub fn lock(&self) -> Result<SemaphoreGuard<'_>> {
+        self.inner.lock()
+    }
+
+    /// Whether two handles are the same semaphore.
+    pub fn same_as(&self, other: &BoundedSemaphore) -> bool {
+        self.inner.same_as(&other.inner)
     }
 }

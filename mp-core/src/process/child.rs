@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use once_cell::sync::OnceCell;
 use rustix::process::Signal;
@@ -19,6 +19,7 @@ use super::target::{ClosureTarget, FnTarget, Target};
 use crate::bootstrap::{self, ChildConfig, Job, Outcome};
 use crate::codec::{self, Bytes};
 use crate::context::{self, StartMethod};
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::handle::HandleFd;
 use crate::{forkserver, identity, io, sys};
@@ -395,7 +396,7 @@ impl<R> Process<R> {
 
     /// Waits for the child to end; returns its exit code. Python: `Process.join()`.
     pub fn join(&self) -> Result<i32> {
-        match self.join_deadline(None)? {
+        match self.join_until(Deadline::NEVER)? {
             Some(code) => Ok(code),
             None => Err(Error::Timeout),
         }
@@ -404,11 +405,15 @@ impl<R> Process<R> {
     /// Waits at most `timeout`; returns the exit code, or `None` if the child still runs.
     /// Python: `Process.join(timeout)`.
     pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
-        self.join_deadline(io::deadline_after(Some(timeout)))
+        self.join_until(Deadline::after(timeout))
     }
 
     /// [`join_timeout`](Self::join_timeout) with a deadline.
-    pub fn join_deadline(&self, deadline: Option<Instant>) -> Result<Option<i32>> {
+    pub fn join_deadline(&self, deadline: impl Into<Deadline>) -> Result<Option<i32>> {
+        self.join_until(deadline.into())
+    }
+
+    fn join_until(&self, deadline: Deadline) -> Result<Option<i32>> {
         {
             let st = self.check_open()?;
             if !st.started {
@@ -421,7 +426,7 @@ impl<R> Process<R> {
             Some(Waiter::Direct(pid)) => Some(*pid),
             _ => None,
         };
-        if let (Some(pid), None) = (direct, deadline) {
+        if let (Some(pid), true) = (direct, deadline.is_never()) {
             // No deadline: block in waitid, no pidfd needed.
             loop {
                 if let Some(code) = self.inner.try_reap()? {

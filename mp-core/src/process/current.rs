@@ -2,10 +2,11 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::registry::{cleanup, global};
 use super::{process_id, Process};
+use crate::deadline::Deadline;
 use crate::error::Result;
 use crate::io;
 
@@ -78,10 +79,7 @@ impl ParentProcess {
     /// Whether the parent still runs. Python: `parent_process().is_alive()`.
     pub fn is_alive(&self) -> bool {
         match &self.pidfd {
-            Some(fd) => matches!(
-                io::wait_readable(fd.as_fd(), Some(Instant::now())),
-                Ok(false)
-            ),
+            Some(fd) => matches!(io::wait_readable(fd.as_fd(), Deadline::now()), Ok(false)),
             None => false,
         }
     }
@@ -89,7 +87,7 @@ impl ParentProcess {
     /// Python: `parent_process().join(timeout)`.
     pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
         match &self.pidfd {
-            Some(fd) => io::wait_readable(fd.as_fd(), io::deadline_after(Some(timeout))),
+            Some(fd) => io::wait_readable(fd.as_fd(), Deadline::after(timeout)),
             None => Ok(true),
         }
     }

@@ -3,12 +3,12 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use once_cell::sync::OnceCell;
 use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions, WaitOptions};
 
 use crate::context::StartMethod;
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::io;
 
@@ -79,7 +79,7 @@ impl Inner {
                 }
             }
             Some(Waiter::Forkserver { status, .. }) => {
-                if !io::wait_readable(status.as_fd(), Some(Instant::now()))? {
+                if !io::wait_readable(status.as_fd(), Deadline::now())? {
                     return Ok(None);
                 }
                 let mut buf = [0u8; 4];
