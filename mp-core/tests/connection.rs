@@ -12,84 +12,39 @@
 //! truncation), `set_timeout`, a real CPython peer, and a real message over 2 GiB (which runs
 //! only when enough memory is available; see `huge_test_enabled`).
 //!
-//! Every blocking call is bounded: the parent polls with a 20 s timeout before each `recv`,
-//! joins with a 30 s timeout, and calls that might hang on a bug run on a watchdog thread
-//! ([`within`]), so a bug fails a test instead of hanging it.
+//! Every blocking call is bounded by `mp_testkit::LONG`: the parent polls before each `recv`,
+//! joins with a timeout, and calls that might hang on a bug run on a watchdog thread
+//! (`mp_testkit::within`), so a bug fails a test instead of hanging it.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mp_core::{pipe, Connection, Error, Message, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use mp_testkit::{recv, recv_bytes, start, within, within_for, Rng, LONG, METHODS};
+
 // ----- helpers -----
-
-mod common;
-use common::{join_ok, recv_within, start, JOIN, METHODS, WAIT};
-
-/// Waits (bounded) for a message, then receives its bytes.
-fn recv_bytes_within(c: &mut Connection) -> Vec<u8> {
-    assert!(c.poll(Some(WAIT)).unwrap(), "no message within {WAIT:?}");
-    c.recv_bytes().unwrap()
-}
-
-/// Runs `f` on a watchdog thread and fails the test if it does not finish within [`WAIT`]: for
-/// calls that must return an error rather than block, where a bug would otherwise hang.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    within_for(WAIT, what, f)
-}
-
-/// [`within`] with a chosen limit.
-fn within_for<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} blocked for {limit:?}"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
-    }
-}
 
 /// A connection whose peer is a raw socket, for writing and reading the wire format by hand.
 fn raw_pair() -> (UnixStream, Connection) {
     let (raw, ours) = UnixStream::pair().unwrap();
-    raw.set_read_timeout(Some(WAIT)).unwrap();
-    raw.set_write_timeout(Some(WAIT)).unwrap();
+    raw.set_read_timeout(Some(LONG)).unwrap();
+    raw.set_write_timeout(Some(LONG)).unwrap();
     let conn = Connection::from_fd(OwnedFd::from(ours), true, true).unwrap();
     (raw, conn)
-}
-
-/// A tiny deterministic generator (no `rand` dependency): the same seed gives the same stream in
-/// the parent and in the child.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
 }
 
 /// Message `i` of the boundary tests: sizes 0..5000 (message 0 is empty, message 1 is 4999
 /// bytes), contents that differ between neighbours so a merged or split frame never compares
 /// equal.
 fn boundary_messages(seed: u64, count: usize) -> Vec<Vec<u8>> {
-    let mut rng = Lcg(seed);
+    let mut rng = Rng::new(seed);
     (0..count)
         .map(|i| {
             let size = match i {
@@ -196,7 +151,7 @@ where
     T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
 {
     c.send(v).unwrap();
-    let back: T = recv_within(c);
+    let back: T = recv(c);
     assert_eq!(&back, v);
 }
 
@@ -204,7 +159,7 @@ where
 fn send_recv_values_both_ways_across_a_child() {
     for m in METHODS {
         let (mut c, theirs) = pipe(true).unwrap();
-        let p = start(echo_values_child, theirs, m);
+        let p = start(m, echo_values_child, theirs);
         roundtrip(&mut c, &0i64);
         roundtrip(&mut c, &i64::MIN);
         roundtrip(&mut c, &u64::MAX);
@@ -216,13 +171,13 @@ fn send_recv_values_both_ways_across_a_child() {
         roundtrip(&mut c, &pattern(256 << 10));
         roundtrip(&mut c, &sample_tree());
         roundtrip(&mut c, &Blob(pattern(10 << 20)));
-        assert_eq!(recv_within::<Tree>(&mut c), sample_tree());
-        assert_eq!(recv_within::<Blob>(&mut c).0, pattern(10 << 20));
+        assert_eq!(recv::<Tree>(&mut c), sample_tree());
+        assert_eq!(recv::<Blob>(&mut c).0, pattern(10 << 20));
         assert_eq!(
-            recv_within::<(u8, String, Option<u8>)>(&mut c),
+            recv::<(u8, String, Option<u8>)>(&mut c),
             (7, "seven".to_string(), None)
         );
-        join_ok(&p, m);
+        p.join_ok();
     }
 }
 
@@ -243,27 +198,27 @@ fn zero_length_send_bytes_is_received_as_empty() {
         let (mut r, mut w) = pipe(duplex).unwrap();
         w.send_bytes(&[]).unwrap();
         w.send_bytes(b"x").unwrap();
-        assert_eq!(recv_bytes_within(&mut r), b"");
-        assert_eq!(recv_bytes_within(&mut r), b"x");
+        assert_eq!(recv_bytes(&mut r), b"");
+        assert_eq!(recv_bytes(&mut r), b"x");
         w.send_bytes(&[]).unwrap();
         let mut buf = [0u8; 4];
-        assert!(r.poll(Some(WAIT)).unwrap());
+        assert!(r.poll(Some(LONG)).unwrap());
         assert_eq!(r.recv_bytes_into(&mut buf).unwrap(), 0);
         w.send_bytes(&[]).unwrap();
-        assert!(r.poll(Some(WAIT)).unwrap());
+        assert!(r.poll(Some(LONG)).unwrap());
         assert_eq!(r.recv_bytes_into(&mut []).unwrap(), 0);
         assert!(!r.poll(Some(Duration::ZERO)).unwrap());
     }
     // Across a child, both ways.
     for m in METHODS {
         let (mut c, theirs) = pipe(true).unwrap();
-        let p = start(empty_then_word_child, theirs, m);
-        assert_eq!(recv_bytes_within(&mut c), b"");
-        assert_eq!(recv_bytes_within(&mut c), b"after");
-        assert_eq!(recv_bytes_within(&mut c), b"");
+        let p = start(m, empty_then_word_child, theirs);
+        assert_eq!(recv_bytes(&mut c), b"");
+        assert_eq!(recv_bytes(&mut c), b"after");
+        assert_eq!(recv_bytes(&mut c), b"");
         c.send_bytes(&[]).unwrap();
-        assert_eq!(recv_within::<usize>(&mut c), 0);
-        join_ok(&p, m);
+        assert_eq!(recv::<usize>(&mut c), 0);
+        p.join_ok();
     }
 }
 
@@ -291,11 +246,11 @@ fn message_boundaries_are_never_merged() {
     for (k, m) in METHODS.into_iter().enumerate() {
         let seed = 1000 * k as u64 + 17;
         let (mut c, theirs) = pipe(true).unwrap();
-        let p = start(boundaries_child, (theirs, seed), m);
+        let p = start(m, boundaries_child, (theirs, seed));
         // Let the child's messages pile up in the socket before reading any.
         std::thread::sleep(Duration::from_millis(50));
         for (i, want) in boundary_messages(seed, BOUNDARY_COUNT).iter().enumerate() {
-            let got = recv_bytes_within(&mut c);
+            let got = recv_bytes(&mut c);
             assert!(
                 &got == want,
                 "message {i} under {m}: got {} bytes, want {}",
@@ -307,11 +262,11 @@ fn message_boundaries_are_never_merged() {
             c.send_bytes(&msg).unwrap();
         }
         assert_eq!(
-            recv_within::<Option<usize>>(&mut c),
+            recv::<Option<usize>>(&mut c),
             None,
             "the child under {m} saw a merged or split message"
         );
-        join_ok(&p, m);
+        p.join_ok();
     }
 }
 
@@ -328,13 +283,13 @@ fn send_bytes_range_sends_the_slice() {
     a.send_bytes_range(buf, 10, Some(0)).unwrap();
     a.send_bytes_range(buf, 3, Some(0)).unwrap();
     a.send_bytes_range(buf, 0, Some(10)).unwrap();
-    assert_eq!(recv_bytes_within(&mut b), b"23456");
-    assert_eq!(recv_bytes_within(&mut b), b"789");
-    assert_eq!(recv_bytes_within(&mut b), b"0123456789");
-    assert_eq!(recv_bytes_within(&mut b), b"");
-    assert_eq!(recv_bytes_within(&mut b), b"");
-    assert_eq!(recv_bytes_within(&mut b), b"");
-    assert_eq!(recv_bytes_within(&mut b), b"0123456789");
+    assert_eq!(recv_bytes(&mut b), b"23456");
+    assert_eq!(recv_bytes(&mut b), b"789");
+    assert_eq!(recv_bytes(&mut b), b"0123456789");
+    assert_eq!(recv_bytes(&mut b), b"");
+    assert_eq!(recv_bytes(&mut b), b"");
+    assert_eq!(recv_bytes(&mut b), b"");
+    assert_eq!(recv_bytes(&mut b), b"0123456789");
     assert!(!b.poll(Some(Duration::ZERO)).unwrap());
 }
 
@@ -363,7 +318,7 @@ fn send_bytes_range_out_of_range_is_invalid_argument_and_sends_nothing() {
             "an invalid send_bytes_range sent something"
         );
         w.send_bytes(b"still fine").unwrap();
-        assert_eq!(recv_bytes_within(&mut r), b"still fine");
+        assert_eq!(recv_bytes(&mut r), b"still fine");
         assert!(!r.poll(Some(Duration::ZERO)).unwrap());
     }
 }
@@ -376,7 +331,7 @@ fn recv_bytes_max_with_a_longer_message_is_message_too_long_then_unreadable() {
     b.send_bytes(&[7u8; 10]).unwrap();
     b.send_bytes(&[1u8; 100]).unwrap();
     b.send_bytes(b"never read").unwrap();
-    assert!(a.poll(Some(WAIT)).unwrap());
+    assert!(a.poll(Some(LONG)).unwrap());
     // A message exactly at the limit is accepted.
     assert_eq!(a.recv_bytes_max(10).unwrap(), vec![7u8; 10]);
     match a.recv_bytes_max(10) {
@@ -399,7 +354,7 @@ fn recv_bytes_max_with_a_longer_message_is_message_too_long_then_unreadable() {
     assert_eq!(results, [true; 4], "a read after MessageTooLong succeeded");
     // Python keeps a duplex connection writable after a bad message length.
     a.send_bytes(b"still writable").unwrap();
-    assert_eq!(recv_bytes_within(&mut b), b"still writable");
+    assert_eq!(recv_bytes(&mut b), b"still writable");
 }
 
 #[test]
@@ -412,9 +367,9 @@ fn set_max_message_size_rejects_longer_messages_then_unreadable() {
         w.send(&pattern(500)).unwrap();
         w.send_bytes(&pattern(1001)).unwrap();
         w.send_bytes(b"never read").unwrap();
-        assert_eq!(recv_bytes_within(&mut r), pattern(1000));
-        assert_eq!(recv_within::<Vec<u8>>(&mut r), pattern(500));
-        assert!(r.poll(Some(WAIT)).unwrap());
+        assert_eq!(recv_bytes(&mut r), pattern(1000));
+        assert_eq!(recv::<Vec<u8>>(&mut r), pattern(500));
+        assert!(r.poll(Some(LONG)).unwrap());
         match r.recv_bytes() {
             Err(Error::MessageTooLong {
                 length: 1001,
@@ -444,7 +399,7 @@ fn recv_bytes_into_returns_length_or_buffer_too_short_with_the_whole_message() {
     b.send_bytes(b"this message is too long").unwrap();
     b.send_bytes(b"next").unwrap();
     let mut buf = [0xeeu8; 8];
-    assert!(a.poll(Some(WAIT)).unwrap());
+    assert!(a.poll(Some(LONG)).unwrap());
     assert_eq!(a.recv_bytes_into(&mut buf).unwrap(), 5);
     assert_eq!(&buf[..5], b"hello");
     assert_eq!(&buf[5..], &[0xee; 3], "bytes past the message were written");
@@ -461,7 +416,7 @@ fn recv_bytes_into_returns_length_or_buffer_too_short_with_the_whole_message() {
         &buf, b"exactly8",
         "a too-short buffer was written into (BufferTooShort must leave it alone)"
     );
-    assert!(a.poll(Some(WAIT)).unwrap());
+    assert!(a.poll(Some(LONG)).unwrap());
     assert_eq!(a.recv_bytes_into(&mut buf[2..]).unwrap(), 4);
     assert_eq!(&buf[2..6], b"next");
 }
@@ -476,17 +431,17 @@ fn big_then_small_child(mut c: Connection) {
 fn recv_bytes_into_buffer_too_short_across_a_child() {
     for m in METHODS {
         let (mut c, theirs) = pipe(true).unwrap();
-        let p = start(big_then_small_child, theirs, m);
+        let p = start(m, big_then_small_child, theirs);
         let mut buf = [0u8; 64];
-        assert!(c.poll(Some(WAIT)).unwrap());
+        assert!(c.poll(Some(LONG)).unwrap());
         match c.recv_bytes_into(&mut buf) {
             Err(Error::BufferTooShort(Message(whole))) => assert!(whole == pattern(300_000)),
             other => panic!("under {m}: {other:?}"),
         }
-        assert!(c.poll(Some(WAIT)).unwrap());
+        assert!(c.poll(Some(LONG)).unwrap());
         assert_eq!(c.recv_bytes_into(&mut buf).unwrap(), 5);
         assert_eq!(&buf[..5], b"small");
-        join_ok(&p, m);
+        p.join_ok();
     }
 }
 
@@ -513,26 +468,26 @@ fn poll_reports_waiting_messages_and_times_out() {
         "poll(100ms) returned after {waited:?}"
     );
     b.send_bytes(b"x").unwrap();
-    assert!(a.poll(Some(WAIT)).unwrap());
+    assert!(a.poll(Some(LONG)).unwrap());
     // Polling does not consume.
     assert!(a.poll(Some(Duration::ZERO)).unwrap());
     assert!(a.poll(Some(Duration::ZERO)).unwrap());
     assert_eq!(a.recv_bytes().unwrap(), b"x");
     assert!(!a.poll(Some(Duration::ZERO)).unwrap());
     // A peer that closed makes poll true (the next recv reports EOF).
-    // (`WAIT`, not zero: another test's forked child may briefly hold a copy of `b`.)
+    // (`LONG`, not zero: another test's forked child may briefly hold a copy of `b`.)
     b.close();
-    assert!(a.poll(Some(WAIT)).unwrap());
+    assert!(a.poll(Some(LONG)).unwrap());
     assert!(a.recv_bytes().unwrap_err().is_eof());
 
     // A message sent later by a child wakes a waiting poll.
     for m in METHODS {
         let (mut c, theirs) = pipe(true).unwrap();
-        let p = start(send_after_delay_child, theirs, m);
+        let p = start(m, send_after_delay_child, theirs);
         assert!(!c.poll(Some(Duration::ZERO)).unwrap());
-        assert!(c.poll(Some(WAIT)).unwrap(), "no message under {m}");
+        assert!(c.poll(Some(LONG)).unwrap(), "no message under {m}");
         assert_eq!(c.recv::<String>().unwrap(), "late");
-        join_ok(&p, m);
+        p.join_ok();
     }
 }
 
@@ -545,8 +500,8 @@ fn recv_after_the_peer_closes_is_eof() {
         w.send_bytes(b"last words").unwrap();
         w.close();
         // Messages sent before the close still arrive, then EOF, again and again.
-        assert_eq!(recv_bytes_within(&mut r), b"last words");
-        assert!(r.poll(Some(WAIT)).unwrap());
+        assert_eq!(recv_bytes(&mut r), b"last words");
+        assert!(r.poll(Some(LONG)).unwrap());
         let e = r.recv::<u32>().unwrap_err();
         assert!(e.is_eof(), "recv after close: {e:?}");
         assert!(r.recv_bytes().unwrap_err().is_eof());
@@ -556,7 +511,7 @@ fn recv_after_the_peer_closes_is_eof() {
         // Dropping (not just close) does the same.
         let (mut r, w) = pipe(duplex).unwrap();
         drop(w);
-        assert!(r.poll(Some(WAIT)).unwrap());
+        assert!(r.poll(Some(LONG)).unwrap());
         assert!(matches!(r.recv_bytes(), Err(Error::Eof)));
     }
 }
@@ -569,11 +524,11 @@ fn send_and_exit_child(mut c: Connection) {
 fn recv_after_the_child_exits_is_eof() {
     for m in METHODS {
         let (mut c, theirs) = pipe(true).unwrap();
-        let p = start(send_and_exit_child, theirs, m);
-        join_ok(&p, m);
-        assert_eq!(recv_within::<String>(&mut c), "goodbye");
+        let p = start(m, send_and_exit_child, theirs);
+        p.join_ok();
+        assert_eq!(recv::<String>(&mut c), "goodbye");
         // Other tests' forked children may briefly hold a copy of the child's end: poll.
-        assert!(c.poll(Some(WAIT)).unwrap(), "no EOF under {m}");
+        assert!(c.poll(Some(LONG)).unwrap(), "no EOF under {m}");
         let e = c.recv::<String>().unwrap_err();
         assert!(e.is_eof(), "under {m}: {e:?}");
     }
@@ -588,11 +543,11 @@ fn wait_forever_child(mut c: Connection) {
 fn recv_after_the_child_is_killed_is_eof() {
     for m in METHODS {
         let (mut c, theirs) = pipe(true).unwrap();
-        let p = start(wait_forever_child, theirs, m);
+        let p = start(m, wait_forever_child, theirs);
         assert!(!c.poll(Some(Duration::from_millis(20))).unwrap());
         p.terminate().unwrap();
-        assert_eq!(p.join_timeout(JOIN).unwrap(), Some(-15), "under {m}");
-        assert!(c.poll(Some(WAIT)).unwrap(), "no EOF under {m}");
+        assert_eq!(p.join_timeout(LONG).unwrap(), Some(-15), "under {m}");
+        assert!(c.poll(Some(LONG)).unwrap(), "no EOF under {m}");
         let e = c.recv_bytes().unwrap_err();
         assert!(e.is_eof(), "under {m}: {e:?}");
     }
@@ -631,14 +586,14 @@ fn one_way_pipe_refuses_the_wrong_direction() {
     // The refused calls sent nothing; the right direction works.
     assert!(!r.poll(Some(Duration::ZERO)).unwrap());
     w.send(&5u8).unwrap();
-    assert_eq!(recv_within::<u8>(&mut r), 5);
+    assert_eq!(recv::<u8>(&mut r), 5);
 
     // The write end works in a child under every start method.
     for m in METHODS {
         let (mut r, w) = pipe(false).unwrap();
-        let p = start(write_end_child, w, m);
-        assert_eq!(recv_within::<String>(&mut r), "through a pipe");
-        join_ok(&p, m);
+        let p = start(m, write_end_child, w);
+        assert_eq!(recv::<String>(&mut r), "through a pipe");
+        p.join_ok();
     }
 }
 
@@ -667,7 +622,7 @@ fn a_closed_connection_refuses_everything() {
     assert!(matches!(a.try_clone(), Err(Error::Closed(_))));
     assert!(matches!(a.into_owned_fd(), Err(Error::Closed(_))));
     // The peer sees EOF.
-    assert!(b.poll(Some(WAIT)).unwrap());
+    assert!(b.poll(Some(LONG)).unwrap());
     assert!(b.recv_bytes().unwrap_err().is_eof());
 
     let (_r, mut w) = pipe(false).unwrap();
@@ -687,16 +642,16 @@ fn decoding_as_the_wrong_type_is_a_codec_error_and_the_connection_still_works() 
     b.send(&sample_tree()).unwrap();
     b.send(&(1u8, 2u8)).unwrap();
     b.send(&"ok").unwrap();
-    assert!(a.poll(Some(WAIT)).unwrap());
+    assert!(a.poll(Some(LONG)).unwrap());
     assert!(matches!(a.recv::<u64>(), Err(Error::Codec(_))));
-    assert_eq!(recv_within::<u64>(&mut a), 42);
-    assert!(a.poll(Some(WAIT)).unwrap());
+    assert_eq!(recv::<u64>(&mut a), 42);
+    assert!(a.poll(Some(LONG)).unwrap());
     assert!(matches!(a.recv::<u64>(), Err(Error::Codec(_))));
-    assert!(a.poll(Some(WAIT)).unwrap());
+    assert!(a.poll(Some(LONG)).unwrap());
     assert!(matches!(a.recv::<Leaf>(), Err(Error::Codec(_))));
-    assert!(a.poll(Some(WAIT)).unwrap());
+    assert!(a.poll(Some(LONG)).unwrap());
     assert!(matches!(a.recv::<String>(), Err(Error::Codec(_))));
-    assert_eq!(recv_within::<String>(&mut a), "ok");
+    assert_eq!(recv::<String>(&mut a), "ok");
     assert!(!a.poll(Some(Duration::ZERO)).unwrap());
 }
 
@@ -755,11 +710,11 @@ fn hand_written_frames_are_parsed() {
     raw.write_all(b"yz").unwrap();
     // A MessagePack value for recv.
     raw.write_all(b"\x00\x00\x00\x01\x2a").unwrap();
-    assert_eq!(recv_bytes_within(&mut conn), b"abc");
-    assert_eq!(recv_bytes_within(&mut conn), b"");
-    assert_eq!(recv_bytes_within(&mut conn), b"z");
-    assert_eq!(recv_bytes_within(&mut conn), b"wxyz");
-    assert_eq!(recv_within::<u32>(&mut conn), 42);
+    assert_eq!(recv_bytes(&mut conn), b"abc");
+    assert_eq!(recv_bytes(&mut conn), b"");
+    assert_eq!(recv_bytes(&mut conn), b"z");
+    assert_eq!(recv_bytes(&mut conn), b"wxyz");
+    assert_eq!(recv::<u32>(&mut conn), 42);
 
     // Over a pipe, through `from_fd`.
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
@@ -767,9 +722,9 @@ fn hand_written_frames_are_parsed() {
     let mut w = std::fs::File::from(w);
     w.write_all(b"\x00\x00\x00\x02hi\x00\x00\x00\x00").unwrap();
     drop(w);
-    assert_eq!(recv_bytes_within(&mut conn), b"hi");
-    assert_eq!(recv_bytes_within(&mut conn), b"");
-    assert!(conn.poll(Some(WAIT)).unwrap());
+    assert_eq!(recv_bytes(&mut conn), b"hi");
+    assert_eq!(recv_bytes(&mut conn), b"");
+    assert!(conn.poll(Some(LONG)).unwrap());
     assert!(conn.recv_bytes().unwrap_err().is_eof());
 }
 
@@ -785,17 +740,17 @@ fn the_long_header_path_is_parsed() {
     frame.extend_from_slice(&0u64.to_be_bytes());
     frame.extend_from_slice(b"\x00\x00\x00\x02ok");
     raw.write_all(&frame).unwrap();
-    assert_eq!(recv_bytes_within(&mut conn), b"0123456789");
-    assert_eq!(recv_bytes_within(&mut conn), b"");
-    assert_eq!(recv_bytes_within(&mut conn), b"ok");
+    assert_eq!(recv_bytes(&mut conn), b"0123456789");
+    assert_eq!(recv_bytes(&mut conn), b"");
+    assert_eq!(recv_bytes(&mut conn), b"ok");
     // Through recv_bytes_into and recv_bytes_max too.
     raw.write_all(&frame[..22]).unwrap();
     let mut buf = [0u8; 16];
-    assert!(conn.poll(Some(WAIT)).unwrap());
+    assert!(conn.poll(Some(LONG)).unwrap());
     assert_eq!(conn.recv_bytes_into(&mut buf).unwrap(), 10);
     assert_eq!(&buf[..10], b"0123456789");
     raw.write_all(&frame[..22]).unwrap();
-    assert!(conn.poll(Some(WAIT)).unwrap());
+    assert!(conn.poll(Some(LONG)).unwrap());
     assert_eq!(conn.recv_bytes_max(10).unwrap(), b"0123456789");
 }
 
@@ -992,7 +947,7 @@ fn set_timeout_bounds_reads_and_keeps_the_stream_in_step() {
     let (result, mut a) = within("recv with a timeout", move || (a.recv_bytes(), a));
     assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
     b.send_bytes(b"in step").unwrap();
-    assert_eq!(recv_bytes_within(&mut a), b"in step");
+    assert_eq!(recv_bytes(&mut a), b"in step");
     // A clone keeps the timeout.
     assert_eq!(a.try_clone().unwrap().timeout(), a.timeout());
 
@@ -1019,12 +974,12 @@ fn set_timeout_bounds_reads_and_keeps_the_stream_in_step() {
 fn set_timeout_bounds_a_send_to_a_peer_that_never_reads() {
     // The peer (`_b`) stays open and never reads: a 10 MiB message fills the socket buffer,
     // then makes no progress. With a timeout the send must fail with `Timeout`, not block.
-    // (If it blocks, this test fails after `WAIT`; unwinding drops `_b`, which unblocks it.)
+    // (If it blocks, this test fails after `LONG`; unwinding drops `_b`, which unblocks it.)
     for duplex in [true, false] {
         let (_b, mut a) = pipe(duplex).unwrap();
         a.set_timeout(Some(Duration::from_millis(200)));
         let t = Instant::now();
-        // (5 s, not `WAIT`: the send should give up after 200 ms.)
+        // (5 s, not `LONG`: the send should give up after 200 ms.)
         let (result, mut a) = within_for(
             Duration::from_secs(5),
             "send_bytes with a 200 ms timeout to a peer that never reads",
@@ -1068,9 +1023,9 @@ fn python(script: &str, args: &[&str], stdin: Stdio, stdout: Stdio) -> Option<Ch
     }
 }
 
-/// Waits at most [`WAIT`] for Python to exit with 0; kills it otherwise.
+/// Waits at most [`LONG`] for Python to exit with 0; kills it otherwise.
 fn wait_python(mut child: Child) {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + LONG;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -1078,7 +1033,7 @@ fn wait_python(mut child: Child) {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("python3 did not exit within {WAIT:?}");
+            panic!("python3 did not exit within {LONG:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -1121,10 +1076,10 @@ fn python_peer_over_a_socketpair() {
         return;
     };
     for n in sizes {
-        let got = recv_bytes_within(&mut ours);
+        let got = recv_bytes(&mut ours);
         assert!(got == pattern(n), "Python's {n}-byte message differs");
     }
-    assert_eq!(recv_bytes_within(&mut ours), b"ell");
+    assert_eq!(recv_bytes(&mut ours), b"ell");
     for payload in [
         Vec::new(),
         b"x".to_vec(),
@@ -1133,7 +1088,7 @@ fn python_peer_over_a_socketpair() {
         b"last".to_vec(),
     ] {
         ours.send_bytes(&payload).unwrap();
-        let back = recv_bytes_within(&mut ours);
+        let back = recv_bytes(&mut ours);
         assert!(
             back == payload,
             "Python echoed {} bytes differently",
@@ -1147,7 +1102,7 @@ fn python_peer_over_a_socketpair() {
     frame.extend_from_slice(b"0123456789");
     raw.write_all(&frame).unwrap();
     drop(raw);
-    assert_eq!(recv_bytes_within(&mut ours), b"0123456789");
+    assert_eq!(recv_bytes(&mut ours), b"0123456789");
     // Our EOF ends Python's loop.
     drop(ours);
     wait_python(child);
@@ -1178,7 +1133,7 @@ fn python_peer_over_one_way_pipes() {
     let mut w = Connection::from_fd(our_w, false, true).unwrap();
     for payload in [b"abc".to_vec(), Vec::new(), pattern(70_000)] {
         w.send_bytes(&payload).unwrap();
-        let mut back = recv_bytes_within(&mut r);
+        let mut back = recv_bytes(&mut r);
         back.reverse();
         assert!(
             back == payload,
@@ -1187,7 +1142,7 @@ fn python_peer_over_one_way_pipes() {
         );
     }
     drop(w);
-    assert!(r.poll(Some(WAIT)).unwrap());
+    assert!(r.poll(Some(LONG)).unwrap());
     assert!(r.recv_bytes().unwrap_err().is_eof());
     wait_python(child);
 }
@@ -1251,8 +1206,8 @@ fn a_message_over_2_gib() {
         return;
     }
     let (mut c, theirs) = pipe(true).unwrap();
-    let p = start(send_huge_child, theirs, StartMethod::Fork);
-    assert!(c.poll(Some(WAIT)).unwrap());
+    let p = start(StartMethod::Fork, send_huge_child, theirs);
+    assert!(c.poll(Some(LONG)).unwrap());
     let t = Instant::now();
     let got = c.recv_bytes().unwrap();
     eprintln!("received {} bytes in {:?}", got.len(), t.elapsed());
@@ -1264,6 +1219,6 @@ fn a_message_over_2_gib() {
     assert_eq!(got[HUGE - 1], 0x5a);
     assert_eq!(got[1], 0);
     drop(got);
-    assert_eq!(recv_bytes_within(&mut c), b"after the huge one");
-    join_ok(&p, StartMethod::Fork);
+    assert_eq!(recv_bytes(&mut c), b"after the huge one");
+    p.join_ok();
 }

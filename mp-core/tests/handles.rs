@@ -9,54 +9,19 @@
 //! (which cannot carry handles here), and `_TestSharedMemory`/`_TestHeap`'s check that memory
 //! passed to a child is really shared. The leak check (fds before and after 50 rounds) is new.
 //!
-//! Every blocking call is bounded: the parent polls with a 20 s timeout before each `recv` and
-//! joins with a 30 s timeout, so a bug fails a test instead of hanging it.
+//! Every blocking call is bounded by `mp_testkit::LONG`: the parent polls before each `recv`
+//! and joins with a timeout, so a bug fails a test instead of hanging it.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use mp_core::{codec, handle, pipe, Connection, Error, Process, SharedSegment, StartMethod};
 
 use serde::{Deserialize, Serialize};
 
-// ----- helpers -----
-
-mod common;
-use common::{join_ok, recv_within, start, JOIN, METHODS, WAIT};
-
-/// The 64-bit word `i` of a segment.
-fn word(seg: &SharedSegment, i: usize) -> &AtomicU64 {
-    assert!((i + 1) * 8 <= seg.len());
-    // SAFETY: the mapping is page-aligned (so every 8-byte offset is aligned for AtomicU64), it
-    // is at least (i + 1) * 8 bytes long (checked above), it stays mapped for as long as `seg`
-    // (which the returned reference borrows) lives, and every process touches it only through
-    // atomics.
-    unsafe { &*(seg.as_ptr().add(i * 8) as *const AtomicU64) }
-}
-
-/// The byte `i` of a segment.
-fn byte(seg: &SharedSegment, i: usize) -> &AtomicU8 {
-    assert!(i < seg.len());
-    // SAFETY: `i` is in bounds (checked above), the mapping lives as long as `seg`, which the
-    // reference borrows, and every process touches it only through atomics.
-    unsafe { &*(seg.as_ptr().add(i) as *const AtomicU8) }
-}
-
-/// Waits (bounded, sleeping) until `cond` holds.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// The number of open fds of this process.
-fn count_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+use mp_testkit::{byte, count_fds, eventually, recv, start, word, LONG, METHODS};
 
 // ----- a Connection as a child's argument -----
 
@@ -81,21 +46,21 @@ fn pipe_ends_child((mut r, mut w): (Connection, Connection)) {
 fn a_connection_passed_to_a_child_works_under_every_start_method() {
     for m in METHODS {
         let (mut c, theirs) = pipe(true).unwrap();
-        let p = start(talk_back_child, theirs, m);
-        let (hello, pid): (String, u32) = recv_within(&mut c);
+        let p = start(m, talk_back_child, theirs);
+        let (hello, pid): (String, u32) = recv(&mut c);
         assert_eq!(hello, "hello from the child");
         assert_eq!(Some(pid as i32), p.pid().unwrap(), "under {m}");
         c.send(&21u64).unwrap();
-        assert_eq!(recv_within::<u64>(&mut c), 42);
-        join_ok(&p, m);
+        assert_eq!(recv::<u64>(&mut c), 42);
+        p.join_ok();
 
         // One-way pipe ends keep their direction in the child.
         let (to_child_r, mut to_child_w) = pipe(false).unwrap();
         let (mut from_child_r, from_child_w) = pipe(false).unwrap();
-        let p = start(pipe_ends_child, (to_child_r, from_child_w), m);
+        let p = start(m, pipe_ends_child, (to_child_r, from_child_w));
         to_child_w.send(&"shout").unwrap();
-        assert_eq!(recv_within::<String>(&mut from_child_r), "SHOUT");
-        join_ok(&p, m);
+        assert_eq!(recv::<String>(&mut from_child_r), "SHOUT");
+        p.join_ok();
     }
 }
 
@@ -116,18 +81,18 @@ fn fd_transfer_a_connection_sent_over_a_connection() {
     for m in METHODS {
         let (mut a, a_theirs) = pipe(true).unwrap();
         let (mut b, b_theirs) = pipe(true).unwrap();
-        let p = start(fd_transfer_child, b_theirs, m);
+        let p = start(m, fd_transfer_child, b_theirs);
         b.send(&a_theirs).unwrap();
         // The child has its own copy now; ours goes, so the child's exit is A's EOF.
         drop(a_theirs);
-        assert_eq!(recv_within::<String>(&mut a), "hello over A", "under {m}");
+        assert_eq!(recv::<String>(&mut a), "hello over A", "under {m}");
         a.send(&41u32).unwrap();
-        assert_eq!(recv_within::<u32>(&mut a), 42);
-        assert_eq!(recv_within::<String>(&mut b), "done");
-        join_ok(&p, m);
+        assert_eq!(recv::<u32>(&mut a), 42);
+        assert_eq!(recv::<String>(&mut b), "done");
+        p.join_ok();
         // No other copy of A's far end survived the transfer (in this process or the child).
         // (Another test's forked child may hold one briefly, hence the bounded poll.)
-        assert!(a.poll(Some(WAIT)).unwrap(), "no EOF on A under {m}");
+        assert!(a.poll(Some(LONG)).unwrap(), "no EOF on A under {m}");
         assert!(a.recv_bytes().unwrap_err().is_eof(), "under {m}");
     }
 }
@@ -147,17 +112,17 @@ fn fd_transfer_a_pipe_end_sent_over_a_connection() {
     for m in METHODS {
         let (mut r, w) = pipe(false).unwrap();
         let (mut b, b_theirs) = pipe(true).unwrap();
-        let p = start(pipe_end_over_connection_child, b_theirs, m);
+        let p = start(m, pipe_end_over_connection_child, b_theirs);
         b.send(&w).unwrap();
         drop(w);
-        assert!(r.poll(Some(WAIT)).unwrap());
+        assert!(r.poll(Some(LONG)).unwrap());
         assert_eq!(
             r.recv_bytes().unwrap(),
             b"written by the child",
             "under {m}"
         );
-        assert_eq!(recv_within::<String>(&mut b), "done");
-        join_ok(&p, m);
+        assert_eq!(recv::<String>(&mut b), "done");
+        p.join_ok();
     }
 }
 
@@ -179,12 +144,12 @@ fn large_fd_transfer() {
         assert!(std::os::fd::AsRawFd::as_raw_fd(&high) >= 1000);
         let high = Connection::from_fd(high, true, true).unwrap();
         let (mut b, b_theirs) = pipe(true).unwrap();
-        let p = start(large_fd_child, b_theirs, m);
+        let p = start(m, large_fd_child, b_theirs);
         b.send(&high).unwrap();
         drop(high);
-        assert_eq!(recv_within::<String>(&mut ours), "through a large fd");
-        assert_eq!(recv_within::<String>(&mut b), "done");
-        join_ok(&p, m);
+        assert_eq!(recv::<String>(&mut ours), "through a large fd");
+        assert_eq!(recv::<String>(&mut b), "done");
+        p.join_ok();
     }
 }
 
@@ -263,16 +228,12 @@ fn use_bundle(mut bundle: Bundle) -> (String, Vec<u32>) {
 }
 
 fn check_bundle_peers(peers: &mut BundlePeers, m: StartMethod) {
-    assert_eq!(
-        recv_within::<String>(&mut peers.first),
-        "first",
-        "under {m}"
-    );
-    assert_eq!(recv_within::<String>(&mut peers.second), "second");
+    assert_eq!(recv::<String>(&mut peers.first), "first", "under {m}");
+    assert_eq!(recv::<String>(&mut peers.second), "second");
     for (i, c) in peers.many.iter_mut().enumerate() {
-        assert_eq!(recv_within::<usize>(c), i, "many[{i}] under {m}");
+        assert_eq!(recv::<usize>(c), i, "many[{i}] under {m}");
     }
-    assert_eq!(recv_within::<String>(&mut peers.maybe), "maybe");
+    assert_eq!(recv::<String>(&mut peers.maybe), "maybe");
 }
 
 fn bundle_over_connection_child(mut b: Connection) {
@@ -291,21 +252,21 @@ fn a_struct_with_connections_and_a_vec_of_connections_crosses() {
         // Over a connection.
         let (bundle, mut peers) = make_bundle();
         let (mut b, b_theirs) = pipe(true).unwrap();
-        let p = start(bundle_over_connection_child, b_theirs, m);
+        let p = start(m, bundle_over_connection_child, b_theirs);
         b.send(&bundle).unwrap();
         drop(bundle);
         check_bundle_peers(&mut peers, m);
         assert_eq!(
-            recv_within::<(String, Vec<u32>)>(&mut b),
+            recv::<(String, Vec<u32>)>(&mut b),
             ("bundle".to_string(), vec![1, 2, 3])
         );
-        join_ok(&p, m);
+        p.join_ok();
 
         // As the child's argument.
         let (bundle, mut peers) = make_bundle();
-        let p = start(bundle_arg_child, bundle, m);
+        let p = start(m, bundle_arg_child, bundle);
         check_bundle_peers(&mut peers, m);
-        join_ok(&p, m);
+        p.join_ok();
         assert_eq!(
             p.join_result().unwrap(),
             ("bundle".to_string(), vec![1, 2, 3])
@@ -319,24 +280,24 @@ fn hundreds_of_handles_in_one_message() {
     let (mut x, y) = pipe(true).unwrap();
     // The kernel's SCM_MAX_FD: 253 fds fit in one message.
     a.send(&vec![&y; 253]).unwrap();
-    assert!(b.poll(Some(WAIT)).unwrap());
+    assert!(b.poll(Some(LONG)).unwrap());
     let mut got: Vec<Connection> = b.recv().unwrap();
     assert_eq!(got.len(), 253);
     got[252].send(&"last").unwrap();
     got[0].send(&"first").unwrap();
-    assert_eq!(recv_within::<String>(&mut x), "last");
-    assert_eq!(recv_within::<String>(&mut x), "first");
+    assert_eq!(recv::<String>(&mut x), "last");
+    assert_eq!(recv::<String>(&mut x), "first");
     drop(got);
     // More than one message carries: the extra fds travel in carrier frames ahead of it.
     for n in [254, 600] {
         a.send(&vec![&y; n]).unwrap();
-        assert!(b.poll(Some(WAIT)).unwrap());
+        assert!(b.poll(Some(LONG)).unwrap());
         let got: Vec<Connection> = b.recv().unwrap();
         assert_eq!(got.len(), n);
     }
     assert!(!b.poll(Some(Duration::ZERO)).unwrap());
     a.send(&"still in step").unwrap();
-    assert_eq!(recv_within::<String>(&mut b), "still in step");
+    assert_eq!(recv::<String>(&mut b), "still in step");
 }
 
 fn count_connections(conns: Vec<Connection>) -> usize {
@@ -353,7 +314,7 @@ fn hundreds_of_handles_as_arguments_under_every_start_method() {
         let conns: Vec<Connection> = (0..300).map(|_| pipe(true).unwrap().0).collect();
         let mut p = Process::new(count_connections, conns).start_method(method);
         p.start().unwrap();
-        assert_eq!(p.join_timeout(WAIT).unwrap(), Some(0), "{method}");
+        assert_eq!(p.join_timeout(LONG).unwrap(), Some(0), "{method}");
         assert_eq!(p.join_result().unwrap(), 300, "{method}");
     }
 }
@@ -367,9 +328,9 @@ fn handles_cross_connections_made_from_fds() {
     let (mut x, y) = pipe(true).unwrap();
     let seg = SharedSegment::new(64).unwrap();
     a.send(&(&y, &seg)).unwrap();
-    let (mut y2, seg2): (Connection, SharedSegment) = recv_within(&mut b);
+    let (mut y2, seg2): (Connection, SharedSegment) = recv(&mut b);
     y2.send(&"via from_fd").unwrap();
-    assert_eq!(recv_within::<String>(&mut x), "via from_fd");
+    assert_eq!(recv::<String>(&mut x), "via from_fd");
     word(&seg2, 0).store(99, Ordering::SeqCst);
     assert_eq!(word(&seg, 0).load(Ordering::SeqCst), 99);
 }
@@ -393,7 +354,7 @@ fn a_connection_over_a_one_way_pipe_is_not_permitted() {
     // Nothing was sent; the pipe still works for plain values.
     assert!(!r.poll(Some(Duration::ZERO)).unwrap());
     w.send(&7u8).unwrap();
-    assert_eq!(recv_within::<u8>(&mut r), 7);
+    assert_eq!(recv::<u8>(&mut r), 7);
 
     // A pipe wrapped with from_fd cannot carry handles either.
     let (pr, pw) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
@@ -402,7 +363,7 @@ fn a_connection_over_a_one_way_pipe_is_not_permitted() {
     assert!(matches!(pw.send(&x), Err(Error::NotPermitted(_))));
     assert!(!pr.poll(Some(Duration::ZERO)).unwrap());
     pw.send(&8u8).unwrap();
-    assert_eq!(recv_within::<u8>(&mut pr), 8);
+    assert_eq!(recv::<u8>(&mut pr), 8);
 }
 
 #[test]
@@ -454,9 +415,9 @@ fn missing_fd_transfer_is_a_handle_error_and_the_connection_still_works() {
     drop(fds);
     a.send_bytes(&bytes.unwrap()).unwrap();
     a.send(&"next").unwrap();
-    assert!(b.poll(Some(WAIT)).unwrap());
+    assert!(b.poll(Some(LONG)).unwrap());
     assert!(matches!(b.recv::<Connection>(), Err(Error::Handle(_))));
-    assert_eq!(recv_within::<String>(&mut b), "next");
+    assert_eq!(recv::<String>(&mut b), "next");
 }
 
 #[test]
@@ -467,7 +428,7 @@ fn a_closed_connection_cannot_be_sent() {
     assert!(a.send(&x).is_err());
     assert!(!b.poll(Some(Duration::ZERO)).unwrap());
     a.send(&"still in step").unwrap();
-    assert_eq!(recv_within::<String>(&mut b), "still in step");
+    assert_eq!(recv::<String>(&mut b), "still in step");
 }
 
 // ----- shared segments -----
@@ -506,7 +467,7 @@ fn segment_over_connection_child(mut b: Connection) {
     let seg: SharedSegment = b.recv().unwrap();
     let summary = write_segment(&seg);
     b.send(&summary).unwrap();
-    wait_until("the parent's second word", || {
+    eventually("the parent's second word", || {
         word(&seg, 2).load(Ordering::SeqCst) == 7
     });
     word(&seg, 3).store(8, Ordering::SeqCst);
@@ -524,8 +485,8 @@ fn a_shared_segment_passed_to_a_child_is_shared() {
         assert_eq!(seg.len(), 4096);
         let ours = second_mapping(&seg);
         word(&ours, 0).store(PARENT_WORD, Ordering::SeqCst);
-        let p = start(segment_arg_child, seg, m);
-        join_ok(&p, m);
+        let p = start(m, segment_arg_child, seg);
+        p.join_ok();
         assert_eq!(p.join_result().unwrap(), (PARENT_WORD, 4096), "under {m}");
         check_segment(&ours, m);
     }
@@ -537,20 +498,20 @@ fn a_shared_segment_sent_over_a_connection_is_shared() {
         let seg = SharedSegment::new(4096).unwrap();
         word(&seg, 0).store(PARENT_WORD, Ordering::SeqCst);
         let (mut b, b_theirs) = pipe(true).unwrap();
-        let p = start(segment_over_connection_child, b_theirs, m);
+        let p = start(m, segment_over_connection_child, b_theirs);
         b.send(&seg).unwrap();
         assert_eq!(
-            recv_within::<(u64, usize)>(&mut b),
+            recv::<(u64, usize)>(&mut b),
             (PARENT_WORD, 4096),
             "under {m}"
         );
         check_segment(&seg, m);
         // Both alive: a word each way.
         word(&seg, 2).store(7, Ordering::SeqCst);
-        wait_until("the child's answer", || {
+        eventually("the child's answer", || {
             word(&seg, 3).load(Ordering::SeqCst) == 8
         });
-        join_ok(&p, m);
+        p.join_ok();
     }
 }
 
@@ -559,7 +520,7 @@ fn a_shared_segment_sent_within_one_process_maps_the_same_memory() {
     let (mut a, mut b) = pipe(true).unwrap();
     let seg = SharedSegment::new(10_000).unwrap();
     a.send(&seg).unwrap();
-    let seg2: SharedSegment = recv_within(&mut b);
+    let seg2: SharedSegment = recv(&mut b);
     // The whole memfd is mapped: its size rounds up to nothing less than asked.
     assert!(seg2.len() >= 10_000);
     assert_ne!(seg.as_ptr(), seg2.as_ptr(), "expected a second mapping");
@@ -604,15 +565,15 @@ fn leak_round(b: &mut Connection) {
     let (r2, w2) = pipe(true).unwrap();
     let seg = SharedSegment::new(4096).unwrap();
     b.send(&Some((y, vec![r, w, r2, w2], seg))).unwrap();
-    assert!(b.poll(Some(WAIT)).unwrap());
+    assert!(b.poll(Some(LONG)).unwrap());
     let back: Parcel = b.recv().unwrap();
     let (mut y, rest, seg) = back.unwrap();
     assert_eq!(rest.len(), 4);
     assert_eq!(word(&seg, 0).load(Ordering::SeqCst), 1);
-    assert!(x.poll(Some(WAIT)).unwrap());
+    assert!(x.poll(Some(LONG)).unwrap());
     assert_eq!(x.recv::<String>().unwrap(), "ping");
     y.send(&"pong").unwrap();
-    assert!(x.poll(Some(WAIT)).unwrap());
+    assert!(x.poll(Some(LONG)).unwrap());
     assert_eq!(x.recv::<String>().unwrap(), "pong");
 
     // Error paths.
@@ -622,13 +583,13 @@ fn leak_round(b: &mut Connection) {
     assert!(codec::encode(&x).is_err());
     let (mut s1, mut s2) = pipe(true).unwrap();
     s1.send(&(&x, &seg)).unwrap();
-    assert!(s2.poll(Some(WAIT)).unwrap());
+    assert!(s2.poll(Some(LONG)).unwrap());
     assert!(matches!(s2.recv::<u32>(), Err(Error::Codec(_))));
     s1.send(&(&x, &seg)).unwrap();
-    assert!(s2.poll(Some(WAIT)).unwrap());
+    assert!(s2.poll(Some(LONG)).unwrap());
     assert!(!s2.recv_bytes().unwrap().is_empty());
     s1.send(&vec![&x; 254]).unwrap();
-    assert!(s2.poll(Some(WAIT)).unwrap());
+    assert!(s2.poll(Some(LONG)).unwrap());
     assert_eq!(s2.recv::<Vec<Connection>>().unwrap().len(), 254);
 }
 
@@ -649,7 +610,7 @@ fn leak_check_child(rounds: usize) -> Vec<(StartMethod, usize, usize)> {
         let after = count_fds();
         b.send(&None::<(Connection, Vec<Connection>, SharedSegment)>)
             .unwrap();
-        assert_eq!(p.join_timeout(JOIN).unwrap(), Some(0));
+        assert_eq!(p.join_timeout(LONG).unwrap(), Some(0));
         results.push((m, before, after));
     }
     results
@@ -657,8 +618,8 @@ fn leak_check_child(rounds: usize) -> Vec<(StartMethod, usize, usize)> {
 
 #[test]
 fn no_fd_leaks_after_50_rounds_of_transfers() {
-    let p = start(leak_check_child, 50, StartMethod::Spawn);
-    join_ok(&p, StartMethod::Spawn);
+    let p = start(StartMethod::Spawn, leak_check_child, 50);
+    p.join_ok();
     for (m, before, after) in p.join_result().unwrap() {
         assert_eq!(
             before, after,

@@ -11,16 +11,14 @@
 //! of whichever process runs it, and each party checks after every pass that its own counter
 //! moved by one exactly when it was the last to arrive (index `parties - 1`).
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{
+use mp_sync::{Barrier, Error};
+use mp_testkit::{
     assert_sleeps, assert_took_about, eventually, start, within, Child, Counters, LONG, METHODS,
 };
-use mp_sync::{Barrier, Error};
 
 /// Runs of [`pass_action`] in this process.
 static PASS_ACTIONS: AtomicU64 = AtomicU64::new(0);
@@ -231,7 +229,7 @@ fn default_wait(barrier: Barrier) -> Duration {
 static SHARED: OnceLock<Counters> = OnceLock::new();
 
 fn shared_action() {
-    SHARED.get().expect("SHARED is set before any wait").bump();
+    SHARED.get().expect("SHARED is set before any wait").bump(0);
 }
 
 /// Passes of `the_action_runs_once_per_pass_before_anyone_is_released`.
@@ -249,7 +247,7 @@ fn the_action_runs_once_per_pass_before_anyone_is_released() {
             c.finish();
         }
         assert_eq!(
-            passes.get(),
+            passes.get(0),
             ACTION_PASSES,
             "{m:?}: the action runs once per pass"
         );
@@ -264,7 +262,7 @@ fn count_passes((barrier, passes): (Barrier, Counters)) {
     for p in 0..ACTION_PASSES {
         barrier.wait_timeout(LONG).expect("barrier");
         // Pass `p`'s action ran before the release; pass `p + 1`'s cannot run without us.
-        let seen = passes.get();
+        let seen = passes.get(0);
         assert_eq!(
             seen,
             p + 1,

@@ -9,16 +9,14 @@
 //! predicate another process makes true, and with one that never becomes true). Waiting or
 //! notifying without the lock is an error, as in `threading`'s `ConditionTests`.
 
-mod common;
-
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{
-    assert_sleeps, assert_took_about, eventually, start, Child, Counters, LONG, METHODS, SETTLE,
-};
 use mp_core::StartMethod;
 use mp_sync::{Condition, ConditionLock, Error, Lock, RLock, Semaphore};
+use mp_testkit::{
+    assert_sleeps, assert_took_about, eventually, start, Child, Counters, LONG, METHODS, SETTLE,
+};
 
 /// A condition of each kind: its own `RLock`, a given `Lock`, a given `RLock`.
 fn conditions() -> [(&'static str, Condition); 3] {
@@ -154,10 +152,10 @@ fn wait_for_a_predicate_a_child_makes_true() {
         enter(&cond);
         let s = state.clone();
         assert!(
-            cond.wait_for(move || s.get() >= 5, Some(LONG)).unwrap(),
+            cond.wait_for(move || s.get(0) >= 5, Some(LONG)).unwrap(),
             "{m:?}: the predicate never became true"
         );
-        assert_eq!(state.get(), 5);
+        assert_eq!(state.get(0), 5);
         assert!(owns(&cond));
         // Already true: no wait at all.
         let t0 = Instant::now();
@@ -189,7 +187,7 @@ fn count_to_five((cond, state): (Condition, Counters)) {
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(20));
         enter(&cond);
-        state.bump();
+        state.bump(0);
         cond.notify_all().unwrap();
         cond.release().unwrap();
     }

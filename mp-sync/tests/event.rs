@@ -6,12 +6,10 @@
 //! wait on a set event returns at once, and a set in a child wakes the parent's wait). Here the
 //! other direction (the parent wakes children and threads at once) is tested too.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{assert_sleeps, assert_took_about, start, within, Child, LONG, METHODS};
 use mp_sync::Event;
+use mp_testkit::{assert_sleeps, assert_took_about, start, within, Child, LONG, METHODS};
 
 #[test]
 fn set_clear_is_set_and_wait_in_one_process() {

@@ -14,15 +14,13 @@
 //!   waiters' timeouts break the barrier instead of hanging them;
 //! - a `Semaphore` unit taken by a dead process is lost (documented, as with POSIX semaphores).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{assert_took_about, eventually, start, within, Child, FOREVER, LONG, METHODS};
 use mp_core::StartMethod;
 use mp_sync::{
     Barrier, Condition, ConditionLock, Error, Event, Lock, OwnerDied, RLock, Semaphore, MAX_WAITERS,
 };
+use mp_testkit::{assert_took_about, eventually, start, within, Child, FOREVER, LONG, METHODS};
 use serde::{Deserialize, Serialize};
 
 /// How soon after the `kill` the next acquirer must have the lock (issue 3, item 7).

@@ -7,12 +7,10 @@
 //! by another thread or process is [`Error::NotOwner`]) and that a child blocks while the parent
 //! holds it are tested here across real processes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{assert_sleeps, assert_took_about, start, within, LONG, METHODS, SETTLE};
 use mp_sync::{Error, Event, RLock};
+use mp_testkit::{assert_sleeps, assert_took_about, start, within, LONG, METHODS, SETTLE};
 
 #[test]
 fn reentrant_in_one_thread() {

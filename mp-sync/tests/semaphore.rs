@@ -8,13 +8,11 @@
 //! woken by the parent's release, and a ping-pong between two processes through two semaphores
 //! go beyond that suite.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{assert_sleeps, assert_took_about, start, within, Counters, LONG, METHODS};
 use mp_sync::{BoundedSemaphore, Error, Semaphore, SEM_VALUE_MAX};
+use mp_testkit::{assert_sleeps, assert_took_about, start, within, Counters, LONG, METHODS};
 
 #[test]
 fn get_value_follows_acquires_and_releases() {

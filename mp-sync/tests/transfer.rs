@@ -6,16 +6,14 @@
 //! Not ported from CPython (which pickles a lock's semaphore handle only while spawning a child,
 //! and raises `RuntimeError` elsewhere); it checks DESIGN.md's handle transfer for `mp-sync`.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{start, LONG, METHODS};
 use mp_core::{codec, pipe, Connection};
 use mp_sync::{
     Barrier, BoundedSemaphore, Condition, ConditionLock, Error, Event, Lock, RLock, Semaphore,
 };
+use mp_testkit::{start, LONG, METHODS};
 use serde::{Deserialize, Serialize};
 
 /// One of every primitive.
