@@ -93,3 +93,98 @@ fn one_error_type_carries_every_layer() {
         ))
     ));
 }
+
+// ----- one test per `Error::is_*` helper, each error made for real -----
+
+use multiprocessing::connection::{Address, Client, Listener};
+use multiprocessing::Error as MpError;
+
+#[test]
+fn is_eof_covers_a_closed_pipe() {
+    let (mut a, b) = pipe(true).expect("pipe");
+    drop(b);
+    let e: MpError = a.recv_bytes().expect_err("eof").into();
+    assert!(e.is_eof(), "{e}");
+    assert!(!e.is_timeout());
+}
+
+#[test]
+fn is_timeout_covers_connections_and_listeners() {
+    let (mut a, _b) = pipe(true).expect("pipe");
+    let e: MpError = a
+        .recv_bytes_timeout(Duration::from_millis(20))
+        .expect_err("timeout")
+        .into();
+    assert!(e.is_timeout(), "a connection's recv timeout: {e}");
+    let address: Address = "127.0.0.1:0".parse().expect("addr");
+    let listener = Listener::bind(Some(address), 1, None).expect("bind");
+    let e: MpError = listener
+        .accept_timeout(Duration::from_millis(20))
+        .expect_err("timeout")
+        .into();
+    assert!(e.is_timeout(), "a listener's accept timeout: {e}");
+    assert!(!e.is_eof());
+}
+
+#[test]
+fn is_authentication_covers_a_wrong_key() {
+    let address: Address = "127.0.0.1:0".parse().expect("addr");
+    let listener = Listener::bind(Some(address), 1, Some(b"right")).expect("bind");
+    let address = listener.address().clone();
+    let server = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let e: MpError = Client::connect_timeout(&address, Some(b"wrong"), Duration::from_secs(30))
+        .expect_err("wrong key")
+        .into();
+    assert!(e.is_authentication(), "{e}");
+    assert!(server.join().expect("server").is_err());
+}
+
+#[test]
+fn is_empty_is_full_and_is_closed_cover_queues() {
+    let q: multiprocessing::Queue<i32> = multiprocessing::Queue::with_maxsize(1).expect("queue");
+    let e: MpError = q.get_nowait().expect_err("empty").into();
+    assert!(e.is_empty() && !e.is_full(), "{e}");
+    q.put(1).expect("put");
+    let e: MpError = q.put_nowait(2).expect_err("full").into();
+    assert!(e.is_full() && !e.is_empty(), "{e}");
+    q.close();
+    let e: MpError = q.get_nowait().expect_err("closed").into();
+    assert!(e.is_closed(), "{e}");
+}
+
+#[test]
+fn is_closed_covers_a_closed_connection() {
+    let (mut a, _b) = pipe(true).expect("pipe");
+    a.close();
+    let e: MpError = a.send_bytes(b"x").expect_err("closed").into();
+    assert!(e.is_closed(), "{e}");
+}
+
+#[test]
+fn is_owner_died_covers_locks_and_values() {
+    let e: MpError = multiprocessing::OwnerDied::new(()).into();
+    assert!(e.is_owner_died(), "{e}");
+    let e: MpError = multiprocessing::sharedctypes::Error::OwnerDied.into();
+    assert!(e.is_owner_died(), "{e}");
+    let e: MpError = multiprocessing::synchronize::Error::NotLocked.into();
+    assert!(!e.is_owner_died());
+}
+
+#[test]
+fn is_broken_barrier_covers_an_aborted_barrier() {
+    let b = multiprocessing::Barrier::new(2, None).expect("barrier");
+    b.abort();
+    let e: MpError = b.wait_timeout(Duration::from_secs(5)).expect_err("broken").into();
+    assert!(e.is_broken_barrier(), "{e}");
+}
+
+#[test]
+fn the_deadline_type_and_the_raw_lock_trait_are_reexported() {
+    fn take<L: multiprocessing::RawLock>(l: &L) -> bool {
+        l.acquire_until(multiprocessing::Deadline::after(Duration::from_secs(5)))
+            .expect("acquire")
+    }
+    let lock = multiprocessing::AnyLock::new_rlock().expect("rlock");
+    assert!(take(&lock));
+    lock.release().expect("release");
+}

@@ -202,12 +202,12 @@ fn zero_length_send_bytes_is_received_as_empty() {
         assert_eq!(recv_bytes(&mut r), b"x");
         w.send_bytes(&[]).unwrap();
         let mut buf = [0u8; 4];
-        assert!(r.poll(Some(LONG)).unwrap());
+        assert!(r.poll_timeout(LONG).unwrap());
         assert_eq!(r.recv_bytes_into(&mut buf).unwrap(), 0);
         w.send_bytes(&[]).unwrap();
-        assert!(r.poll(Some(LONG)).unwrap());
+        assert!(r.poll_timeout(LONG).unwrap());
         assert_eq!(r.recv_bytes_into(&mut []).unwrap(), 0);
-        assert!(!r.poll(Some(Duration::ZERO)).unwrap());
+        assert!(!r.try_poll().unwrap());
     }
     // Across a child, both ways.
     for m in METHODS {
@@ -290,7 +290,7 @@ fn send_bytes_range_sends_the_slice() {
     assert_eq!(recv_bytes(&mut b), b"");
     assert_eq!(recv_bytes(&mut b), b"");
     assert_eq!(recv_bytes(&mut b), b"0123456789");
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!b.try_poll().unwrap());
 }
 
 #[test]
@@ -314,12 +314,12 @@ fn send_bytes_range_out_of_range_is_invalid_argument_and_sends_nothing() {
             }
         }
         assert!(
-            !r.poll(Some(Duration::ZERO)).unwrap(),
+            !r.try_poll().unwrap(),
             "an invalid send_bytes_range sent something"
         );
         w.send_bytes(b"still fine").unwrap();
         assert_eq!(recv_bytes(&mut r), b"still fine");
-        assert!(!r.poll(Some(Duration::ZERO)).unwrap());
+        assert!(!r.try_poll().unwrap());
     }
 }
 
@@ -331,7 +331,7 @@ fn recv_bytes_max_with_a_longer_message_is_message_too_long_then_unreadable() {
     b.send_bytes(&[7u8; 10]).unwrap();
     b.send_bytes(&[1u8; 100]).unwrap();
     b.send_bytes(b"never read").unwrap();
-    assert!(a.poll(Some(LONG)).unwrap());
+    assert!(a.poll_timeout(LONG).unwrap());
     // A message exactly at the limit is accepted.
     assert_eq!(a.recv_bytes_max(10).unwrap(), vec![7u8; 10]);
     match a.recv_bytes_max(10) {
@@ -369,7 +369,7 @@ fn set_max_message_size_rejects_longer_messages_then_unreadable() {
         w.send_bytes(b"never read").unwrap();
         assert_eq!(recv_bytes(&mut r), pattern(1000));
         assert_eq!(recv::<Vec<u8>>(&mut r), pattern(500));
-        assert!(r.poll(Some(LONG)).unwrap());
+        assert!(r.poll_timeout(LONG).unwrap());
         match r.recv_bytes() {
             Err(Error::MessageTooLong {
                 length: 1001,
@@ -399,7 +399,7 @@ fn recv_bytes_into_returns_length_or_buffer_too_short_with_the_whole_message() {
     b.send_bytes(b"this message is too long").unwrap();
     b.send_bytes(b"next").unwrap();
     let mut buf = [0xeeu8; 8];
-    assert!(a.poll(Some(LONG)).unwrap());
+    assert!(a.poll_timeout(LONG).unwrap());
     assert_eq!(a.recv_bytes_into(&mut buf).unwrap(), 5);
     assert_eq!(&buf[..5], b"hello");
     assert_eq!(&buf[5..], &[0xee; 3], "bytes past the message were written");
@@ -416,7 +416,7 @@ fn recv_bytes_into_returns_length_or_buffer_too_short_with_the_whole_message() {
         &buf, b"exactly8",
         "a too-short buffer was written into (BufferTooShort must leave it alone)"
     );
-    assert!(a.poll(Some(LONG)).unwrap());
+    assert!(a.poll_timeout(LONG).unwrap());
     assert_eq!(a.recv_bytes_into(&mut buf[2..]).unwrap(), 4);
     assert_eq!(&buf[2..6], b"next");
 }
@@ -433,12 +433,12 @@ fn recv_bytes_into_buffer_too_short_across_a_child() {
         let (mut c, theirs) = pipe(true).unwrap();
         let p = start(m, big_then_small_child, theirs);
         let mut buf = [0u8; 64];
-        assert!(c.poll(Some(LONG)).unwrap());
+        assert!(c.poll_timeout(LONG).unwrap());
         match c.recv_bytes_into(&mut buf) {
             Err(Error::BufferTooShort(Message(whole))) => assert!(whole == pattern(300_000)),
             other => panic!("under {m}: {other:?}"),
         }
-        assert!(c.poll(Some(LONG)).unwrap());
+        assert!(c.poll_timeout(LONG).unwrap());
         assert_eq!(c.recv_bytes_into(&mut buf).unwrap(), 5);
         assert_eq!(&buf[..5], b"small");
         p.join_ok();
@@ -455,9 +455,9 @@ fn send_after_delay_child(mut c: Connection) {
 #[test]
 fn poll_reports_waiting_messages_and_times_out() {
     let (mut a, mut b) = pipe(true).unwrap();
-    assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!a.try_poll().unwrap());
     let t = Instant::now();
-    assert!(!a.poll(Some(Duration::from_millis(100))).unwrap());
+    assert!(!a.poll_timeout(Duration::from_millis(100)).unwrap());
     let waited = t.elapsed();
     assert!(
         waited >= Duration::from_millis(90),
@@ -468,24 +468,24 @@ fn poll_reports_waiting_messages_and_times_out() {
         "poll(100ms) returned after {waited:?}"
     );
     b.send_bytes(b"x").unwrap();
-    assert!(a.poll(Some(LONG)).unwrap());
+    assert!(a.poll_timeout(LONG).unwrap());
     // Polling does not consume.
-    assert!(a.poll(Some(Duration::ZERO)).unwrap());
-    assert!(a.poll(Some(Duration::ZERO)).unwrap());
+    assert!(a.try_poll().unwrap());
+    assert!(a.try_poll().unwrap());
     assert_eq!(a.recv_bytes().unwrap(), b"x");
-    assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!a.try_poll().unwrap());
     // A peer that closed makes poll true (the next recv reports EOF).
     // (`LONG`, not zero: another test's forked child may briefly hold a copy of `b`.)
     b.close();
-    assert!(a.poll(Some(LONG)).unwrap());
+    assert!(a.poll_timeout(LONG).unwrap());
     assert!(a.recv_bytes().unwrap_err().is_eof());
 
     // A message sent later by a child wakes a waiting poll.
     for m in METHODS {
         let (mut c, theirs) = pipe(true).unwrap();
         let p = start(m, send_after_delay_child, theirs);
-        assert!(!c.poll(Some(Duration::ZERO)).unwrap());
-        assert!(c.poll(Some(LONG)).unwrap(), "no message under {m}");
+        assert!(!c.try_poll().unwrap());
+        assert!(c.poll_timeout(LONG).unwrap(), "no message under {m}");
         assert_eq!(c.recv::<String>().unwrap(), "late");
         p.join_ok();
     }
@@ -501,7 +501,7 @@ fn recv_after_the_peer_closes_is_eof() {
         w.close();
         // Messages sent before the close still arrive, then EOF, again and again.
         assert_eq!(recv_bytes(&mut r), b"last words");
-        assert!(r.poll(Some(LONG)).unwrap());
+        assert!(r.poll_timeout(LONG).unwrap());
         let e = r.recv::<u32>().unwrap_err();
         assert!(e.is_eof(), "recv after close: {e:?}");
         assert!(r.recv_bytes().unwrap_err().is_eof());
@@ -511,7 +511,7 @@ fn recv_after_the_peer_closes_is_eof() {
         // Dropping (not just close) does the same.
         let (mut r, w) = pipe(duplex).unwrap();
         drop(w);
-        assert!(r.poll(Some(LONG)).unwrap());
+        assert!(r.poll_timeout(LONG).unwrap());
         assert!(matches!(r.recv_bytes(), Err(Error::Eof)));
     }
 }
@@ -528,7 +528,7 @@ fn recv_after_the_child_exits_is_eof() {
         p.join_ok();
         assert_eq!(recv::<String>(&mut c), "goodbye");
         // Other tests' forked children may briefly hold a copy of the child's end: poll.
-        assert!(c.poll(Some(LONG)).unwrap(), "no EOF under {m}");
+        assert!(c.poll_timeout(LONG).unwrap(), "no EOF under {m}");
         let e = c.recv::<String>().unwrap_err();
         assert!(e.is_eof(), "under {m}: {e:?}");
     }
@@ -544,10 +544,10 @@ fn recv_after_the_child_is_killed_is_eof() {
     for m in METHODS {
         let (mut c, theirs) = pipe(true).unwrap();
         let p = start(m, wait_forever_child, theirs);
-        assert!(!c.poll(Some(Duration::from_millis(20))).unwrap());
+        assert!(!c.poll_timeout(Duration::from_millis(20)).unwrap());
         p.terminate().unwrap();
         assert_eq!(p.join_timeout(LONG).unwrap(), Some(-15), "under {m}");
-        assert!(c.poll(Some(LONG)).unwrap(), "no EOF under {m}");
+        assert!(c.poll_timeout(LONG).unwrap(), "no EOF under {m}");
         let e = c.recv_bytes().unwrap_err();
         assert!(e.is_eof(), "under {m}: {e:?}");
     }
@@ -580,11 +580,11 @@ fn one_way_pipe_refuses_the_wrong_direction() {
         Err(Error::NotPermitted(_))
     ));
     assert!(matches!(
-        w.poll(Some(Duration::ZERO)),
+        w.try_poll(),
         Err(Error::NotPermitted(_))
     ));
     // The refused calls sent nothing; the right direction works.
-    assert!(!r.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!r.try_poll().unwrap());
     w.send(&5u8).unwrap();
     assert_eq!(recv::<u8>(&mut r), 5);
 
@@ -616,13 +616,13 @@ fn a_closed_connection_refuses_everything() {
         Err(Error::Closed(_))
     ));
     assert!(matches!(
-        a.poll(Some(Duration::ZERO)),
+        a.try_poll(),
         Err(Error::Closed(_))
     ));
     assert!(matches!(a.try_clone(), Err(Error::Closed(_))));
     assert!(matches!(a.into_owned_fd(), Err(Error::Closed(_))));
     // The peer sees EOF.
-    assert!(b.poll(Some(LONG)).unwrap());
+    assert!(b.poll_timeout(LONG).unwrap());
     assert!(b.recv_bytes().unwrap_err().is_eof());
 
     let (_r, mut w) = pipe(false).unwrap();
@@ -642,17 +642,17 @@ fn decoding_as_the_wrong_type_is_a_codec_error_and_the_connection_still_works() 
     b.send(&sample_tree()).unwrap();
     b.send(&(1u8, 2u8)).unwrap();
     b.send(&"ok").unwrap();
-    assert!(a.poll(Some(LONG)).unwrap());
+    assert!(a.poll_timeout(LONG).unwrap());
     assert!(matches!(a.recv::<u64>(), Err(Error::Codec(_))));
     assert_eq!(recv::<u64>(&mut a), 42);
-    assert!(a.poll(Some(LONG)).unwrap());
+    assert!(a.poll_timeout(LONG).unwrap());
     assert!(matches!(a.recv::<u64>(), Err(Error::Codec(_))));
-    assert!(a.poll(Some(LONG)).unwrap());
+    assert!(a.poll_timeout(LONG).unwrap());
     assert!(matches!(a.recv::<Leaf>(), Err(Error::Codec(_))));
-    assert!(a.poll(Some(LONG)).unwrap());
+    assert!(a.poll_timeout(LONG).unwrap());
     assert!(matches!(a.recv::<String>(), Err(Error::Codec(_))));
     assert_eq!(recv::<String>(&mut a), "ok");
-    assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!a.try_poll().unwrap());
 }
 
 // ----- wire format -----
@@ -724,7 +724,7 @@ fn hand_written_frames_are_parsed() {
     drop(w);
     assert_eq!(recv_bytes(&mut conn), b"hi");
     assert_eq!(recv_bytes(&mut conn), b"");
-    assert!(conn.poll(Some(LONG)).unwrap());
+    assert!(conn.poll_timeout(LONG).unwrap());
     assert!(conn.recv_bytes().unwrap_err().is_eof());
 }
 
@@ -746,11 +746,11 @@ fn the_long_header_path_is_parsed() {
     // Through recv_bytes_into and recv_bytes_max too.
     raw.write_all(&frame[..22]).unwrap();
     let mut buf = [0u8; 16];
-    assert!(conn.poll(Some(LONG)).unwrap());
+    assert!(conn.poll_timeout(LONG).unwrap());
     assert_eq!(conn.recv_bytes_into(&mut buf).unwrap(), 10);
     assert_eq!(&buf[..10], b"0123456789");
     raw.write_all(&frame[..22]).unwrap();
-    assert!(conn.poll(Some(LONG)).unwrap());
+    assert!(conn.poll_timeout(LONG).unwrap());
     assert_eq!(conn.recv_bytes_max(10).unwrap(), b"0123456789");
 }
 
@@ -1142,7 +1142,7 @@ fn python_peer_over_one_way_pipes() {
         );
     }
     drop(w);
-    assert!(r.poll(Some(LONG)).unwrap());
+    assert!(r.poll_timeout(LONG).unwrap());
     assert!(r.recv_bytes().unwrap_err().is_eof());
     wait_python(child);
 }
@@ -1207,7 +1207,7 @@ fn a_message_over_2_gib() {
     }
     let (mut c, theirs) = pipe(true).unwrap();
     let p = start(StartMethod::Fork, send_huge_child, theirs);
-    assert!(c.poll(Some(LONG)).unwrap());
+    assert!(c.poll_timeout(LONG).unwrap());
     let t = Instant::now();
     let got = c.recv_bytes().unwrap();
     eprintln!("received {} bytes in {:?}", got.len(), t.elapsed());

@@ -15,7 +15,6 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use mp_core::{codec, handle, pipe, Connection, Error, Process, SharedSegment, StartMethod};
 
@@ -92,7 +91,7 @@ fn fd_transfer_a_connection_sent_over_a_connection() {
         p.join_ok();
         // No other copy of A's far end survived the transfer (in this process or the child).
         // (Another test's forked child may hold one briefly, hence the bounded poll.)
-        assert!(a.poll(Some(LONG)).unwrap(), "no EOF on A under {m}");
+        assert!(a.poll_timeout(LONG).unwrap(), "no EOF on A under {m}");
         assert!(a.recv_bytes().unwrap_err().is_eof(), "under {m}");
     }
 }
@@ -115,7 +114,7 @@ fn fd_transfer_a_pipe_end_sent_over_a_connection() {
         let p = start(m, pipe_end_over_connection_child, b_theirs);
         b.send(&w).unwrap();
         drop(w);
-        assert!(r.poll(Some(LONG)).unwrap());
+        assert!(r.poll_timeout(LONG).unwrap());
         assert_eq!(
             r.recv_bytes().unwrap(),
             b"written by the child",
@@ -280,7 +279,7 @@ fn hundreds_of_handles_in_one_message() {
     let (mut x, y) = pipe(true).unwrap();
     // The kernel's SCM_MAX_FD: 253 fds fit in one message.
     a.send(&vec![&y; 253]).unwrap();
-    assert!(b.poll(Some(LONG)).unwrap());
+    assert!(b.poll_timeout(LONG).unwrap());
     let mut got: Vec<Connection> = b.recv().unwrap();
     assert_eq!(got.len(), 253);
     got[252].send(&"last").unwrap();
@@ -291,11 +290,11 @@ fn hundreds_of_handles_in_one_message() {
     // More than one message carries: the extra fds travel in carrier frames ahead of it.
     for n in [254, 600] {
         a.send(&vec![&y; n]).unwrap();
-        assert!(b.poll(Some(LONG)).unwrap());
+        assert!(b.poll_timeout(LONG).unwrap());
         let got: Vec<Connection> = b.recv().unwrap();
         assert_eq!(got.len(), n);
     }
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!b.try_poll().unwrap());
     a.send(&"still in step").unwrap();
     assert_eq!(recv::<String>(&mut b), "still in step");
 }
@@ -352,7 +351,7 @@ fn a_connection_over_a_one_way_pipe_is_not_permitted() {
     // The read end cannot send at all.
     assert!(matches!(r.send(&x), Err(Error::NotPermitted(_))));
     // Nothing was sent; the pipe still works for plain values.
-    assert!(!r.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!r.try_poll().unwrap());
     w.send(&7u8).unwrap();
     assert_eq!(recv::<u8>(&mut r), 7);
 
@@ -361,7 +360,7 @@ fn a_connection_over_a_one_way_pipe_is_not_permitted() {
     let mut pw = Connection::from_fd(pw, false, true).unwrap();
     let mut pr = Connection::from_fd(pr, true, false).unwrap();
     assert!(matches!(pw.send(&x), Err(Error::NotPermitted(_))));
-    assert!(!pr.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!pr.try_poll().unwrap());
     pw.send(&8u8).unwrap();
     assert_eq!(recv::<u8>(&mut pr), 8);
 }
@@ -415,7 +414,7 @@ fn missing_fd_transfer_is_a_handle_error_and_the_connection_still_works() {
     drop(fds);
     a.send_bytes(&bytes.unwrap()).unwrap();
     a.send(&"next").unwrap();
-    assert!(b.poll(Some(LONG)).unwrap());
+    assert!(b.poll_timeout(LONG).unwrap());
     assert!(matches!(b.recv::<Connection>(), Err(Error::Handle(_))));
     assert_eq!(recv::<String>(&mut b), "next");
 }
@@ -426,7 +425,7 @@ fn a_closed_connection_cannot_be_sent() {
     let (mut x, _y) = pipe(true).unwrap();
     x.close();
     assert!(a.send(&x).is_err());
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!b.try_poll().unwrap());
     a.send(&"still in step").unwrap();
     assert_eq!(recv::<String>(&mut b), "still in step");
 }
@@ -565,15 +564,15 @@ fn leak_round(b: &mut Connection) {
     let (r2, w2) = pipe(true).unwrap();
     let seg = SharedSegment::new(4096).unwrap();
     b.send(&Some((y, vec![r, w, r2, w2], seg))).unwrap();
-    assert!(b.poll(Some(LONG)).unwrap());
+    assert!(b.poll_timeout(LONG).unwrap());
     let back: Parcel = b.recv().unwrap();
     let (mut y, rest, seg) = back.unwrap();
     assert_eq!(rest.len(), 4);
     assert_eq!(word(&seg, 0).load(Ordering::SeqCst), 1);
-    assert!(x.poll(Some(LONG)).unwrap());
+    assert!(x.poll_timeout(LONG).unwrap());
     assert_eq!(x.recv::<String>().unwrap(), "ping");
     y.send(&"pong").unwrap();
-    assert!(x.poll(Some(LONG)).unwrap());
+    assert!(x.poll_timeout(LONG).unwrap());
     assert_eq!(x.recv::<String>().unwrap(), "pong");
 
     // Error paths.
@@ -583,13 +582,13 @@ fn leak_round(b: &mut Connection) {
     assert!(codec::encode(&x).is_err());
     let (mut s1, mut s2) = pipe(true).unwrap();
     s1.send(&(&x, &seg)).unwrap();
-    assert!(s2.poll(Some(LONG)).unwrap());
+    assert!(s2.poll_timeout(LONG).unwrap());
     assert!(matches!(s2.recv::<u32>(), Err(Error::Codec(_))));
     s1.send(&(&x, &seg)).unwrap();
-    assert!(s2.poll(Some(LONG)).unwrap());
+    assert!(s2.poll_timeout(LONG).unwrap());
     assert!(!s2.recv_bytes().unwrap().is_empty());
     s1.send(&vec![&x; 254]).unwrap();
-    assert!(s2.poll(Some(LONG)).unwrap());
+    assert!(s2.poll_timeout(LONG).unwrap());
     assert_eq!(s2.recv::<Vec<Connection>>().unwrap().len(), 254);
 }
 

@@ -39,7 +39,7 @@ fn run_a_bit_of_everything() {
         let mut p = ctx.process(echo_double, theirs);
         p.start().unwrap();
         ours.send(&5u64).unwrap();
-        assert!(ours.poll(Some(LONG)).unwrap());
+        assert!(ours.poll_timeout(LONG).unwrap());
         assert_eq!(ours.recv::<u64>().unwrap(), 10);
         assert_eq!(join_result(&p).unwrap(), 5);
         drop(ours);
@@ -47,7 +47,7 @@ fn run_a_bit_of_everything() {
         let (mut r, w) = pipe(false).unwrap();
         let mut p = ctx.process(send_one, w);
         p.start().unwrap();
-        assert!(r.poll(Some(LONG)).unwrap());
+        assert!(r.poll_timeout(LONG).unwrap());
         let _: String = r.recv().unwrap();
         assert_eq!(join(&p), 0);
         drop(r);

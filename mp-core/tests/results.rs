@@ -68,7 +68,7 @@ fn a_connection_passed_to_a_child_carries_messages() {
         let mut p = Process::new(echo_double, theirs).start_method(m);
         p.start().unwrap();
         ours.send(&21u64).unwrap();
-        assert!(ours.poll(Some(LONG)).unwrap(), "{m}: no answer");
+        assert!(ours.poll_timeout(LONG).unwrap(), "{m}: no answer");
         assert_eq!(ours.recv::<u64>().unwrap(), 42, "{m}");
         assert_eq!(join_result(&p).unwrap(), 21, "{m}");
 
@@ -76,7 +76,7 @@ fn a_connection_passed_to_a_child_carries_messages() {
         let mut p = Process::new(send_one, w).start_method(m);
         p.start().unwrap();
         assert!(
-            r.poll(Some(LONG)).unwrap(),
+            r.poll_timeout(LONG).unwrap(),
             "{m}: nothing on the one-way pipe"
         );
         assert_eq!(r.recv::<String>().unwrap(), "from the child", "{m}");

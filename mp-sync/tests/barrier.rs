@@ -35,7 +35,7 @@ const PARTIES: usize = 3;
 #[test]
 fn a_thousand_passes_stay_in_order_with_distinct_indexes_and_one_action_each() {
     for m in METHODS {
-        let barrier = Barrier::new(PARTIES as u32, Some(pass_action), None).unwrap();
+        let barrier = Barrier::new(PARTIES as u32, Some(pass_action)).unwrap();
         assert_eq!(barrier.parties(), PARTIES as u32);
         let arrived = Counters::new(PARTIES);
         let children: Vec<Child<Vec<u32>>> = (1..PARTIES)
@@ -94,7 +94,7 @@ fn party((barrier, arrived, me): (Barrier, Counters, usize)) -> Vec<u32> {
 #[test]
 fn abort_breaks_the_barrier_for_all_waiters_and_reset_makes_it_reusable() {
     for m in METHODS {
-        let barrier = Barrier::new(3, None, None).unwrap();
+        let barrier = Barrier::new(3, None).unwrap();
         let reset_done = mp_sync::Event::new().unwrap();
         let children: Vec<Child<u32>> = (0..2)
             .map(|_| start(m, broken_then_reuse, (barrier.clone(), reset_done.clone())))
@@ -126,14 +126,14 @@ fn broken_then_reuse((barrier, reset_done): (Barrier, mp_sync::Event)) -> u32 {
         matches!(r, Err(Error::BrokenBarrier)),
         "a waiter of an aborted barrier got {r:?}"
     );
-    assert!(reset_done.wait_timeout(LONG));
+    assert!(reset_done.wait_timeout(LONG).unwrap());
     barrier.wait_timeout(LONG).expect("wait after reset")
 }
 
 #[test]
 fn reset_breaks_the_current_waiters_and_leaves_the_barrier_usable() {
     for m in METHODS {
-        let barrier = Barrier::new(2, None, None).unwrap();
+        let barrier = Barrier::new(2, None).unwrap();
         let c = start(m, reset_then_reuse, barrier.clone());
         eventually("the child waiting", || barrier.n_waiting() == 1);
         barrier.reset();
@@ -160,7 +160,7 @@ fn reset_then_reuse(barrier: Barrier) -> u32 {
 fn a_timeout_breaks_the_barrier_for_every_waiter() {
     let short = Duration::from_millis(300);
     for m in METHODS {
-        let barrier = Barrier::new(3, None, None).unwrap();
+        let barrier = Barrier::new(3, None).unwrap();
         let patient = start(m, timed_wait, (barrier.clone(), LONG));
         let hasty = start(m, timed_wait, (barrier.clone(), short));
         let (broken, took) = hasty.finish();
@@ -203,14 +203,14 @@ fn timed_wait((barrier, timeout): (Barrier, Duration)) -> (bool, Duration) {
 #[test]
 fn the_default_timeout_breaks_the_barrier() {
     let t = Duration::from_millis(200);
-    let barrier = Barrier::new(2, None, Some(t)).unwrap();
+    let barrier = Barrier::with_timeout(2, None, t).unwrap();
     let t0 = Instant::now();
     assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
     assert_took_about(t0.elapsed(), t, "Barrier::wait with a default timeout");
     assert!(barrier.broken());
     // The default timeout travels with the handle.
     for m in METHODS {
-        let barrier = Barrier::new(2, None, Some(t)).unwrap();
+        let barrier = Barrier::with_timeout(2, None, t).unwrap();
         let took = start(m, default_wait, barrier.clone()).finish();
         assert_took_about(took, t, "Barrier::wait with a default timeout in a child");
         assert!(barrier.broken(), "{m:?}");
@@ -238,7 +238,7 @@ const ACTION_PASSES: u64 = 100;
 #[test]
 fn the_action_runs_once_per_pass_before_anyone_is_released() {
     for m in METHODS {
-        let barrier = Barrier::new(3, Some(shared_action), None).unwrap();
+        let barrier = Barrier::new(3, Some(shared_action)).unwrap();
         let passes = Counters::new(1);
         let children: Vec<Child> = (0..3)
             .map(|_| start(m, count_passes, (barrier.clone(), passes.clone())))
@@ -280,7 +280,7 @@ fn single_action() {
 
 #[test]
 fn a_barrier_of_one_party_never_blocks() {
-    let barrier = Barrier::new(1, Some(single_action), None).unwrap();
+    let barrier = Barrier::new(1, Some(single_action)).unwrap();
     let b = barrier.clone();
     let ran = within("Barrier::wait of one party", move || wait_alone(b));
     assert_eq!(ran, 5);
@@ -303,10 +303,10 @@ fn wait_alone(barrier: Barrier) -> u64 {
 #[test]
 fn parties_n_waiting_and_invalid_arguments() {
     assert!(matches!(
-        Barrier::new(0, None, None),
+        Barrier::new(0, None),
         Err(Error::InvalidArgument(_))
     ));
-    let barrier = Barrier::new(3, None, None).unwrap();
+    let barrier = Barrier::new(3, None).unwrap();
     assert_eq!(barrier.parties(), 3);
     assert_eq!(barrier.n_waiting(), 0);
     assert!(!barrier.broken());
@@ -327,7 +327,7 @@ fn parties_n_waiting_and_invalid_arguments() {
 
 #[test]
 fn a_wait_sleeps_rather_than_spins() {
-    let barrier = Barrier::new(2, None, None).unwrap();
+    let barrier = Barrier::new(2, None).unwrap();
     assert_sleeps("Barrier::wait_timeout", || {
         assert!(matches!(
             barrier.wait_timeout(Duration::from_millis(300)),

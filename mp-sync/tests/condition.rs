@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mp_core::StartMethod;
-use mp_sync::{Condition, ConditionLock, Error, Lock, RLock, Semaphore};
+use mp_sync::{Condition, AnyLock, Error, Lock, RLock, Semaphore};
 use mp_testkit::{
     assert_sleeps, assert_took_about, eventually, start, Child, Counters, LONG, METHODS, SETTLE,
 };
@@ -37,8 +37,8 @@ fn conditions() -> [(&'static str, Condition); 3] {
 #[track_caller]
 fn enter(cond: &Condition) {
     let got = match cond.get_lock() {
-        ConditionLock::Lock(l) => l.acquire_timeout(LONG),
-        ConditionLock::RLock(l) => l.acquire_timeout(LONG),
+        AnyLock::Lock(l) => l.acquire_timeout(LONG),
+        AnyLock::RLock(l) => l.acquire_timeout(LONG),
     };
     assert!(got.expect("the previous owner died"), "no condition lock");
 }
@@ -46,8 +46,8 @@ fn enter(cond: &Condition) {
 /// Whether the calling thread holds the condition's lock.
 fn owns(cond: &Condition) -> bool {
     match cond.get_lock() {
-        ConditionLock::Lock(l) => l.is_owned(),
-        ConditionLock::RLock(l) => l.is_owned(),
+        AnyLock::Lock(l) => l.is_owned(),
+        AnyLock::RLock(l) => l.is_owned(),
     }
 }
 
@@ -106,7 +106,7 @@ fn waiting_or_notifying_without_the_lock_is_not_owner() {
             "{kind}"
         );
         assert!(
-            matches!(cond.wait_for(|| false, Some(ms)), Err(Error::NotOwner)),
+            matches!(cond.wait_for_timeout(|| false, ms), Err(Error::NotOwner)),
             "{kind}"
         );
         assert!(matches!(cond.notify(1), Err(Error::NotOwner)), "{kind}");
@@ -152,27 +152,24 @@ fn wait_for_a_predicate_a_child_makes_true() {
         enter(&cond);
         let s = state.clone();
         assert!(
-            cond.wait_for(move || s.get(0) >= 5, Some(LONG)).unwrap(),
+            cond.wait_for_timeout(move || s.get(0) >= 5, LONG).unwrap(),
             "{m:?}: the predicate never became true"
         );
         assert_eq!(state.get(0), 5);
         assert!(owns(&cond));
         // Already true: no wait at all.
         let t0 = Instant::now();
-        assert!(cond.wait_for(|| true, Some(LONG)).unwrap());
+        assert!(cond.wait_for_timeout(|| true, LONG).unwrap());
         assert!(t0.elapsed() < Duration::from_secs(1));
         // Never true: false after the timeout.
         let t = Duration::from_millis(100);
         let t0 = Instant::now();
         let mut calls = 0;
         let r = cond
-            .wait_for(
-                || {
+            .wait_for_timeout(|| {
                     calls += 1;
                     false
-                },
-                Some(t),
-            )
+                }, t)
             .unwrap();
         assert!(!r);
         assert!(calls >= 1);
@@ -233,7 +230,7 @@ fn notify_n_wakes_exactly_n_of_mixed_waiters() {
         // Each waiter released `ready` while holding the lock, and releases the lock only
         // inside its wait: once we hold the lock, all of them are waiting.
         for i in 0..waiters {
-            assert!(ready.acquire_timeout(LONG), "{m:?}: waiter {i} never came");
+            assert!(ready.acquire_timeout(LONG).unwrap(), "{m:?}: waiter {i} never came");
         }
         enter(&cond);
         assert_eq!(woken.get_value(), 0);
@@ -252,7 +249,7 @@ fn notify_n_wakes_exactly_n_of_mixed_waiters() {
         cond.release().unwrap();
         for i in 0..waiters {
             assert!(
-                woken.acquire_timeout(LONG),
+                woken.acquire_timeout(LONG).unwrap(),
                 "{m:?}: notify_all missed waiter {i}"
             );
         }
@@ -279,7 +276,7 @@ fn notify_wakes_a_child_waiting_over_each_kind_of_lock() {
             let (ready, woken) = (Semaphore::new(0).unwrap(), Semaphore::new(0).unwrap());
             let c = start(m, waiter, (cond.clone(), ready.clone(), woken.clone()));
             assert!(
-                ready.acquire_timeout(LONG),
+                ready.acquire_timeout(LONG).unwrap(),
                 "{m:?} {kind}: the waiter never came"
             );
             enter(&cond);

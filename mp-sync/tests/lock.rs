@@ -82,7 +82,7 @@ fn try_acquire_is_false_while_a_child_holds_it() {
         let (held, go) = (Event::new().unwrap(), Event::new().unwrap());
         let c = start(m, hold_until, (lock.clone(), held.clone(), go.clone()));
         assert!(
-            held.wait_timeout(LONG),
+            held.wait_timeout(LONG).unwrap(),
             "{m:?}: the child never took the lock"
         );
         assert!(lock.is_locked());
@@ -119,7 +119,7 @@ fn hold_until((lock, held, go): (Lock, Event, Event)) {
         .expect("lock_timeout in the child");
     assert!(lock.is_owned());
     held.set();
-    assert!(go.wait_timeout(LONG), "go never came");
+    assert!(go.wait_timeout(LONG).unwrap(), "go never came");
     drop(guard);
     assert!(!lock.is_owned());
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use mp_core::StartMethod;
 use mp_sync::{
-    Barrier, Condition, ConditionLock, Error, Event, Lock, OwnerDied, RLock, Semaphore, MAX_WAITERS,
+    Barrier, Condition, AnyLock, Error, Event, Lock, OwnerDied, RLock, Semaphore, MAX_WAITERS,
 };
 use mp_testkit::{assert_took_about, eventually, start, within, Child, FOREVER, LONG, METHODS};
 use serde::{Deserialize, Serialize};
@@ -53,25 +53,25 @@ impl Target {
     }
 
     /// The lock itself (a condition's underlying one).
-    fn raw(&self) -> ConditionLock {
+    fn raw(&self) -> AnyLock {
         match self {
-            Target::Lock(l) => ConditionLock::Lock(l.clone()),
-            Target::RLock(l) => ConditionLock::RLock(l.clone()),
+            Target::Lock(l) => AnyLock::Lock(l.clone()),
+            Target::RLock(l) => AnyLock::RLock(l.clone()),
             Target::Cond(c) | Target::CondOverLock(c) => c.get_lock().clone(),
         }
     }
 
     fn try_acquire(&self) -> Result<bool, OwnerDied> {
         match self.raw() {
-            ConditionLock::Lock(l) => l.try_acquire(),
-            ConditionLock::RLock(l) => l.try_acquire(),
+            AnyLock::Lock(l) => l.try_acquire(),
+            AnyLock::RLock(l) => l.try_acquire(),
         }
     }
 
     fn acquire_timeout(&self, t: Duration) -> Result<bool, OwnerDied> {
         match self.raw() {
-            ConditionLock::Lock(l) => l.acquire_timeout(t),
-            ConditionLock::RLock(l) => l.acquire_timeout(t),
+            AnyLock::Lock(l) => l.acquire_timeout(t),
+            AnyLock::RLock(l) => l.acquire_timeout(t),
         }
     }
 
@@ -85,16 +85,16 @@ impl Target {
 
     fn is_locked(&self) -> bool {
         match self.raw() {
-            ConditionLock::Lock(l) => l.is_locked(),
-            ConditionLock::RLock(l) => l.count() > 0,
+            AnyLock::Lock(l) => l.is_locked(),
+            AnyLock::RLock(l) => l.count() > 0,
         }
     }
 
     /// Whether the calling thread holds it.
     fn is_owned(&self) -> bool {
         match self.raw() {
-            ConditionLock::Lock(l) => l.is_owned(),
-            ConditionLock::RLock(l) => l.is_owned(),
+            AnyLock::Lock(l) => l.is_owned(),
+            AnyLock::RLock(l) => l.is_owned(),
         }
     }
 
@@ -227,7 +227,7 @@ fn kill_holder_then_take(m: StartMethod, kind: usize, how: Taker) {
     let held = Event::new().unwrap();
     let victim = start(m, holder, (target.clone(), held.clone()));
     assert!(
-        held.wait_timeout(LONG),
+        held.wait_timeout(LONG).unwrap(),
         "{what}: the holder never took the lock"
     );
     assert!(target.is_locked());
@@ -240,7 +240,7 @@ fn kill_holder_then_take(m: StartMethod, kind: usize, how: Taker) {
     let other: Option<Child> = match how {
         Taker::ChildLong | Taker::ChildShort => {
             let c = start(m, taker, (target.clone(), trying.clone(), got.clone(), how));
-            assert!(trying.wait_timeout(LONG), "{what}: the taker never started");
+            assert!(trying.wait_timeout(LONG).unwrap(), "{what}: the taker never started");
             // Let it block on the lock before the holder dies.
             std::thread::sleep(Duration::from_millis(50));
             assert!(!got.is_set(), "{what}: the taker got a held lock");
@@ -276,7 +276,7 @@ fn kill_holder_then_take(m: StartMethod, kind: usize, how: Taker) {
         }
         Taker::ChildLong | Taker::ChildShort => {
             assert!(
-                got.wait_timeout(LONG),
+                got.wait_timeout(LONG).unwrap(),
                 "{what}: the taker never got the lock"
             );
             killed.elapsed()
@@ -338,18 +338,18 @@ fn a_semaphore_unit_taken_by_a_dead_process_is_lost() {
         let sem = Semaphore::new(1).unwrap();
         let held = Event::new().unwrap();
         let victim = start(m, take_unit, (sem.clone(), held.clone()));
-        assert!(held.wait_timeout(LONG));
+        assert!(held.wait_timeout(LONG).unwrap());
         victim.kill();
         assert_eq!(victim.join(), KILLED);
         assert_eq!(sem.get_value(), 0, "{m:?}");
-        assert!(!sem.acquire_timeout(Duration::from_millis(200)), "{m:?}");
+        assert!(!sem.acquire_timeout(Duration::from_millis(200)).unwrap(), "{m:?}");
         sem.release().unwrap();
-        assert!(sem.try_acquire());
+        assert!(sem.try_acquire().unwrap());
     }
 }
 
 fn take_unit((sem, held): (Semaphore, Event)) {
-    assert!(sem.acquire_timeout(LONG));
+    assert!(sem.acquire_timeout(LONG).unwrap());
     held.set();
     std::thread::sleep(FOREVER);
 }
@@ -357,8 +357,8 @@ fn take_unit((sem, held): (Semaphore, Event)) {
 /// Takes the condition's lock, waiting at most [`LONG`].
 fn enter(cond: &Condition) {
     let got = match cond.get_lock() {
-        ConditionLock::Lock(l) => l.acquire_timeout(LONG),
-        ConditionLock::RLock(l) => l.acquire_timeout(LONG),
+        AnyLock::Lock(l) => l.acquire_timeout(LONG),
+        AnyLock::RLock(l) => l.acquire_timeout(LONG),
     };
     assert!(got.expect("the previous owner died"), "no condition lock");
 }
@@ -378,7 +378,7 @@ fn cond_waiter((cond, ready, timeout): (Condition, Semaphore, Duration)) -> Resu
 /// after about `t`).
 fn kill_a_waiter(m: StartMethod, cond: &Condition, ready: &Semaphore, t: Option<Duration>) {
     let victim = start(m, cond_waiter, (cond.clone(), ready.clone(), FOREVER));
-    assert!(ready.acquire_timeout(LONG), "{m:?}: the waiter never came");
+    assert!(ready.acquire_timeout(LONG).unwrap(), "{m:?}: the waiter never came");
     let other = t.map(|t| {
         let args = (cond.clone(), ready.clone(), t);
         let other = std::thread::spawn(move || {
@@ -386,7 +386,7 @@ fn kill_a_waiter(m: StartMethod, cond: &Condition, ready: &Semaphore, t: Option<
             (cond_waiter(args), t0.elapsed())
         });
         assert!(
-            ready.acquire_timeout(LONG),
+            ready.acquire_timeout(LONG).unwrap(),
             "{m:?}: the other waiter never came"
         );
         other
@@ -426,7 +426,7 @@ fn a_condition_waiter_killed_while_waiting_blocks_nobody_and_its_slot_is_reclaim
         // merely at the end of its timeout).
         let args = (cond.clone(), ready.clone(), Duration::from_secs(5));
         let live = std::thread::spawn(move || cond_waiter(args));
-        assert!(ready.acquire_timeout(LONG));
+        assert!(ready.acquire_timeout(LONG).unwrap());
         enter(&cond);
         cond.notify(1).unwrap();
         cond.release().unwrap();
@@ -445,7 +445,7 @@ fn a_condition_waiter_killed_while_waiting_blocks_nobody_and_its_slot_is_reclaim
             })
             .collect();
         for i in 0..MAX_WAITERS {
-            assert!(ready.acquire_timeout(LONG), "{m:?}: waiter {i} never came");
+            assert!(ready.acquire_timeout(LONG).unwrap(), "{m:?}: waiter {i} never came");
         }
         enter(&cond);
         // Every slot is taken by a live waiter now: one more is refused, and keeps the lock.
@@ -471,7 +471,7 @@ fn a_condition_waiter_killed_while_waiting_blocks_nobody_and_its_slot_is_reclaim
 #[test]
 fn a_barrier_waiter_killed_while_waiting_makes_the_others_time_out_broken() {
     for m in METHODS {
-        let barrier = Barrier::new(4, None, None).unwrap();
+        let barrier = Barrier::new(4, None).unwrap();
         let victim = start(m, barrier_waiter, (barrier.clone(), FOREVER));
         eventually("the victim waiting", || barrier.n_waiting() == 1);
         // Two live waiters: a child with a long timeout, waiting when the victim dies, and a
@@ -525,7 +525,7 @@ fn only_one_of_several_waiters_learns_that_the_owner_died() {
         let held = Event::new().unwrap();
         let trying = Semaphore::new(0).unwrap();
         let victim = start(m, holder, (Target::Lock(lock.clone()), held.clone()));
-        assert!(held.wait_timeout(LONG));
+        assert!(held.wait_timeout(LONG).unwrap());
         let children: Vec<Child<bool>> = (0..2)
             .map(|_| start(m, contend, (lock.clone(), trying.clone())))
             .collect();
@@ -536,7 +536,7 @@ fn only_one_of_several_waiters_learns_that_the_owner_died() {
             })
             .collect();
         for _ in 0..4 {
-            assert!(trying.acquire_timeout(LONG));
+            assert!(trying.acquire_timeout(LONG).unwrap());
         }
         std::thread::sleep(Duration::from_millis(50));
         victim.kill();
@@ -584,8 +584,8 @@ fn a_notified_waiter_takes_the_condition_lock_over_from_a_notifier_that_died() {
             let target = Target::Cond(c.clone());
             let owned = target.is_owned();
             let count = match c.get_lock() {
-                ConditionLock::RLock(l) => l.count(),
-                ConditionLock::Lock(_) => unreachable!(),
+                AnyLock::RLock(l) => l.count(),
+                AnyLock::Lock(_) => unreachable!(),
             };
             if owned {
                 for _ in 0..count {
@@ -594,10 +594,10 @@ fn a_notified_waiter_takes_the_condition_lock_over_from_a_notifier_that_died() {
             }
             let _ = tx.send((result.map_err(|e| e.is_owner_died()), back, owned, count));
         });
-        assert!(ready.wait_timeout(LONG));
+        assert!(ready.wait_timeout(LONG).unwrap());
         let victim = start(m, notify_and_die, (cond.clone(), held.clone()));
         assert!(
-            held.wait_timeout(LONG),
+            held.wait_timeout(LONG).unwrap(),
             "{m:?}: the notifier never notified"
         );
         let killed = Instant::now();

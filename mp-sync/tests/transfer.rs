@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mp_core::{codec, pipe, Connection};
 use mp_sync::{
-    Barrier, BoundedSemaphore, Condition, ConditionLock, Error, Event, Lock, RLock, Semaphore,
+    Barrier, BoundedSemaphore, Condition, AnyLock, Error, Event, Lock, RLock, Semaphore,
 };
 use mp_testkit::{start, LONG, METHODS};
 use serde::{Deserialize, Serialize};
@@ -44,7 +44,7 @@ impl All {
             bounded: BoundedSemaphore::new(1).unwrap(),
             cond: Condition::new().unwrap(),
             event: Event::new().unwrap(),
-            barrier: Barrier::new(2, Some(action), None).unwrap(),
+            barrier: Barrier::new(2, Some(action)).unwrap(),
         }
     }
 }
@@ -52,8 +52,8 @@ impl All {
 /// Takes the condition's lock, waiting at most [`LONG`].
 fn enter(cond: &Condition) {
     let got = match cond.get_lock() {
-        ConditionLock::Lock(l) => l.acquire_timeout(LONG),
-        ConditionLock::RLock(l) => l.acquire_timeout(LONG),
+        AnyLock::Lock(l) => l.acquire_timeout(LONG),
+        AnyLock::RLock(l) => l.acquire_timeout(LONG),
     };
     assert!(got.expect("the previous owner died"), "no condition lock");
 }
@@ -120,8 +120,8 @@ fn remote(mut conn: Connection) {
     all.sem.release().unwrap();
     all.sem.release().unwrap();
     assert!(matches!(all.bounded.release(), Err(Error::TooManyReleases)));
-    assert!(all.bounded.try_acquire());
-    assert!(!all.event.wait_timeout(Duration::from_millis(10)));
+    assert!(all.bounded.try_acquire().unwrap());
+    assert!(!all.event.wait_timeout(Duration::from_millis(10)).unwrap());
     all.event.set();
     conn.send("step 1").unwrap();
 
@@ -159,7 +159,7 @@ fn a_primitive_received_over_a_pipe_can_be_sent_on_to_a_grandchild() {
         let event = Event::new().unwrap();
         conn.send(&(lock.clone(), event.clone())).unwrap();
         assert!(
-            event.wait_timeout(LONG),
+            event.wait_timeout(LONG).unwrap(),
             "{m:?}: the grandchild never set the event"
         );
         assert!(lock.is_locked(), "{m:?}: the grandchild took the lock");

@@ -23,7 +23,7 @@ pub fn sleep_long_string(_: ()) -> String {
 
 /// Waits (at most [`LONG`]) for one message on `conn`, then returns.
 pub fn wait_for_go(mut conn: Connection) {
-    if conn.poll(Some(LONG)).unwrap_or(false) {
+    if conn.poll_timeout(LONG).unwrap_or(false) {
         let _ = conn.recv::<u8>();
     }
 }
@@ -73,7 +73,7 @@ pub fn make_record(id: u32) -> Record {
 
 /// Receives a number (within [`LONG`]), sends back its double, returns the number.
 pub fn echo_double(mut conn: Connection) -> u64 {
-    assert!(conn.poll(Some(LONG)).unwrap(), "no message from the parent");
+    assert!(conn.poll_timeout(LONG).unwrap(), "no message from the parent");
     let n: u64 = conn.recv().unwrap();
     conn.send(&(n * 2)).unwrap();
     n

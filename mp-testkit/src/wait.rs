@@ -133,13 +133,13 @@ pub fn readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
 /// Waits (at most [`LONG`]) for a message on `c`, then receives it as `T`.
 #[track_caller]
 pub fn recv<T: DeserializeOwned>(c: &mut Connection) -> T {
-    assert!(c.poll(Some(LONG)).unwrap(), "no message within {LONG:?}");
+    assert!(c.poll_timeout(LONG).unwrap(), "no message within {LONG:?}");
     c.recv().unwrap()
 }
 
 /// Waits (at most [`LONG`]) for a message on `c`, then receives its bytes.
 #[track_caller]
 pub fn recv_bytes(c: &mut Connection) -> Vec<u8> {
-    assert!(c.poll(Some(LONG)).unwrap(), "no message within {LONG:?}");
+    assert!(c.poll_timeout(LONG).unwrap(), "no message within {LONG:?}");
     c.recv_bytes().unwrap()
 }
