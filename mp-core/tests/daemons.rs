@@ -205,14 +205,11 @@ fn non_daemonic_children_are_joined_at_exit() {
     }
 }
 
-#[test]
-fn scenario_join_at_exit() {
-    if !in_scenario("scenario_join_at_exit") {
-        return;
-    }
-    register_exit_report();
+/// Starts one [`sleep_then_print`] child per start method, each printing after `millis`,
+/// watches their pids at exit, and says `STARTED=[all]`.
+fn start_watched_printers(millis: u64) {
     for m in METHODS {
-        let mut p = Process::new(sleep_then_print, (m.to_string(), 300)).start_method(m);
+        let mut p = Process::new(sleep_then_print, (m.to_string(), millis)).start_method(m);
         p.start().unwrap();
         WATCHED_AT_EXIT
             .lock()
@@ -220,6 +217,15 @@ fn scenario_join_at_exit() {
             .push(p.pid().unwrap().unwrap());
     }
     say("STARTED", "all");
+}
+
+#[test]
+fn scenario_join_at_exit() {
+    if !in_scenario("scenario_join_at_exit") {
+        return;
+    }
+    register_exit_report();
+    start_watched_printers(300);
 }
 
 #[test]
@@ -259,15 +265,7 @@ fn scenario_no_join_at_exit() {
     }
     register_exit_report();
     set_join_at_exit(false);
-    for m in METHODS {
-        let mut p = Process::new(sleep_then_print, (m.to_string(), 5000)).start_method(m);
-        p.start().unwrap();
-        WATCHED_AT_EXIT
-            .lock()
-            .unwrap()
-            .push(p.pid().unwrap().unwrap());
-    }
-    say("STARTED", "all");
+    start_watched_printers(5000);
 }
 
 #[test]

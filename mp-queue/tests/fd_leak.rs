@@ -5,30 +5,11 @@
 //! checks are the nearest). The counting runs in a spawned helper process, a fresh copy of this
 //! test binary with no other test threads that could open or close fds meanwhile.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{start, LONG, METHODS};
 use mp_core::StartMethod;
 use mp_queue::{JoinableQueue, Queue, SimpleQueue};
-
-/// The open fds of this process, each with what it points at.
-fn open_fds() -> Vec<(i32, String)> {
-    let mut fds: Vec<(i32, String)> = std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .flatten()
-        .filter_map(|e| {
-            let fd = e.file_name().to_string_lossy().parse().ok()?;
-            let target = std::fs::read_link(e.path())
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| "?".into());
-            Some((fd, target))
-        })
-        .collect();
-    fds.sort();
-    fds
-}
+use mp_testkit::{open_fds, start, LONG, METHODS};
 
 /// How many mappings of each shared-memory kind (`memfd:...`) this process has.
 fn shared_mappings() -> BTreeMap<String, usize> {

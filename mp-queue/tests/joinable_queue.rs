@@ -7,12 +7,10 @@
 //! many times (`test_queue_task_done` in `Lib/test/test_queue.py`). New here: `join` called in a
 //! child process, and `join_timeout`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{assert_took_about, eventually, start, LONG, METHODS, SETTLE};
 use mp_queue::{Error, JoinableQueue, Queue};
+use mp_testkit::{assert_took_about, eventually, start, LONG, METHODS, SETTLE};
 
 // ----- children -----
 

@@ -17,17 +17,15 @@
 //! - a producer killed in the middle of putting a 64 MiB item, and a consumer killed in the
 //!   middle of getting one: all or nothing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
-    big_item, brief, eventually, is_big_item, pattern, start, Child, Counters, Rng, KILLED, LONG,
-    METHODS, SETTLE,
-};
 use mp_core::codec::Bytes;
 use mp_core::StartMethod;
 use mp_queue::{Error, Queue};
+use mp_testkit::{
+    assert_err, big_item, brief, eventually, is_big_item, pattern, start, Child, Counters, Rng,
+    FOREVER, KILLED, LONG, METHODS, SETTLE,
+};
 use serde::{Deserialize, Serialize};
 
 /// A numbered item whose payload depends on its number: a torn or mixed-up item shows.
@@ -127,7 +125,7 @@ fn put_big_then_sleep((q, progress, seed, len): (Queue<Bytes>, Counters, u64, us
     progress.set(0, 1);
     q.put_timeout(item, LONG).expect("put_timeout");
     progress.set(0, 2);
-    std::thread::sleep(LONG);
+    std::thread::sleep(FOREVER);
 }
 
 /// Says it is about to get (1), gets, says so (2), checks the item (3 whole, 4 not), then
@@ -138,7 +136,7 @@ fn get_big_then_sleep((q, progress, seed, len): (Queue<Bytes>, Counters, u64, us
     progress.set(0, 2);
     let whole = is_big_item(&item, seed, len, 0xc3);
     progress.set(0, if whole { 3 } else { 4 });
-    std::thread::sleep(LONG);
+    std::thread::sleep(FOREVER);
 }
 
 // ----- the checks the parent makes -----

@@ -9,13 +9,11 @@
 //! `SimpleQueue` and `JoinableQueue` variants. CPython has no test of the multiset received;
 //! that check is new.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{start, Child, LONG, METHODS};
 use mp_core::StartMethod;
 use mp_queue::{JoinableQueue, Queue, SimpleQueue};
+use mp_testkit::{start, Child, LONG, METHODS};
 
 const PRODUCERS: usize = 4;
 const CONSUMERS: usize = 4;

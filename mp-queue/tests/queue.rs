@@ -15,17 +15,15 @@
 //! regression tests for `put_nowait` under contention, bursts after the ring wrapped, and a
 //! closed handle passed to a child.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{
-    assert_prompt, assert_took_about, big_item, brief, eventually, is_big_item, pattern, start,
-    Rng, LONG, METHODS, SETTLE,
-};
 use mp_core::codec::Bytes;
 use mp_core::{pipe, Connection, StartMethod};
 use mp_queue::{Error, Queue, QueueSizes};
+use mp_testkit::{
+    assert_err, assert_prompt, assert_took_about, big_item, brief, eventually, is_big_item,
+    pattern, start, Rng, LONG, METHODS, SETTLE,
+};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -95,7 +93,7 @@ fn get_pattern((q, seed, len): (Queue<Bytes>, u64, usize)) -> bool {
     item == pattern(seed, len)
 }
 
-/// Puts one big item (see `common::big_item`).
+/// Puts one big item (see `mp_testkit::big_item`).
 fn put_big((q, seed, len, fill): (Queue<Bytes>, u64, usize, u8)) {
     let item = big_item(seed, len, fill);
     q.put_timeout(item, LONG).expect("child put_timeout");

@@ -6,13 +6,11 @@
 //! `test_close`). New here: items both ways through a child, a closed handle's errors, and a
 //! `Queue` handle refused when received as a `SimpleQueue`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{brief, start, LONG, METHODS};
 use mp_core::{pipe, Connection};
 use mp_queue::{Error, Queue, SimpleQueue};
+use mp_testkit::{brief, start, LONG, METHODS};
 
 // ----- children -----
 

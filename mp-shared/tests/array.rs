@@ -7,10 +7,8 @@
 //! `test_getobj_getlock_obj`). The error cases are new: CPython raises `IndexError`; here they
 //! are typed errors.
 
-mod common;
-
-use common::{join, start, METHODS};
 use mp_shared::{AnyLock, Array, Error, LockError, Value};
+use mp_testkit::{start, METHODS};
 
 /// The seed: `for i in range(len(a)): a[i] = -a[i]`, element by element.
 fn negate(a: Array<i32>) -> usize {
@@ -32,8 +30,8 @@ fn negate_locked(a: Array<f64>) {
 fn child_negates_the_array_under_every_start_method() {
     for m in METHODS {
         let a = Array::from_slice(&(0..10).collect::<Vec<i32>>()).unwrap();
-        let p = start(negate, a.clone(), m);
-        assert_eq!(join(&p, m), 10, "{m}");
+        let p = start(m, negate, a.clone());
+        assert_eq!(p.finish(), 10, "{m}");
         assert_eq!(
             a.to_vec().unwrap(),
             [0, -1, -2, -3, -4, -5, -6, -7, -8, -9],
@@ -41,8 +39,8 @@ fn child_negates_the_array_under_every_start_method() {
         );
 
         let f = Array::from_slice(&[1.5f64, -2.0, 0.25]).unwrap();
-        let p = start(negate_locked, f.clone(), m);
-        join(&p, m);
+        let p = start(m, negate_locked, f.clone());
+        p.finish();
         assert_eq!(f.to_vec().unwrap(), [-1.5, 2.0, -0.25], "{m}");
     }
 }
@@ -138,15 +136,15 @@ fn array_and_value_sharing_a_lock_across_processes() {
         let lock = AnyLock::new_rlock().unwrap();
         let a = Array::from_slice_with_lock(&[1000i32, 0], lock.clone()).unwrap();
         let v = Value::with_lock(0i32, lock.clone()).unwrap();
-        let p1 = start(transfer, (a.clone(), v.clone(), 300), m);
-        let p2 = start(transfer, (a.clone(), v.clone(), 300), m);
+        let p1 = start(m, transfer, (a.clone(), v.clone(), 300));
+        let p2 = start(m, transfer, (a.clone(), v.clone(), 300));
         // Sums stay consistent at every moment the lock is free.
         for _ in 0..20 {
             let _held = lock.lock().unwrap();
             assert_eq!(a.get(0).unwrap() + v.get().unwrap(), 1000, "{m}");
         }
-        join(&p1, m);
-        join(&p2, m);
+        p1.finish();
+        p2.finish();
         assert_eq!((a.get(0).unwrap(), v.get().unwrap()), (400, 600), "{m}");
     }
 }

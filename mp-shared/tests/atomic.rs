@@ -1,10 +1,8 @@
 //! Integration tests for `SharedAtomic`: counters incremented by several processes under every
 //! start method, and the other atomic operations. New (CPython has no atomic cells).
 
-mod common;
-
-use common::{join, start, METHODS};
 use mp_shared::SharedAtomic;
+use mp_testkit::{start, METHODS};
 
 fn count((c, n): (SharedAtomic<i64>, u32)) {
     for _ in 0..n {
@@ -16,11 +14,11 @@ fn count((c, n): (SharedAtomic<i64>, u32)) {
 fn counters_lose_no_increment_across_processes() {
     for m in METHODS {
         let c = SharedAtomic::new(0i64).unwrap();
-        let a = start(count, (c.clone(), 20_000), m);
-        let b = start(count, (c.clone(), 20_000), m);
+        let a = start(m, count, (c.clone(), 20_000));
+        let b = start(m, count, (c.clone(), 20_000));
         count((c.clone(), 20_000));
-        join(&a, m);
-        join(&b, m);
+        a.finish();
+        b.finish();
         assert_eq!(c.load(), 60_000, "{m}");
     }
 }
@@ -44,9 +42,9 @@ fn compare_exchange_hands_each_slot_to_one_process() {
     for m in METHODS {
         let slots: Vec<SharedAtomic<u32>> =
             (0..50).map(|_| SharedAtomic::new(0).unwrap()).collect();
-        let a = start(claim, (slots.clone(), 3), m);
-        let b = start(claim, (slots.clone(), 3), m);
-        let total = join(&a, m) + join(&b, m);
+        let a = start(m, claim, (slots.clone(), 3));
+        let b = start(m, claim, (slots.clone(), 3));
+        let total = a.finish() + b.finish();
         assert_eq!(total, 50, "{m}");
         assert!(slots.iter().all(|s| s.load() != 0), "{m}");
     }

@@ -5,12 +5,10 @@
 //! test_rawvalue` and `_TestArray.test_rawarray` (a child writes a raw object that the parent
 //! reads). The type check and the tearing test are new.
 
-mod common;
-
 use bytemuck::{Pod, Zeroable};
-use common::{join, recv, start, METHODS};
 use mp_core::{pipe, Connection};
 use mp_shared::{Error, RawArray, RawValue};
+use mp_testkit::{recv, start, METHODS};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
@@ -33,8 +31,8 @@ fn child_writes_raw_objects_under_every_start_method() {
         let v = RawValue::new(21).unwrap();
         let a = RawArray::from_slice(b"-----").unwrap();
         let pt = RawValue::new(Point { x: 0.0, y: 0.0 }).unwrap();
-        let p = start(write_raw, (v.clone(), a.clone(), pt.clone()), m);
-        assert_eq!(join(&p, m), 21, "{m}");
+        let p = start(m, write_raw, (v.clone(), a.clone(), pt.clone()));
+        assert_eq!(p.finish(), 21, "{m}");
         assert_eq!(v.get(), 42, "{m}");
         assert_eq!(a.to_vec(), b"child", "{m}");
         assert_eq!(pt.get(), Point { x: -1.0, y: 2.0 }, "{m}");
@@ -75,9 +73,9 @@ fn receive_wrong_type(mut conn: Connection) -> String {
 fn a_segment_of_another_type_is_refused_on_arrival() {
     for m in METHODS {
         let (mut ours, theirs) = pipe(true).unwrap();
-        let p = start(receive_wrong_type, theirs, m);
+        let p = start(m, receive_wrong_type, theirs);
         ours.send(&RawValue::new(1i32).unwrap()).unwrap();
-        let msg = join(&p, m);
+        let msg = p.finish();
         assert!(msg.contains("is not a raw object of f32"), "{m}: {msg}");
     }
 }
@@ -92,10 +90,10 @@ fn receive_sync_as_raw(mut conn: Connection) {
 fn a_synchronized_value_is_not_a_raw_one() {
     let (mut ours, theirs) = pipe(true).unwrap();
     let m = mp_core::StartMethod::Spawn;
-    let p = start(receive_sync_as_raw, theirs, m);
+    let p = start(m, receive_sync_as_raw, theirs);
     ours.send(&mp_shared::Value::new(1i64).unwrap()).unwrap();
     assert!(recv::<bool>(&mut ours));
-    join(&p, m);
+    p.finish();
 }
 
 /// Flips the value between two patterns many times.
@@ -109,10 +107,10 @@ fn flip((v, n): (RawValue<u64>, u32)) {
 fn eight_byte_values_never_tear() {
     let v = RawValue::new(0u64).unwrap();
     let m = mp_core::StartMethod::Fork;
-    let p = start(flip, (v.clone(), 200_000), m);
+    let p = start(m, flip, (v.clone(), 200_000));
     for _ in 0..200_000 {
         let x = v.get();
         assert!(x == 0 || x == u64::MAX, "torn read: {x:#x}");
     }
-    join(&p, m);
+    p.finish();
 }

@@ -7,14 +7,13 @@
 //! checks the first case (a killed child's segment is unlinked by the tracker) but has the
 //! gh-82300 bug the second case checks for.
 
-mod common;
-
 use std::time::Duration;
 
-use common::METHODS;
-use common::{in_dev_shm, join, our_entries, recv, start, unique_name, vanishes, CLEANUP, JOIN};
-use mp_core::{pipe, Connection, Process, StartMethod};
+use mp_core::{pipe, Connection, StartMethod};
 use mp_shared::SharedMemory;
+use mp_testkit::{
+    in_dev_shm, our_entries, recv, start, unique_name, vanishes, Child, CLEANUP, LONG, METHODS,
+};
 
 /// Creates segment `name` (tracked or not), writes to it, says so, then waits to be killed.
 fn create_and_wait((mut conn, name, track): (Connection, String, bool)) {
@@ -29,20 +28,20 @@ fn create_and_wait((mut conn, name, track): (Connection, String, bool)) {
 }
 
 /// A creator child and our end of its connection (kept open so that it waits).
-struct Creator(Process, Connection);
+struct Creator(Child, Connection);
 
 /// Starts a creator of `name` under `m` and waits until the segment exists.
 fn creator(name: &str, track: bool, m: StartMethod) -> Creator {
     let (mut ours, theirs) = pipe(true).unwrap();
-    let p = start(create_and_wait, (theirs, name.to_string(), track), m);
+    let p = start(m, create_and_wait, (theirs, name.to_string(), track));
     assert!(recv::<bool>(&mut ours), "{m}");
     Creator(p, ours)
 }
 
 /// SIGKILLs the creator and reaps it.
 fn kill(Creator(p, _conn): Creator, m: StartMethod) {
-    p.kill().unwrap();
-    assert_eq!(p.join_timeout(JOIN).unwrap(), Some(-9), "{m}");
+    p.kill();
+    assert_eq!(p.join_timeout(LONG).unwrap(), Some(-9), "{m}");
 }
 
 #[test]
@@ -78,7 +77,7 @@ fn segment_still_used_by_another_process_is_not_unlinked() {
         let name = unique_name("in_use");
         let p = creator(&name, true, m);
         let (mut ours, theirs) = pipe(true).unwrap();
-        let user = start(attach_and_hold, (theirs, name.clone()), m);
+        let user = start(m, attach_and_hold, (theirs, name.clone()));
         assert!(recv::<bool>(&mut ours), "{m}");
 
         kill(p, m);
@@ -92,7 +91,7 @@ fn segment_still_used_by_another_process_is_not_unlinked() {
         let late = SharedMemory::attach(&name).unwrap();
 
         ours.send(&true).unwrap();
-        assert_eq!(join(&user, m), b"precious", "{m}");
+        assert_eq!(user.finish(), b"precious", "{m}");
         std::thread::sleep(Duration::from_millis(100));
         assert!(
             in_dev_shm(&name),
@@ -117,8 +116,8 @@ fn create_and_leave(name: String) {
 fn creator_that_exits_without_unlink_is_cleaned_up() {
     for m in METHODS {
         let name = unique_name("left");
-        let p = start(create_and_leave, name.clone(), m);
-        join(&p, m);
+        let p = start(m, create_and_leave, name.clone());
+        p.finish();
         assert!(
             vanishes(&name, CLEANUP),
             "{m}: {name} is still in /dev/shm after its creator exited"

@@ -8,13 +8,11 @@
 //! unlink, a random name when none is given; `test_shared_memory_across_processes`: a child
 //! attaches by name and writes).
 
-mod common;
-
 use std::sync::atomic::Ordering;
 
-use common::{in_dev_shm, join, recv, start, unique_name, vanishes, CLEANUP, METHODS};
 use mp_core::{pipe, Connection};
 use mp_shared::{Error, SharedMemory};
+use mp_testkit::{in_dev_shm, recv, start, unique_name, vanishes, CLEANUP, METHODS};
 
 #[test]
 fn basics() {
@@ -133,8 +131,8 @@ fn child_attaches_by_name_under_every_start_method() {
     for m in METHODS {
         let shm = SharedMemory::create(None, 64).unwrap();
         shm.write_at(0, b"hello").unwrap();
-        let p = start(attach_and_write, shm.name().to_string(), m);
-        assert_eq!(join(&p, m), b"hello", "{m}");
+        let p = start(m, attach_and_write, shm.name().to_string());
+        assert_eq!(p.finish(), b"hello", "{m}");
         let mut out = [0u8; 10];
         shm.read_at(0, &mut out).unwrap();
         assert_eq!(&out, b"hellochild", "{m}");
@@ -155,7 +153,7 @@ fn write_received(mut conn: Connection) {
 fn sent_as_a_handle_over_a_connection() {
     for m in METHODS {
         let (mut ours, theirs) = pipe(true).unwrap();
-        let p = start(write_received, theirs, m);
+        let p = start(m, write_received, theirs);
         let shm = SharedMemory::create(None, 32).unwrap();
         let name = shm.name().to_string();
         ours.send(&shm).unwrap();
@@ -163,7 +161,7 @@ fn sent_as_a_handle_over_a_connection() {
         let mut out = vec![0u8; name.len()];
         shm.read_at(0, &mut out).unwrap();
         assert_eq!(out, name.as_bytes(), "{m}");
-        join(&p, m);
+        p.finish();
         drop(shm);
         // Tracked, unused by anyone now: the tracker unlinks it.
         assert!(vanishes(&name, CLEANUP), "{m}: {name} still in /dev/shm");
@@ -183,8 +181,8 @@ fn passed_as_an_argument() {
         let shm = SharedMemory::create(None, 100).unwrap();
         let name = shm.name().to_string();
         let theirs = SharedMemory::attach(&name).unwrap();
-        let p = start(fill, theirs, m);
-        join(&p, m);
+        let p = start(m, fill, theirs);
+        p.finish();
         assert!(shm.to_vec().iter().all(|&b| b == 0xab), "{m}");
         shm.unlink().unwrap();
     }

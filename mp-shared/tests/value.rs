@@ -7,15 +7,13 @@
 //! `test_rawvalue`; `test_getobj_getlock`: a given lock is the one `get_lock()` returns).
 //! The contention, deadlock, aliasing and owner-death tests are new.
 
-mod common;
-
 use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
-use common::{join, recv, start, JOIN, METHODS};
 use mp_core::{pipe, Connection, Process, StartMethod};
 use mp_shared::{AnyLock, Error, LockError, Value};
 use mp_sync::{Event, Lock, RLock};
+use mp_testkit::{recv, start, LONG, METHODS};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable, serde::Serialize, serde::Deserialize)]
@@ -63,8 +61,8 @@ fn writes_cross_processes_for_every_type_and_start_method() {
             Value::new(1 << 40).unwrap(),
             Value::new(Point { x: 3.0, y: 4.0 }).unwrap(),
         );
-        let p = start(write_values, values.clone(), m);
-        let seen = join(&p, m);
+        let p = start(m, write_values, values.clone());
+        let seen = p.finish();
         assert_eq!(
             seen,
             (25, 1.25, b'c', 300, 1 << 40, Point { x: 3.0, y: 4.0 }),
@@ -91,10 +89,10 @@ fn parent_writes_after_start_are_seen_by_the_child() {
     for m in METHODS {
         let v = Value::new(1i64).unwrap();
         let go = Event::new().unwrap();
-        let p = start(read_after, (v.clone(), go.clone()), m);
+        let p = start(m, read_after, (v.clone(), go.clone()));
         v.set(42).unwrap();
         go.set();
-        assert_eq!(join(&p, m), 42, "{m}");
+        assert_eq!(p.finish(), 42, "{m}");
     }
 }
 
@@ -118,10 +116,10 @@ fn increment_python_style((v, n): (Value<i64>, u32)) {
 fn two_processes_increment_without_losing_updates() {
     for m in METHODS {
         let v = Value::new(0i64).unwrap();
-        let a = start(increment, (v.clone(), 2000), m);
-        let b = start(increment_python_style, (v.clone(), 2000), m);
-        join(&a, m);
-        join(&b, m);
+        let a = start(m, increment, (v.clone(), 2000));
+        let b = start(m, increment_python_style, (v.clone(), 2000));
+        a.finish();
+        b.finish();
         assert_eq!(v.get().unwrap(), 4000, "{m}");
     }
 }
@@ -213,13 +211,13 @@ fn die_holding((v, _unused): (Value<i64>, ())) {
 fn lock_held_by_a_dead_process_is_taken_over_and_reported() {
     for m in METHODS {
         let v = Value::new(0i64).unwrap();
-        let p = start(die_holding, (v.clone(), ()), m);
-        assert_eq!(p.join_timeout(JOIN).unwrap(), Some(3), "{m}");
+        let p = start(m, die_holding, (v.clone(), ()));
+        assert_eq!(p.join_timeout(LONG).unwrap(), Some(3), "{m}");
         // The first access reports the death (and does nothing), the next one works.
         assert!(matches!(v.get(), Err(Error::OwnerDied)), "{m}");
         assert_eq!(v.get().unwrap(), -1, "{m}");
-        let p = start(die_holding, (v.clone(), ()), m);
-        assert_eq!(p.join_timeout(JOIN).unwrap(), Some(3), "{m}");
+        let p = start(m, die_holding, (v.clone(), ()));
+        assert_eq!(p.join_timeout(LONG).unwrap(), Some(3), "{m}");
         // A guard taken over keeps the lock, and sees the half-made update.
         let mut g = match v.lock() {
             Err(LockError::OwnerDied(g)) => g,
@@ -243,12 +241,12 @@ fn double_received(mut conn: Connection) {
 fn sent_over_a_duplex_connection() {
     for m in METHODS {
         let (mut ours, theirs) = pipe(true).unwrap();
-        let p = start(double_received, theirs, m);
+        let p = start(m, double_received, theirs);
         let v = Value::new(21i64).unwrap();
         ours.send(&v).unwrap();
         let () = recv(&mut ours);
         assert_eq!(v.get().unwrap(), 42, "{m}");
-        join(&p, m);
+        p.finish();
     }
 }
 
@@ -262,7 +260,6 @@ fn serializing_outside_a_transfer_is_an_error() {
 /// Closure children (fork only) see the same memory.
 #[test]
 fn closure_child_under_fork() {
-    common::warm_up_mp_sync();
     let v = Value::new(Point { x: 0.0, y: 0.0 }).unwrap();
     let v2 = v.clone();
     let mut p = Process::from_closure(move || {
@@ -270,7 +267,7 @@ fn closure_child_under_fork() {
     })
     .start_method(StartMethod::Fork);
     p.start().unwrap();
-    assert_eq!(p.join_timeout(JOIN).unwrap(), Some(0));
+    assert_eq!(p.join_timeout(LONG).unwrap(), Some(0));
     assert_eq!(v.get().unwrap(), Point { x: 0.0, y: 9.0 });
 }
 
