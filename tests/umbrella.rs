@@ -33,7 +33,7 @@ fn pipe_reexport_carries_the_seed_example() {
     let (mut parent, child) = pipe(true).expect("pipe");
     let mut p = Process::new(send_back, child).start_method(StartMethod::Fork);
     p.start().expect("start");
-    assert!(parent.poll(Some(Duration::from_secs(30))).expect("poll"));
+    assert!(parent.poll_timeout(Duration::from_secs(30)).expect("poll"));
     let got: (i32, Option<i32>, String) = parent.recv().expect("recv");
     assert_eq!(got, (42, None, "hello".to_string()));
     assert_eq!(
@@ -174,7 +174,10 @@ fn is_owner_died_covers_locks_and_values() {
 fn is_broken_barrier_covers_an_aborted_barrier() {
     let b = multiprocessing::Barrier::new(2, None).expect("barrier");
     b.abort();
-    let e: MpError = b.wait_timeout(Duration::from_secs(5)).expect_err("broken").into();
+    let e: MpError = b
+        .wait_timeout(Duration::from_secs(5))
+        .expect_err("broken")
+        .into();
     assert!(e.is_broken_barrier(), "{e}");
 }
 

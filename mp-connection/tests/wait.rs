@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mp_connection::{wait, wait_deadline, Address, Client, Listener, Waitable};
+use mp_connection::{wait, wait_deadline, wait_timeout, Address, Client, Listener, Waitable};
 use mp_core::{pipe, Process};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -13,7 +13,7 @@ const LIMIT: Duration = Duration::from_secs(10);
 #[test]
 fn an_empty_list_sleeps_for_the_timeout() {
     let t0 = Instant::now();
-    assert!(wait(&[], Some(Duration::from_millis(100)))
+    assert!(wait_timeout(&[], Duration::from_millis(100))
         .unwrap()
         .is_empty());
     let waited = t0.elapsed();
@@ -25,11 +25,11 @@ fn an_empty_list_sleeps_for_the_timeout() {
 fn zero_timeout_returns_at_once() {
     let (a, _b) = pipe(true).unwrap();
     let t0 = Instant::now();
-    assert!(wait(&[&a], Some(Duration::ZERO)).unwrap().is_empty());
-    assert!(wait(&[], Some(Duration::ZERO)).unwrap().is_empty());
+    assert!(wait_timeout(&[&a], Duration::ZERO).unwrap().is_empty());
+    assert!(wait_timeout(&[], Duration::ZERO).unwrap().is_empty());
     // A deadline in the past is Python's negative timeout.
     let past = Instant::now() - Duration::from_secs(1);
-    assert!(wait_deadline(&[&a], Some(past)).unwrap().is_empty());
+    assert!(wait_deadline(&[&a], past).unwrap().is_empty());
     assert!(t0.elapsed() < Duration::from_secs(1));
 }
 
@@ -40,14 +40,14 @@ fn ready_connections_are_reported_in_order() {
     let (c, mut c_peer) = pipe(true).unwrap();
     c_peer.send_bytes(b"c").unwrap();
     a_peer.send_bytes(b"a").unwrap();
-    assert_eq!(wait(&[&a, &b, &c], Some(LIMIT)).unwrap(), vec![0, 2]);
+    assert_eq!(wait_timeout(&[&a, &b, &c], LIMIT).unwrap(), vec![0, 2]);
 }
 
 #[test]
 fn end_of_file_counts_as_ready() {
     let (a, a_peer) = pipe(true).unwrap();
     drop(a_peer);
-    assert_eq!(wait(&[&a], Some(LIMIT)).unwrap(), vec![0]);
+    assert_eq!(wait_timeout(&[&a], LIMIT).unwrap(), vec![0]);
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn none_waits_until_something_is_ready() {
         a_peer
     });
     let t0 = Instant::now();
-    assert_eq!(wait(&[&b, &a], None).unwrap(), vec![1]);
+    assert_eq!(wait(&[&b, &a]).unwrap(), vec![1]);
     assert!(t0.elapsed() >= Duration::from_millis(40));
     t.join().unwrap();
 }
@@ -68,11 +68,11 @@ fn none_waits_until_something_is_ready() {
 #[test]
 fn a_listener_is_ready_when_a_client_waits() {
     let listener = Listener::bind(Some(Address::tcp(Ipv4Addr::LOCALHOST, 0)), 1, None).unwrap();
-    assert!(wait(&[&listener], Some(Duration::from_millis(20)))
+    assert!(wait_timeout(&[&listener], Duration::from_millis(20))
         .unwrap()
         .is_empty());
     let _client = Client::connect_timeout(listener.address(), None, LIMIT).unwrap();
-    assert_eq!(wait(&[&listener], Some(LIMIT)).unwrap(), vec![0]);
+    assert_eq!(wait_timeout(&[&listener], LIMIT).unwrap(), vec![0]);
     listener.accept_timeout(LIMIT).unwrap();
 }
 
@@ -87,7 +87,7 @@ fn a_process_is_ready_when_it_ends() {
     quick.start().unwrap();
     slow.start().unwrap();
     let (idle, _peer) = pipe(true).unwrap();
-    let ready = wait(&[&slow, &idle, &quick], Some(LIMIT)).unwrap();
+    let ready = wait_timeout(&[&slow, &idle, &quick], LIMIT).unwrap();
     assert_eq!(ready, vec![2]);
     assert_eq!(quick.join_timeout(LIMIT).unwrap(), Some(0));
     slow.kill().unwrap();
@@ -99,11 +99,11 @@ fn raw_fds() {
     let (r, w): (OwnedFd, OwnedFd) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     let borrowed = r.as_fd();
-    assert!(wait(&[&borrowed, &r], Some(Duration::ZERO))
+    assert!(wait_timeout(&[&borrowed, &r], Duration::ZERO)
         .unwrap()
         .is_empty());
     rustix::io::write(&w, b"x").unwrap();
-    assert_eq!(wait(&[&borrowed, &r], Some(LIMIT)).unwrap(), vec![0, 1]);
+    assert_eq!(wait_timeout(&[&borrowed, &r], LIMIT).unwrap(), vec![0, 1]);
 }
 
 #[test]
@@ -112,23 +112,23 @@ fn a_mix_of_everything_boxed() {
     let (conn, mut peer) = pipe(true).unwrap();
     let objects: Vec<Box<dyn Waitable>> = vec![Box::new(listener), Box::new(conn)];
     let refs: Vec<&dyn Waitable> = objects.iter().map(|o| o as &dyn Waitable).collect();
-    assert!(wait(&refs, Some(Duration::ZERO)).unwrap().is_empty());
+    assert!(wait_timeout(&refs, Duration::ZERO).unwrap().is_empty());
     peer.send_bytes(b"x").unwrap();
-    assert_eq!(wait(&refs, Some(LIMIT)).unwrap(), vec![1]);
+    assert_eq!(wait_timeout(&refs, LIMIT).unwrap(), vec![1]);
 }
 
 #[test]
 fn closed_objects_and_unstarted_processes_are_errors() {
     let (mut a, _b) = pipe(true).unwrap();
     a.close();
-    assert!(wait(&[&a], Some(Duration::ZERO)).unwrap_err().is_closed());
+    assert!(wait_timeout(&[&a], Duration::ZERO).unwrap_err().is_closed());
 
     let mut listener = Listener::bind(None, 1, None).unwrap();
     listener.close();
-    assert!(wait(&[&listener], Some(Duration::ZERO))
+    assert!(wait_timeout(&[&listener], Duration::ZERO)
         .unwrap_err()
         .is_closed());
 
     let p = Process::new(sleep_ms, 1);
-    assert!(wait(&[&p], Some(Duration::ZERO)).is_err());
+    assert!(wait_timeout(&[&p], Duration::ZERO).is_err());
 }

@@ -579,10 +579,7 @@ fn one_way_pipe_refuses_the_wrong_direction() {
         w.recv_bytes_into(&mut [0u8; 4]),
         Err(Error::NotPermitted(_))
     ));
-    assert!(matches!(
-        w.try_poll(),
-        Err(Error::NotPermitted(_))
-    ));
+    assert!(matches!(w.try_poll(), Err(Error::NotPermitted(_))));
     // The refused calls sent nothing; the right direction works.
     assert!(!r.try_poll().unwrap());
     w.send(&5u8).unwrap();
@@ -615,10 +612,7 @@ fn a_closed_connection_refuses_everything() {
         a.recv_bytes_into(&mut [0u8; 4]),
         Err(Error::Closed(_))
     ));
-    assert!(matches!(
-        a.try_poll(),
-        Err(Error::Closed(_))
-    ));
+    assert!(matches!(a.try_poll(), Err(Error::Closed(_))));
     assert!(matches!(a.try_clone(), Err(Error::Closed(_))));
     assert!(matches!(a.into_owned_fd(), Err(Error::Closed(_))));
     // The peer sees EOF.

@@ -32,11 +32,21 @@ fn trickle((conn, len, gap, count): (Connection, u32, Duration, u32)) {
 fn poll_forms_follow_the_contract() {
     for m in METHODS {
         let (mut ours, theirs) = pipe(true).unwrap();
-        let child = start(m, send_later, (theirs, Duration::from_millis(300), b"hi".to_vec()));
+        let child = start(
+            m,
+            send_later,
+            (theirs, Duration::from_millis(300), b"hi".to_vec()),
+        );
         assert!(!ours.try_poll().unwrap(), "{m}: try_poll only looks");
-        assert!(!ours.poll_timeout(Duration::from_millis(50)).unwrap(), "{m}");
+        assert!(
+            !ours.poll_timeout(Duration::from_millis(50)).unwrap(),
+            "{m}"
+        );
         assert!(ours.poll_deadline(Instant::now() + LONG).unwrap(), "{m}");
-        assert!(ours.poll().unwrap(), "{m}: poll() waits forever, and a message is there");
+        assert!(
+            ours.poll().unwrap(),
+            "{m}: poll() waits forever, and a message is there"
+        );
         assert_eq!(ours.recv_bytes().unwrap(), b"hi");
         ours.send_bytes(b"bye").unwrap();
         child.finish();
@@ -47,13 +57,23 @@ fn poll_forms_follow_the_contract() {
 fn recv_timeout_before_the_first_byte_is_a_timeout_and_leaves_the_end_usable() {
     for m in METHODS {
         let (mut ours, theirs) = pipe(true).unwrap();
-        let child = start(m, send_later, (theirs, Duration::from_millis(600), b"late".to_vec()));
+        let child = start(
+            m,
+            send_later,
+            (theirs, Duration::from_millis(600), b"late".to_vec()),
+        );
         let t0 = Instant::now();
-        let err = ours.recv_bytes_timeout(Duration::from_millis(100)).unwrap_err();
+        let err = ours
+            .recv_bytes_timeout(Duration::from_millis(100))
+            .unwrap_err();
         assert!(err.is_timeout(), "{m}: {err}");
         assert!(t0.elapsed() < LONG);
         // Nothing of the message was consumed: the end is still in step.
-        assert_eq!(ours.recv_bytes_deadline(Instant::now() + LONG).unwrap(), b"late", "{m}");
+        assert_eq!(
+            ours.recv_bytes_deadline(Instant::now() + LONG).unwrap(),
+            b"late",
+            "{m}"
+        );
         ours.send_bytes(b"bye").unwrap();
         child.finish();
     }
@@ -69,10 +89,15 @@ fn recv_deadline_bounds_a_trickling_message_as_a_whole() {
         // A per-read timeout alone would never fire here (every gap is shorter than it).
         ours.set_timeout(Some(Duration::from_secs(5)));
         let t0 = Instant::now();
-        let err = ours.recv_bytes_timeout(Duration::from_millis(400)).unwrap_err();
+        let err = ours
+            .recv_bytes_timeout(Duration::from_millis(400))
+            .unwrap_err();
         let took = t0.elapsed();
         assert!(err.is_timeout(), "{m}: {err}");
-        assert!(took < Duration::from_secs(3), "{m}: the deadline held for {took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{m}: the deadline held for {took:?}"
+        );
         // Cut mid-message: the end is out of step, and says so.
         assert!(ours.recv_bytes().is_err(), "{m}");
         drop(ours);

@@ -67,7 +67,7 @@ fn fifty_children(_: ()) -> Vec<String> {
             "shared mappings changed:\nbefore: {maps_before:?}\nafter:  {maps_after:?}"
         ));
     }
-    j.join_timeout(LONG).unwrap();
+    assert!(j.join_timeout(LONG).unwrap());
     problems
 }
 

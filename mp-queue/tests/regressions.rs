@@ -95,7 +95,7 @@ fn a_panicking_deserialize_left_the_get_lock_held_and_the_item_in_place() {
 fn retyped<A, B>(q: &Queue<A>) -> Queue<B> {
     let (mut a, mut b) = mp_core::pipe(true).unwrap();
     a.send(q).unwrap();
-    assert!(b.poll(Some(WAIT)).unwrap());
+    assert!(b.poll_timeout(WAIT).unwrap());
     b.recv().unwrap()
 }
 

@@ -80,7 +80,7 @@ fn writes_cross_processes_for_every_type_and_start_method() {
 
 /// Waits for `go`, then returns what the value holds.
 fn read_after((v, go): (Value<i64>, Event)) -> i64 {
-    assert!(go.wait_timeout(Duration::from_secs(20)));
+    assert!(go.wait_timeout(Duration::from_secs(20)).unwrap());
     v.get().unwrap()
 }
 
@@ -220,7 +220,7 @@ fn lock_held_by_a_dead_process_is_taken_over_and_reported() {
         assert_eq!(p.join_timeout(LONG).unwrap(), Some(3), "{m}");
         // A guard taken over keeps the lock, and sees the half-made update.
         let mut g = match v.lock() {
-            Err(LockError::OwnerDied(g)) => g,
+            Err(LockError::OwnerDied(died)) => died.into_inner(),
             other => panic!("{m}: expected OwnerDied, got {other:?}"),
         };
         assert_eq!(*g, -1);

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mp_core::StartMethod;
-use mp_sync::{Condition, AnyLock, Error, Lock, RLock, Semaphore};
+use mp_sync::{AnyLock, Condition, Error, Lock, RLock, Semaphore};
 use mp_testkit::{
     assert_sleeps, assert_took_about, eventually, start, Child, Counters, LONG, METHODS, SETTLE,
 };
@@ -166,10 +166,13 @@ fn wait_for_a_predicate_a_child_makes_true() {
         let t0 = Instant::now();
         let mut calls = 0;
         let r = cond
-            .wait_for_timeout(|| {
+            .wait_for_timeout(
+                || {
                     calls += 1;
                     false
-                }, t)
+                },
+                t,
+            )
             .unwrap();
         assert!(!r);
         assert!(calls >= 1);
@@ -230,7 +233,10 @@ fn notify_n_wakes_exactly_n_of_mixed_waiters() {
         // Each waiter released `ready` while holding the lock, and releases the lock only
         // inside its wait: once we hold the lock, all of them are waiting.
         for i in 0..waiters {
-            assert!(ready.acquire_timeout(LONG).unwrap(), "{m:?}: waiter {i} never came");
+            assert!(
+                ready.acquire_timeout(LONG).unwrap(),
+                "{m:?}: waiter {i} never came"
+            );
         }
         enter(&cond);
         assert_eq!(woken.get_value(), 0);

@@ -45,7 +45,10 @@ fn a_guard_held_in_a_child_excludes_the_parent_until_it_drops() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let guard = lock.lock_timeout(LONG).unwrap();
-            assert!(guard.is_some(), "{m}: the lock was never released by the child's guard");
+            assert!(
+                guard.is_some(),
+                "{m}: the lock was never released by the child's guard"
+            );
             drop(guard);
             assert!(child.finish(), "{m}");
         }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use mp_core::StartMethod;
 use mp_sync::{
-    Barrier, Condition, AnyLock, Error, Event, Lock, OwnerDied, RLock, Semaphore, MAX_WAITERS,
+    AnyLock, Barrier, Condition, Error, Event, Lock, OwnerDied, RLock, Semaphore, MAX_WAITERS,
 };
 use mp_testkit::{assert_took_about, eventually, start, within, Child, FOREVER, LONG, METHODS};
 use serde::{Deserialize, Serialize};
@@ -240,7 +240,10 @@ fn kill_holder_then_take(m: StartMethod, kind: usize, how: Taker) {
     let other: Option<Child> = match how {
         Taker::ChildLong | Taker::ChildShort => {
             let c = start(m, taker, (target.clone(), trying.clone(), got.clone(), how));
-            assert!(trying.wait_timeout(LONG).unwrap(), "{what}: the taker never started");
+            assert!(
+                trying.wait_timeout(LONG).unwrap(),
+                "{what}: the taker never started"
+            );
             // Let it block on the lock before the holder dies.
             std::thread::sleep(Duration::from_millis(50));
             assert!(!got.is_set(), "{what}: the taker got a held lock");
@@ -342,7 +345,10 @@ fn a_semaphore_unit_taken_by_a_dead_process_is_lost() {
         victim.kill();
         assert_eq!(victim.join(), KILLED);
         assert_eq!(sem.get_value(), 0, "{m:?}");
-        assert!(!sem.acquire_timeout(Duration::from_millis(200)).unwrap(), "{m:?}");
+        assert!(
+            !sem.acquire_timeout(Duration::from_millis(200)).unwrap(),
+            "{m:?}"
+        );
         sem.release().unwrap();
         assert!(sem.try_acquire().unwrap());
     }
@@ -378,7 +384,10 @@ fn cond_waiter((cond, ready, timeout): (Condition, Semaphore, Duration)) -> Resu
 /// after about `t`).
 fn kill_a_waiter(m: StartMethod, cond: &Condition, ready: &Semaphore, t: Option<Duration>) {
     let victim = start(m, cond_waiter, (cond.clone(), ready.clone(), FOREVER));
-    assert!(ready.acquire_timeout(LONG).unwrap(), "{m:?}: the waiter never came");
+    assert!(
+        ready.acquire_timeout(LONG).unwrap(),
+        "{m:?}: the waiter never came"
+    );
     let other = t.map(|t| {
         let args = (cond.clone(), ready.clone(), t);
         let other = std::thread::spawn(move || {
@@ -445,7 +454,10 @@ fn a_condition_waiter_killed_while_waiting_blocks_nobody_and_its_slot_is_reclaim
             })
             .collect();
         for i in 0..MAX_WAITERS {
-            assert!(ready.acquire_timeout(LONG).unwrap(), "{m:?}: waiter {i} never came");
+            assert!(
+                ready.acquire_timeout(LONG).unwrap(),
+                "{m:?}: waiter {i} never came"
+            );
         }
         enter(&cond);
         // Every slot is taken by a live waiter now: one more is refused, and keeps the lock.

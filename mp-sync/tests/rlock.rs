@@ -118,7 +118,10 @@ fn a_child_blocks_while_the_parent_holds_it() {
             block_then_take,
             (lock.clone(), started.clone(), got.clone()),
         );
-        assert!(started.wait_timeout(LONG).unwrap(), "{m:?}: the child never started");
+        assert!(
+            started.wait_timeout(LONG).unwrap(),
+            "{m:?}: the child never started"
+        );
         assert!(
             !got.wait_timeout(SETTLE).unwrap(),
             "{m:?}: the child took a held RLock"

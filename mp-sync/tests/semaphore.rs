@@ -39,7 +39,10 @@ fn get_value_follows_acquires_and_releases() {
         assert_eq!(sem.get_value(), 2);
     }
     assert_eq!(sem.get_value(), 3);
-    assert!(sem.clone().try_acquire().unwrap(), "a clone is the same semaphore");
+    assert!(
+        sem.clone().try_acquire().unwrap(),
+        "a clone is the same semaphore"
+    );
     assert_eq!(sem.get_value(), 2);
 
     let empty = Semaphore::new(0).unwrap();
@@ -144,7 +147,10 @@ fn two_processes_ping_pong_through_two_semaphores() {
         for i in 0..ROUNDS {
             ball.at(0).store(2 * i + 1, Ordering::Relaxed);
             ping.release().unwrap();
-            assert!(pong.acquire_timeout(LONG).unwrap(), "{m:?}: round {i}: no pong");
+            assert!(
+                pong.acquire_timeout(LONG).unwrap(),
+                "{m:?}: round {i}: no pong"
+            );
             assert_eq!(ball.at(0).load(Ordering::Relaxed), 2 * i + 2, "{m:?}");
         }
         c.finish();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mp_core::{codec, pipe, Connection};
 use mp_sync::{
-    Barrier, BoundedSemaphore, Condition, AnyLock, Error, Event, Lock, RLock, Semaphore,
+    AnyLock, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, RLock, Semaphore,
 };
 use mp_testkit::{start, LONG, METHODS};
 use serde::{Deserialize, Serialize};

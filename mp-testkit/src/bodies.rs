@@ -73,7 +73,10 @@ pub fn make_record(id: u32) -> Record {
 
 /// Receives a number (within [`LONG`]), sends back its double, returns the number.
 pub fn echo_double(mut conn: Connection) -> u64 {
-    assert!(conn.poll_timeout(LONG).unwrap(), "no message from the parent");
+    assert!(
+        conn.poll_timeout(LONG).unwrap(),
+        "no message from the parent"
+    );
     let n: u64 = conn.recv().unwrap();
     conn.send(&(n * 2)).unwrap();
     n
