@@ -63,7 +63,7 @@ fn calculate(task: &Task) -> String {
     };
     format!(
         "{} says that {name}({a}, {b}) = {result}",
-        current_process().name()
+        current_process().get_name()
     )
 }
 

@@ -44,7 +44,7 @@ fn pipe_reexport_carries_the_seed_example() {
 
 #[test]
 fn functions_about_processes_are_reexported() {
-    assert_eq!(multiprocessing::current_process().name(), "MainProcess");
+    assert_eq!(multiprocessing::current_process().get_name(), "MainProcess");
     assert!(multiprocessing::parent_process().is_none());
     assert!(multiprocessing::cpu_count() >= 1);
     let segment = multiprocessing::SharedSegment::new(64).expect("segment");
@@ -53,7 +53,7 @@ fn functions_about_processes_are_reexported() {
 
 fn lock_and_put((lock, q): (multiprocessing::Lock, multiprocessing::Queue<String>)) {
     let _guard = lock.lock().expect("lock");
-    q.put(multiprocessing::current_process().name())
+    q.put(multiprocessing::current_process().get_name())
         .expect("put");
 }
 

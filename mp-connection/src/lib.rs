@@ -66,6 +66,9 @@
 //!
 //! # Differences from Python
 //!
+//! - Every blocking call follows the stack's one [timeout contract](mp_core::deadline):
+//!   `x()`, `x_timeout(Duration)`, `x_deadline(Instant)` and `try_x()`/`x_nowait()`, with
+//!   `Ok(false)` where Python returns `False` and a typed error where Python raises.
 //! - `Client` is a type with constructors ([`Client::connect`], [`Client::connect_timeout`],
 //!   [`Client::builder`]) instead of a function; Python's `family` argument is implied by the
 //!   [`Address`] variant.

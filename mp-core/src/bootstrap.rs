@@ -309,7 +309,7 @@ pub(crate) fn child_main(
         Ok(Ok(bytes)) if bytes == [0xc0] => (0, None),
         Ok(Ok(bytes)) => (0, Some((RESULT_RETURNED, bytes))),
         Ok(Err(e)) => {
-            eprintln!("Process {}: {e}", process::current_process().name());
+            eprintln!("Process {}: {e}", process::current_process().get_name());
             (1, Some((RESULT_FAILED, e.to_string().into_bytes())))
         }
         Err(payload) => match payload.downcast::<ExitRequest>() {
@@ -334,7 +334,7 @@ pub(crate) fn child_main(
         {
             eprintln!(
                 "Process {}: cannot record the result",
-                process::current_process().name()
+                process::current_process().get_name()
             );
         }
     }

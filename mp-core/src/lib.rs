@@ -50,6 +50,18 @@
 //! message over a duplex `Connection`) their fds travel beside the bytes, by inheritance or
 //! `SCM_RIGHTS`. Serializing one anywhere else is an [`Error::Handle`]. See [`handle`].
 //!
+//! # Names
+//!
+//! One rule for the attributes of processes, on [`Process`], [`CurrentProcess`] and
+//! [`ParentProcess`] alike: read-only attributes keep Python's name ([`Process::pid`],
+//! [`Process::exitcode`], [`Process::sentinel`], [`CurrentProcess::identity`]); those a builder
+//! also sets are read with `get_`/`is_` (the builder owns the bare name): `get_name()`,
+//! `is_daemon()`, `get_authkey()`, and written with `set_name`, `set_daemon`, `set_authkey`.
+//! `close` takes the receiver the handle's other methods take (`&self` on a [`Process`] and on
+//! queues, whose state is shared inside; `&mut self` on a [`Connection`] or a listener; `self` on
+//! a named shared-memory segment, which has nothing left to do once closed) and returns a
+//! `Result` only where Python raises (closing a running process).
+//!
 //! # Differences from Python
 //!
 //! - Python's `timeout=None` / `block` arguments become separate methods

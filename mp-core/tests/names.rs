@@ -21,7 +21,7 @@ fn process_number(name: &str) -> Option<u32> {
 }
 
 fn my_name(_: ()) -> String {
-    current_process().name()
+    current_process().get_name()
 }
 
 /// A child's name and the names of the two children it creates, as the child sees them and as
@@ -43,7 +43,7 @@ fn raise_family(method: StartMethod) -> Family {
         children.push((p.get_name(), reported, m));
     }
     Family {
-        me: current_process().name(),
+        me: current_process().get_name(),
         identity: current_process().identity(),
         children,
     }
@@ -95,17 +95,17 @@ fn name_builder_sets_the_name() {
 #[test]
 fn the_main_process_is_mainprocess_without_a_parent() {
     let cp = current_process();
-    assert_eq!(cp.name(), "MainProcess");
+    assert_eq!(cp.get_name(), "MainProcess");
     assert!(parent_process().is_none());
     assert_eq!(cp.pid(), std::process::id() as i32);
     assert!(cp.identity().is_empty());
-    assert!(!cp.daemon());
-    assert_eq!(cp.authkey().len(), 32);
+    assert!(!cp.is_daemon());
+    assert_eq!(cp.get_authkey().len(), 32);
 }
 
 #[test]
 fn a_child_knows_itself_and_its_parent() {
-    let ours = current_process().authkey();
+    let ours = current_process().get_authkey();
     for m in METHODS {
         for daemon in [false, true] {
             let mut p = get_context(Some(m)).process(whoami, ()).daemon(daemon);

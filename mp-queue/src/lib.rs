@@ -43,6 +43,9 @@
 //!
 //! # Differences from Python
 //!
+//! - Every blocking call follows the stack's one [timeout contract](mp_core::deadline):
+//!   `x()`, `x_timeout(Duration)`, `x_deadline(Instant)` and `try_x()`/`x_nowait()`, with
+//!   `Ok(false)` where Python returns `False` and a typed error where Python raises.
 //! - No feeder thread: `put` has written the item into the queue when it returns, so
 //!   [`Queue::join_thread`] and [`Queue::cancel_join_thread`] are no-ops, and items put just
 //!   before a process exits are never lost.

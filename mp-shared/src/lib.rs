@@ -59,6 +59,9 @@
 //!
 //! # Differences from Python
 //!
+//! - Every blocking call follows the stack's one [timeout contract](mp_core::deadline):
+//!   `x()`, `x_timeout(Duration)`, `x_deadline(Instant)` and `try_x()`/`x_nowait()`, with
+//!   `Ok(false)` where Python returns `False` and a typed error where Python raises.
 //! - Element types are Rust types (`Value<f64>`, not `Value('d', ...)`); structs are
 //!   `#[repr(C)]` and derive `Pod`. Values are read and written with `get`/`set`, not a
 //!   `.value` attribute, and arrays have no negative indexes; an index or range past the end is

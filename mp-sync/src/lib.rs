@@ -20,7 +20,7 @@
 //! let done = Event::new().unwrap();
 //! let mut p = Process::new(child, (lock.clone(), done.clone()));
 //! p.start().unwrap();
-//! assert!(done.wait_timeout(std::time::Duration::from_secs(30)));
+//! assert!(done.wait_timeout(std::time::Duration::from_secs(30)).unwrap());
 //! p.join().unwrap();
 //! assert!(lock.try_acquire().unwrap());
 //! lock.release().unwrap();
@@ -40,8 +40,10 @@
 //!
 //! # Differences from Python
 //!
-//! - Timeouts are separate methods (`acquire_timeout`, `wait_timeout`, ...), with `_deadline`
-//!   twins; blocking `acquire` needs no return value, and guards (`lock()`) replace `with`.
+//! - Timeouts follow the stack's one [timeout contract](mp_core::deadline): `acquire`,
+//!   `acquire_timeout`, `acquire_deadline`, `try_acquire` (and `wait*` alike), `Ok(false)` where
+//!   Python returns `False`; guards (`lock()`) replace `with`. Every lock implements one
+//!   [`RawLock`] trait and shares one [`LockGuard`], `!Send` for locks owned by a thread.
 //! - Owner death is detected and reported (CPython's locks stay locked forever).
 //! - A `Lock` records which thread holds it, so `Condition::wait` on a plain `Lock` checks the
 //!   caller holds it (as CPython does); any thread may still `release` a `Lock`.

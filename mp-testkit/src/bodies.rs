@@ -35,7 +35,7 @@ pub fn panic_string(msg: String) -> String {
 
 /// `"x"` `n` times, a dash, and the child's name.
 pub fn make_string(n: usize) -> String {
-    format!("{}-{}", "x".repeat(n), current_process().name())
+    format!("{}-{}", "x".repeat(n), current_process().get_name())
 }
 
 /// The squares of `0..n`.
@@ -90,7 +90,7 @@ pub fn send_one(mut conn: Connection) {
 /// What a child knows about itself and its parent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Me {
-    /// `current_process().name()`.
+    /// `current_process().get_name()`.
     pub name: String,
     /// `current_process().pid()`.
     pub pid: i32,
@@ -98,9 +98,9 @@ pub struct Me {
     pub os_ppid: i32,
     /// `current_process().identity()`.
     pub identity: Vec<u32>,
-    /// `current_process().daemon()`.
+    /// `current_process().is_daemon()`.
     pub daemon: bool,
-    /// `current_process().authkey()`.
+    /// `current_process().get_authkey()`.
     pub authkey: Vec<u8>,
     /// `parent_process()`: pid, name, is_alive.
     pub parent: Option<(i32, String, bool)>,
@@ -115,13 +115,13 @@ pub fn whoami(_: ()) -> Me {
     let cp = current_process();
     let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
     Me {
-        name: cp.name(),
+        name: cp.get_name(),
         pid: cp.pid(),
         os_ppid: rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()),
         identity: cp.identity(),
-        daemon: cp.daemon(),
-        authkey: cp.authkey(),
-        parent: parent_process().map(|p| (p.pid(), p.name().to_string(), p.is_alive())),
+        daemon: cp.is_daemon(),
+        authkey: cp.get_authkey(),
+        parent: parent_process().map(|p| (p.pid(), p.get_name().to_string(), p.is_alive())),
         start_method: get_start_method_if_set(),
         reexecuted: cmdline
             .split(|&b| b == 0)

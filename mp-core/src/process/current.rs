@@ -26,7 +26,7 @@ pub struct CurrentProcess {
 
 impl CurrentProcess {
     /// Python: `current_process().name`.
-    pub fn name(&self) -> String {
+    pub fn get_name(&self) -> String {
         global().name.clone()
     }
     /// Python: `current_process().name = ...`.
@@ -38,12 +38,12 @@ impl CurrentProcess {
         process_id() as i32
     }
     /// Python: `current_process().daemon`.
-    pub fn daemon(&self) -> bool {
+    pub fn is_daemon(&self) -> bool {
         global().daemon
     }
     /// Python: `current_process().authkey`: 32 random bytes in the main process, inherited by
     /// children.
-    pub fn authkey(&self) -> Vec<u8> {
+    pub fn get_authkey(&self) -> Vec<u8> {
         global().authkey.clone()
     }
     /// Python: `current_process().authkey = ...`.
@@ -69,7 +69,7 @@ pub struct ParentProcess {
 
 impl ParentProcess {
     /// Python: `parent_process().name`.
-    pub fn name(&self) -> &str {
+    pub fn get_name(&self) -> &str {
         &self.name
     }
     /// Python: `parent_process().pid`.
@@ -83,11 +83,22 @@ impl ParentProcess {
             None => false,
         }
     }
-    /// Waits up to `timeout` for the parent to end; returns whether it ended.
-    /// Python: `parent_process().join(timeout)`.
+    /// Waits until the parent ends. Python: `parent_process().join()`.
+    pub fn join(&self) -> Result<()> {
+        self.join_until(Deadline::NEVER).map(|_| ())
+    }
+    /// Waits up to `timeout` for the parent to end; returns whether it ended (Python's
+    /// `join(timeout)` then `not is_alive()`).
     pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.join_until(Deadline::after(timeout))
+    }
+    /// [`join_timeout`](Self::join_timeout) with a deadline.
+    pub fn join_deadline(&self, deadline: impl Into<Deadline>) -> Result<bool> {
+        self.join_until(deadline.into())
+    }
+    fn join_until(&self, deadline: Deadline) -> Result<bool> {
         match &self.pidfd {
-            Some(fd) => io::wait_readable(fd.as_fd(), Deadline::after(timeout)),
+            Some(fd) => io::wait_readable(fd.as_fd(), deadline),
             None => Ok(true),
         }
     }
