@@ -69,14 +69,15 @@ impl<T: Waitable + ?Sized> Waitable for Box<T> {
 /// the ready ones, in order (empty on timeout).
 ///
 /// Python: `multiprocessing.connection.wait(object_list, timeout=None)`, which returns the ready
-/// objects themselves. `None` waits forever; `Some(Duration::ZERO)` (Python's zero or negative
-/// timeout) only looks. An empty list sleeps for `timeout` and returns empty. A connection is
+/// objects themselves. This form waits forever; [`wait_timeout`] with `Duration::ZERO` (Python's
+/// zero or negative timeout) only looks, and an empty list then sleeps for the timeout and
+/// returns empty. A connection is
 /// ready when a message or end of file is waiting, a listener when a client is waiting, a
 /// process when it has ended. Interrupted polls are retried with the time left; nothing spins.
 ///
 /// ```
 /// use std::time::Duration;
-/// use mp_connection::wait;
+/// use mp_connection::{wait, wait_timeout};
 ///
 /// let (a, mut b) = mp_core::pipe(true)?;
 /// let (c, _d) = mp_core::pipe(true)?;
