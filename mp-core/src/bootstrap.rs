@@ -102,8 +102,9 @@ pub(crate) fn parse_outcome(bytes: &[u8]) -> Outcome {
 // ----- the parent's side of spawn -----
 
 /// Re-executes the program as a bootstrap child and sends it `hello`; returns once the child
-/// has acknowledged it. The child's pid, a pidfd for it, and the bootstrap connection.
-pub(crate) fn launch(hello: &Hello) -> Result<(Pid, OwnedFd, Connection)> {
+/// has acknowledged it. The child's pid, a pidfd for it, and the bootstrap connection. With
+/// `quiet`, the child's standard output and error are `/dev/null`.
+pub(crate) fn launch(hello: &Hello, quiet: bool) -> Result<(Pid, OwnedFd, Connection)> {
     sys::keep_constructor();
     let (mut ours, theirs) = pipe(true)?;
     let theirs = theirs.into_owned_fd()?;
@@ -117,6 +118,9 @@ pub(crate) fn launch(hello: &Hello) -> Result<(Pid, OwnedFd, Connection)> {
     .arg("--multiprocessing-fork")
     .env(ENV_VAR, "1")
     .stdin(Stdio::from(theirs));
+    if quiet {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    }
     let child = cmd.spawn().map_err(|e| {
         Error::Io(std::io::Error::new(
             e.kind(),

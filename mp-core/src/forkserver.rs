@@ -46,7 +46,7 @@ impl Client {
         let hello = Hello::Forkserver {
             fingerprint: identity::fingerprint()?,
         };
-        let (pid, pidfd, conn) = bootstrap::launch(&hello)?;
+        let (pid, pidfd, conn) = bootstrap::launch(&hello, false)?;
         Ok(Client { conn, pid, pidfd })
     }
 

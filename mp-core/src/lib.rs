@@ -91,6 +91,7 @@ pub mod deadline;
 mod error;
 mod forkserver;
 pub mod handle;
+pub mod helper;
 mod identity;
 pub mod io;
 mod process;
@@ -104,6 +105,7 @@ pub use context::{
 };
 pub use deadline::Deadline;
 pub use error::{Error, Message, Result};
+pub use helper::{start_detached, Helper, HelperOptions};
 pub use identity::{FnPtr, Function};
 pub use process::{
     active_children, cpu_count, current_process, exit, parent_process, process_id,

@@ -1,6 +1,6 @@
 //! The crate's only `unsafe` code: typed views of shared segments, the claim word that makes
-//! a guard's `&mut` exclusive, atomic element copies for raw objects, and the pre-`main`
-//! constructor of the resource tracker.
+//! a guard's `&mut` exclusive, atomic element copies for raw objects, and the fd clean-up of the
+//! resource tracker's helper process.
 //!
 //! # How shared data is accessed, and why that is sound
 //!
@@ -22,7 +22,6 @@
 //! a data race into [`crate::Error::Borrowed`].
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_int};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -538,15 +537,17 @@ impl crate::shared_memory::SharedMemory {
 
 // ----- the resource tracker's entry point -----
 
-/// Closes every fd above 2 that this freshly executed process inherited without `O_CLOEXEC`.
+/// Closes every fd above 2, but `keep`, that this freshly executed helper inherited without
+/// `O_CLOEXEC`.
 ///
-/// Called by the tracker at its start: an inherited descriptor of a shared segment would keep
-/// that segment's lock held by the tracker itself, delaying its cleanup.
-pub(crate) fn close_inherited_fds() {
+/// Called by the tracker first thing in its helper process: an inherited descriptor of a
+/// shared segment would keep that segment's lock held by the tracker itself, delaying its
+/// cleanup.
+pub(crate) fn close_inherited_fds(keep: i32) {
     let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
         Ok(dir) => dir
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd > 2)
+            .filter(|&fd| fd > 2 && fd != keep)
             .collect(),
         Err(_) => return,
     };
@@ -555,29 +556,11 @@ pub(crate) fn close_inherited_fds() {
         if std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_err() {
             continue;
         }
-        // SAFETY: this runs in the tracker before `main` and before it opens anything: no
-        // object of this process owns a descriptor above 2 (those were inherited by accident),
-        // so closing them invalidates no `OwnedFd` or `File`.
+        // SAFETY: this runs first in the tracker's target, in a process the bootstrap has just
+        // re-executed, before `main`: the bootstrap closed its own connection before calling
+        // the target, and the target's only argument is `keep`, so no object of this process
+        // owns a descriptor above 2 but `keep` (the others were inherited by accident, without
+        // `O_CLOEXEC`); closing them invalidates no `OwnedFd` or `File`.
         unsafe { rustix::io::close(fd) };
     }
-}
-
-/// The constructor `.init_array` entry, run before `main` while the process has one thread: a
-/// re-executed program that is to be the resource tracker becomes it here; any other process
-/// returns at once.
-extern "C" fn on_load(_argc: c_int, _argv: *const *const c_char, _envp: *const *const c_char) {
-    crate::tracker::on_load();
-}
-
-// A prioritised entry runs before the plain `.init_array` entries, among them `mp_core`'s
-// (which runs a spawned child's whole job from its constructor), so that a tracker never starts
-// as anything else. (Priorities up to 100 are the C library's and `std`'s.)
-#[used]
-#[link_section = ".init_array.65000"]
-static ON_LOAD: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = on_load;
-
-/// Keeps the constructor in the final binary: the linker drops an archive member nothing
-/// refers to, so the paths that need it (the pid cache, starting a tracker) refer to it here.
-pub(crate) fn keep_constructor() {
-    std::hint::black_box(&ON_LOAD);
 }

@@ -9,11 +9,11 @@
 //! segment as a handle, and the kernel drops it when the last of them closes it: by `close`,
 //! by exit, or by `SIGKILL`. Nobody needs to say goodbye.
 //!
-//! *Who cleans up* is a tracker process, started lazily (by re-executing the program, which a
-//! constructor turns into the tracker before `main`) the first time a process creates a
-//! tracked segment. Its standard input is a `SOCK_SEQPACKET` socket whose other end this
-//! process keeps (and forked children inherit); a creator sends it `dev ino name` for each new
-//! segment. For each, a thread of the tracker opens the segment by name (checking it is the
+//! *Who cleans up* is a tracker process, started lazily the first time a process creates a
+//! tracked segment, as a detached helper ([`mp_core::start_detached`]: the program re-executed,
+//! running [`serve`] before `main`). Its argument is one end of a `SOCK_SEQPACKET` socket whose
+//! other end this process keeps (and forked children inherit); a creator sends it
+//! `dev ino name` for each new segment. For each, a thread of the tracker opens the segment by name (checking it is the
 //! same inode) and blocks in `flock(LOCK_EX)`: that returns exactly when no other process has
 //! the segment open. The tracker then unlinks the name, unless it was unlinked already or now
 //! names another segment. When every process holding the socket has exited and every watched
@@ -37,13 +37,13 @@
 //! that is itself killed unlinks nothing. Spawned and forkserver children do not inherit the
 //! socket: one that creates a tracked segment starts its own tracker.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use mp_core::handle::HandleFd;
+use mp_core::{Deadline, HelperOptions};
+use rustix::event::PollFlags;
 use rustix::fs::{FlockOperation, Mode};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags, SocketFlags, SocketType};
@@ -52,10 +52,6 @@ use rustix::shm;
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// The environment variable that makes a re-executed program the tracker.
-const ENV_VAR: &str = "MP_SHARED_RESOURCE_TRACKER";
-/// `mp_core`'s bootstrap variable, which must not reach the tracker.
-const BOOTSTRAP_ENV_VAR: &str = "MULTIPROCESSING_RS_BOOTSTRAP";
 /// What the tracker sends once it is ready.
 const READY: &[u8] = b"ready";
 /// How long a new tracker may take to say it is ready.
@@ -132,7 +128,6 @@ fn send(sock: BorrowedFd<'_>, message: &[u8]) -> rustix::io::Result<()> {
 
 /// Starts a tracker and waits until it is ready; returns our end of its socket.
 fn start() -> Result<OwnedFd> {
-    sys::keep_constructor();
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         Error::Tracker(format!("cannot start the resource tracker: {what}: {e}"))
     };
@@ -143,81 +138,42 @@ fn start() -> Result<OwnedFd> {
         None,
     )
     .map_err(|e| fail("socketpair", &e))?;
-    let mut child = Command::new("/proc/self/exe")
-        .arg0("mp-shared-resource-tracker")
-        .arg("--mp-shared-resource-tracker")
-        .env(ENV_VAR, "1")
-        .env_remove(BOOTSTRAP_ENV_VAR)
-        .stdin(Stdio::from(theirs))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| fail("spawn", &e))?;
+    let options = HelperOptions::new("mp-shared-resource-tracker").quiet(true);
+    let helper = mp_core::start_detached(serve, HandleFd(theirs), &options)
+        .map_err(|e| fail("start", &e))?;
     let mut buf = [0u8; 16];
-    let ready = wait_readable(ours.as_fd(), START_TIMEOUT)
+    let ready = mp_core::io::wait_any(
+        &[(ours.as_fd(), PollFlags::IN)],
+        Deadline::after(START_TIMEOUT),
+    )
+    .is_ok_and(|ready| !ready.is_empty())
         && matches!(
             rustix::net::recv(&ours, &mut buf[..], RecvFlags::empty()),
             Ok((n, _)) if buf.get(..n) == Some(READY)
         );
     if !ready {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(fail(
-            "no answer",
-            &"the re-executed program did not become the tracker",
-        ));
+        let _ = helper.kill();
+        return Err(fail("no answer", &"the helper did not become the tracker"));
     }
-    log::debug!("started the resource tracker, pid {}", child.id());
+    log::debug!("started the resource tracker, pid {}", helper.pid());
     // The tracker outlives this process; it is not waited for (once we exit, init reaps it).
-    drop(child);
     Ok(ours)
-}
-
-/// Waits until `fd` is readable (or hung up), at most `timeout`.
-fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ts = Timespec {
-            tv_sec: left.as_secs() as _,
-            tv_nsec: left.subsec_nanos() as _,
-        };
-        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-        match poll(&mut fds, Some(&ts)) {
-            Ok(0) => return false,
-            Ok(_) => return true,
-            Err(Errno::INTR) => continue,
-            Err(_) => return false,
-        }
-    }
 }
 
 // ----- the tracker -----
 
-/// Called before `main` by the constructor in `sys`: becomes the tracker and exits if this
-/// program was started as one, returns at once otherwise.
-pub(crate) fn on_load() {
-    if std::env::var_os(ENV_VAR).is_none() {
-        return;
-    }
-    std::env::remove_var(ENV_VAR);
-    serve();
-    std::process::exit(0);
-}
-
 /// The number of segments being watched, and a condition to wait for it to reach 0.
 type Watching = Arc<(Mutex<usize>, Condvar)>;
 
-/// The tracker's main loop: one watcher thread per registered segment, until every client is
-/// gone and every watch is over.
-fn serve() {
+/// The tracker's main loop, run in the helper process: one watcher thread per registered
+/// segment, until every client is gone and every watch is over.
+fn serve(HandleFd(sock): HandleFd) {
     // Leave the program's session and process group: a Ctrl-C or a `kill` of the group must
     // not stop the cleanup. The working directory must not keep a file system busy.
-    sys::close_inherited_fds();
+    sys::close_inherited_fds(sock.as_raw_fd());
     let _ = rustix::process::setsid();
     let _ = std::env::set_current_dir("/");
-    let stdin = std::io::stdin();
-    let sock = stdin.as_fd();
+    let sock = sock.as_fd();
     if send(sock, READY).is_err() {
         return;
     }

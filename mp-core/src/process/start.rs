@@ -91,7 +91,7 @@ pub(super) fn start_fork(
 }
 
 pub(super) fn start_spawn(job: Job) -> Result<Started> {
-    let (pid, pidfd, _conn) = bootstrap::launch(&bootstrap::Hello::Run(job))?;
+    let (pid, pidfd, _conn) = bootstrap::launch(&bootstrap::Hello::Run(job), false)?;
     Ok((
         pid.as_raw_nonzero().get(),
         Waiter::Direct(pid),

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::{handle, identity, sys};
 
 /// What a child runs.
-pub(super) trait Target: Send {
+pub(crate) trait Target: Send {
     /// Runs in this (forked) process; returns the encoded result.
     fn run(self: Box<Self>) -> Result<Vec<u8>>;
     /// What a spawned or forkserver child needs to run it: trampoline and target offsets, the
@@ -19,9 +19,9 @@ pub(super) trait Target: Send {
     fn job(&self) -> Result<(i64, i64, Vec<u8>, Vec<OwnedFd>)>;
 }
 
-pub(super) struct FnTarget<A, R> {
-    pub(super) f: fn(A) -> R,
-    pub(super) args: A,
+pub(crate) struct FnTarget<A, R> {
+    pub(crate) f: fn(A) -> R,
+    pub(crate) args: A,
 }
 
 impl<A, R> Target for FnTarget<A, R>
