@@ -105,7 +105,7 @@ pub(crate) fn parse_outcome(bytes: &[u8]) -> Outcome {
 /// has acknowledged it. The child's pid, a pidfd for it, and the bootstrap connection. With
 /// `quiet`, the child's standard output and error are `/dev/null`.
 pub(crate) fn launch(hello: &Hello, quiet: bool) -> Result<(Pid, OwnedFd, Connection)> {
-    sys::keep_constructor();
+    crate::constructor::keep_constructor();
     let (mut ours, theirs) = pipe(true)?;
     let theirs = theirs.into_owned_fd()?;
     let exe = crate::context::executable();
@@ -255,7 +255,7 @@ pub(crate) fn run_job(verified: identity::Verified, job: Job) -> ! {
         config,
         result.map(|h| h.0),
         lifeline.map(|h| h.0),
-        move || sys::call_trampoline(&verified, trampoline, target, &args.0, fds),
+        move || crate::trampoline::call_trampoline(&verified, trampoline, target, &args.0, fds),
     )
 }
 

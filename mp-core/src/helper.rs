@@ -26,7 +26,7 @@ use crate::deadline::Deadline;
 use crate::error::Result;
 use crate::handle::HandleFd;
 use crate::process::{current_process, FnTarget, Target};
-use crate::{context, identity, io, sys, StartMethod};
+use crate::{context, identity, io, StartMethod};
 
 /// How a helper is started. Beyond Python (CPython starts each of its helpers its own way).
 #[derive(Clone, Debug)]
@@ -72,7 +72,7 @@ pub fn start_detached<A>(target: fn(A), args: A, options: &HelperOptions) -> Res
 where
     A: Serialize + DeserializeOwned + Send + 'static,
 {
-    sys::keep_constructor();
+    crate::constructor::keep_constructor();
     let (trampoline, target, args, fds) = FnTarget { f: target, args }.job()?;
     let me = current_process();
     let config = ChildConfig {

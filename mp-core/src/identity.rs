@@ -183,7 +183,7 @@ impl<'de, F: FnPtr> Deserialize<'de> for Function<F> {
             )));
         }
         Ok(Function {
-            f: crate::sys::fn_at(&verified, wire.offset),
+            f: crate::trampoline::fn_at(&verified, wire.offset),
         })
     }
 }

@@ -86,6 +86,7 @@
 mod bootstrap;
 pub mod codec;
 mod connection;
+mod constructor;
 mod context;
 pub mod deadline;
 mod error;
@@ -97,6 +98,8 @@ pub mod io;
 mod process;
 mod shm;
 mod sys;
+mod trampoline;
+mod view;
 
 pub use connection::{pipe, Connection};
 pub use context::{
@@ -112,6 +115,7 @@ pub use process::{
     process_is_alive, set_join_at_exit, CurrentProcess, ParentProcess, Process,
 };
 pub use shm::SharedSegment;
+pub use view::{SharedState, SharedView};
 
 /// Runs the child bootstrap when the platform did not run the `.init_array` constructor (it
 /// always does on Linux with glibc or musl, so this is a no-op there): call it first in `main`

@@ -1,12 +1,13 @@
-//! The crate's only `unsafe` code: `fork`, `_exit`, function pointers rebuilt from offsets, the
-//! pre-`main` constructor, `mmap` of shared segments, and a few libc calls rustix lacks.
+//! OS and memory primitives that need `unsafe`: `fork`, `_exit`, a function pointer rebuilt
+//! from an address, `mmap` of shared segments, the cached pid and its fork hook, and a few libc
+//! calls rustix lacks. Nothing here knows the types above it; the other `unsafe` of the crate
+//! is in `trampoline` (calling a function by identity), `constructor` (the `.init_array` entry)
+//! and `view` (the typed view of a shared segment).
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::io::Errno;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 /// What [`fork`] returned in this process.
 pub(crate) enum Forked {
@@ -57,53 +58,6 @@ pub(crate) unsafe fn fn_from_addr<F: Copy>(addr: usize) -> F {
     // SAFETY: sizes are equal (checked above) and, by this function's contract, the bits are a
     // valid `F`.
     unsafe { std::mem::transmute_copy::<usize, F>(&addr) }
-}
-
-/// The shape of every trampoline: target address, encoded arguments and their fds in, encoded
-/// result out.
-pub(crate) type Trampoline = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> crate::Result<Vec<u8>>;
-
-/// Decodes `A`, calls the `fn(A) -> R` at `target`, encodes its `R`. A child reaches the
-/// right monomorphization of this function through its offset (see `identity`).
-///
-/// # Safety
-/// `target` must be the address of a `fn(A) -> R` in this binary.
-pub(crate) unsafe fn trampoline<A: DeserializeOwned, R: Serialize>(
-    target: usize,
-    args: &[u8],
-    fds: Vec<OwnedFd>,
-) -> crate::Result<Vec<u8>> {
-    let (args, _unclaimed) = crate::handle::with_handles(fds, || crate::codec::decode::<A>(args));
-    // SAFETY: guaranteed by the caller.
-    let f: fn(A) -> R = unsafe { fn_from_addr(target) };
-    crate::codec::encode(&f(args?))
-}
-
-/// Calls the trampoline at offset `trampoline` with the target at offset `target`.
-pub(crate) fn call_trampoline(
-    _verified: &crate::identity::Verified,
-    trampoline: i64,
-    target: i64,
-    args: &[u8],
-    fds: Vec<OwnedFd>,
-) -> crate::Result<Vec<u8>> {
-    use crate::identity::addr_of;
-    // SAFETY: `_verified` proves the sender is this binary; the sender took `trampoline` from a
-    // `Trampoline` (a monomorphization of `trampoline::<A, R>`) and `target` from the
-    // `fn(A) -> R` that the same `Process::new` call paired with it.
-    unsafe {
-        let t: Trampoline = fn_from_addr(addr_of(trampoline));
-        t(addr_of(target), args, fds)
-    }
-}
-
-/// The function of type `F` at `offset` from the identity anchor, for a `Function` whose
-/// sender was verified to be this binary and whose type hash matched `F`.
-pub(crate) fn fn_at<F: Copy>(_verified: &crate::identity::Verified, offset: i64) -> F {
-    // SAFETY: `_verified` proves the offset was taken in this very binary, from a function
-    // whose type hash (checked by the caller, `Function`'s deserializer) is that of `F`, and the
-    // message came from a process of this program (`handle::receiving_trusted`).
-    unsafe { fn_from_addr(crate::identity::addr_of(offset)) }
 }
 
 /// Reads at most `want` bytes from `fd` into `buf`'s spare capacity, extending its length by
@@ -178,17 +132,6 @@ pub(crate) fn map_shared(fd: BorrowedFd<'_>, len: usize) -> std::io::Result<memm
     memmap2::MmapOptions::new().len(len).map_raw(&file)
 }
 
-/// The constructor `.init_array` entry: a spawned child or a forkserver takes over here, before
-/// `main` (and before the Rust runtime's own setup); any other process returns at once.
-extern "C" fn on_load(
-    _argc: libc::c_int,
-    _argv: *const *const libc::c_char,
-    _envp: *const *const libc::c_char,
-) {
-    register_fork_hook();
-    crate::bootstrap::on_load();
-}
-
 static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 static HOOKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -202,7 +145,7 @@ extern "C" fn forget_pid_in_child() {
 /// lazily under a `Once` would hang forked children: `pthread_atfork` waits while another
 /// thread is inside `fork`, and a child forked at that moment would inherit the `Once`
 /// half-run.
-fn register_fork_hook() {
+pub(crate) fn register_fork_hook() {
     if !HOOKED.swap(true, std::sync::atomic::Ordering::AcqRel) {
         // SAFETY: the child handler only stores to an atomic, which is async-signal-safe and
         // valid in a freshly forked child.
@@ -221,20 +164,9 @@ pub(crate) fn cached_pid() -> u32 {
 
 #[cold]
 fn cached_pid_slow() -> u32 {
-    keep_constructor();
+    crate::constructor::keep_constructor();
     register_fork_hook();
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     PID.store(pid, std::sync::atomic::Ordering::Relaxed);
     pid
-}
-
-#[used]
-#[link_section = ".init_array"]
-static ON_LOAD: extern "C" fn(libc::c_int, *const *const libc::c_char, *const *const libc::c_char) =
-    on_load;
-
-/// Keeps the constructor in the final binary: the linker drops an archive member nothing
-/// refers to, so every path that starts a child refers to it through here.
-pub(crate) fn keep_constructor() {
-    std::hint::black_box(&ON_LOAD);
 }

@@ -31,9 +31,8 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use mp_core::{Deadline, SharedSegment};
+use mp_core::{Deadline, SharedSegment, SharedView};
 use mp_sync::futex;
 use mp_sync::Lock;
 use serde::de::DeserializeOwned;
@@ -76,7 +75,8 @@ fn align8(n: u64) -> u64 {
 /// The shared ring behind a queue handle. Clones share it.
 #[derive(Clone)]
 pub(crate) struct Ring {
-    segment: Arc<SharedSegment>,
+    /// The header, viewed once (size and alignment checked); its segment holds the data too.
+    view: SharedView<Header>,
     put_lock: Lock,
     get_lock: Lock,
 }
@@ -92,7 +92,7 @@ impl Serialize for Ring {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut st = s.serialize_struct("RingWire", 3)?;
-        st.serialize_field("segment", &*self.segment)?;
+        st.serialize_field("segment", self.view.segment())?;
         st.serialize_field("put_lock", &self.put_lock)?;
         st.serialize_field("get_lock", &self.get_lock)?;
         st.end()
@@ -102,20 +102,18 @@ impl Serialize for Ring {
 impl<'de> Deserialize<'de> for Ring {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let w = RingWire::deserialize(d)?;
-        if w.segment.len() < HEADER
-            || sys::header(&w.segment)
-                .consts
-                .0
-                .magic
-                .load(Ordering::Acquire)
-                != MAGIC
+        let not_a_queue = || serde::de::Error::custom("the shared segment received is not a queue");
+        let len = w.segment.len() as u64;
+        let view = SharedView::<Header>::new(w.segment).map_err(|_| not_a_queue())?;
+        let consts = &view.get().consts.0;
+        // The data area the header claims must be inside the segment.
+        if consts.magic.load(Ordering::Acquire) != MAGIC
+            || (HEADER as u64).saturating_add(consts.capacity.load(Ordering::Relaxed)) > len
         {
-            return Err(serde::de::Error::custom(
-                "the shared segment received is not a queue",
-            ));
+            return Err(not_a_queue());
         }
         Ok(Ring {
-            segment: Arc::new(w.segment),
+            view,
             put_lock: w.put_lock,
             get_lock: w.get_lock,
         })
@@ -148,8 +146,8 @@ impl Ring {
     pub(crate) fn new(kind: u32, capacity: usize, soft: usize, maxsize: u64) -> Result<Ring> {
         let capacity = capacity.clamp(1 << 16, 1 << 30).next_power_of_two();
         let soft = soft.clamp(1 << 12, capacity);
-        let segment = SharedSegment::new(HEADER + capacity)?;
-        let h = sys::header(&segment);
+        let view = SharedView::<Header>::new(SharedSegment::new(HEADER + capacity)?)?;
+        let h = view.get();
         h.consts.0.kind.store(kind, Ordering::Relaxed);
         h.consts
             .0
@@ -159,14 +157,21 @@ impl Ring {
         h.consts.0.maxsize.store(maxsize, Ordering::Relaxed);
         h.consts.0.magic.store(MAGIC, Ordering::Release);
         Ok(Ring {
-            segment: Arc::new(segment),
+            view,
             put_lock: Lock::new()?,
             get_lock: Lock::new()?,
         })
     }
 
+    #[inline]
     fn h(&self) -> &Header {
-        sys::header(&self.segment)
+        self.view.get()
+    }
+
+    /// The segment: the header page, then the data area.
+    #[inline]
+    fn segment(&self) -> &SharedSegment {
+        self.view.segment()
     }
 
     /// The kind tag given at creation.
@@ -282,7 +287,7 @@ impl Ring {
         let cap = self.capacity();
         let off = pos(tail) % cap;
         sys::write_data(
-            &self.segment,
+            self.segment(),
             off as usize,
             &record_header((cap - off) as u32, SKIP),
         );
@@ -367,7 +372,7 @@ impl Ring {
             if room < 16 {
                 continue;
             }
-            let mut w = DataWriter::new(&self.segment, start as usize + 8, room as usize - 8);
+            let mut w = DataWriter::new(self.segment(), start as usize + 8, room as usize - 8);
             match rmp_serde::encode::write(&mut w, item) {
                 Ok(()) => {}
                 Err(_) if w.overflowed() => continue,
@@ -379,14 +384,14 @@ impl Ring {
                 continue;
             }
             sys::write_data(
-                &self.segment,
+                self.segment(),
                 start as usize,
                 &record_header(len as u32, ITEM),
             );
             let mut advance = record;
             if skip {
                 sys::write_data(
-                    &self.segment,
+                    self.segment(),
                     off as usize,
                     &record_header((cap - off) as u32, SKIP),
                 );
@@ -442,7 +447,7 @@ impl Ring {
                 "bad record at offset {off}: length {len}, {used} bytes queued"
             )));
         }
-        let bytes = sys::read_data(&self.segment, off as usize + 8, len as usize);
+        let bytes = sys::read_data(self.segment(), off as usize + 8, len as usize);
         let value = panic::catch_unwind(AssertUnwindSafe(|| rmp_serde::from_slice::<T>(bytes)));
         // Consume the item whatever happened to its decoding, so the queue keeps working.
         h.consumer.0.head.store(
@@ -496,7 +501,7 @@ impl Ring {
     }
 
     fn record_at(&self, off: u64) -> (u32, u32) {
-        let b = sys::read_data(&self.segment, off as usize, 8);
+        let b = sys::read_data(self.segment(), off as usize, 8);
         let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         let kind = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         (len, kind)
@@ -530,7 +535,7 @@ impl Ring {
         if high >= soft + PUNCH_MIN {
             let from = soft.next_multiple_of(4096);
             let _ = rustix::fs::fallocate(
-                self.segment.fd(),
+                self.segment().fd(),
                 rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
                 HEADER as u64 + from,
                 high.next_multiple_of(4096).saturating_sub(from),

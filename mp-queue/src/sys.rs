@@ -1,10 +1,11 @@
-//! The crate's only `unsafe` code: the ring's header and data, which live in a shared segment.
+//! The crate's only `unsafe` code: the ring's data, which lives in a shared segment after the
+//! header page (the header itself is viewed through `mp_core::SharedView`).
 #![allow(unsafe_code)]
 
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use mp_core::SharedSegment;
+use mp_core::{SharedSegment, SharedState};
 
 /// Bytes before the data: the header's page.
 pub(crate) const HEADER: usize = 4096;
@@ -13,70 +14,66 @@ pub(crate) const HEADER: usize = 4096;
 #[repr(C, align(128))]
 pub(crate) struct Line<T>(pub T);
 
-/// Constants of the ring, written once before it is shared.
-#[repr(C)]
-pub(crate) struct Consts {
-    pub magic: AtomicU32,
-    pub kind: AtomicU32,
-    pub capacity: AtomicU64,
-    pub soft: AtomicU64,
-    pub maxsize: AtomicU64,
+// SAFETY: `#[repr(C)]` around one `SharedState` field (plus padding): made of atomics only.
+unsafe impl<T: SharedState> SharedState for Line<T> {}
+
+mp_core::shared_state! {
+    /// Constants of the ring, written once before it is shared.
+    pub(crate) struct Consts {
+        pub magic: AtomicU32,
+        pub kind: AtomicU32,
+        pub capacity: AtomicU64,
+        pub soft: AtomicU64,
+        pub maxsize: AtomicU64,
+    }
 }
 
-/// Written by producers (under the put lock).
-#[repr(C)]
-pub(crate) struct ProducerSide {
-    /// `count << 32 | pos`: items ever put (mod 2^32), bytes ever put (mod 2^31).
-    pub tail: AtomicU64,
-    /// The furthest data offset producers have written (for hole punching).
-    pub high_water: AtomicU64,
-    /// Bumped when an item is published while a consumer sleeps; consumers sleep on it.
-    pub items_seq: AtomicU32,
-    pub item_sleepers: AtomicU32,
+mp_core::shared_state! {
+    /// Written by producers (under the put lock).
+    pub(crate) struct ProducerSide {
+        /// `count << 32 | pos`: items ever put (mod 2^32), bytes ever put (mod 2^31).
+        pub tail: AtomicU64,
+        /// The furthest data offset producers have written (for hole punching).
+        pub high_water: AtomicU64,
+        /// Bumped when an item is published while a consumer sleeps; consumers sleep on it.
+        pub items_seq: AtomicU32,
+        pub item_sleepers: AtomicU32,
+    }
 }
 
-/// Written by consumers (under the get lock).
-#[repr(C)]
-pub(crate) struct ConsumerSide {
-    /// `count << 32 | pos`, like `tail`.
-    pub head: AtomicU64,
-    /// Bumped when space is freed while a producer sleeps; producers sleep on it.
-    pub space_seq: AtomicU32,
-    pub space_sleepers: AtomicU32,
+mp_core::shared_state! {
+    /// Written by consumers (under the get lock).
+    pub(crate) struct ConsumerSide {
+        /// `count << 32 | pos`, like `tail`.
+        pub head: AtomicU64,
+        /// Bumped when space is freed while a producer sleeps; producers sleep on it.
+        pub space_seq: AtomicU32,
+        pub space_sleepers: AtomicU32,
+    }
 }
 
-/// `JoinableQueue` bookkeeping.
-#[repr(C)]
-pub(crate) struct TaskSide {
-    /// Items marked done ever (mod 2^32, compared with `tail`'s count).
-    pub done: AtomicU32,
-    /// Bumped by `task_done`; `join` sleeps on it.
-    pub done_seq: AtomicU32,
-    pub join_sleepers: AtomicU32,
+mp_core::shared_state! {
+    /// `JoinableQueue` bookkeeping.
+    pub(crate) struct TaskSide {
+        /// Items marked done ever (mod 2^32, compared with `tail`'s count).
+        pub done: AtomicU32,
+        /// Bumped by `task_done`; `join` sleeps on it.
+        pub done_seq: AtomicU32,
+        pub join_sleepers: AtomicU32,
+    }
 }
 
-/// The header page.
-#[repr(C)]
-pub(crate) struct Header {
-    pub consts: Line<Consts>,
-    pub producer: Line<ProducerSide>,
-    pub consumer: Line<ConsumerSide>,
-    pub tasks: Line<TaskSide>,
+mp_core::shared_state! {
+    /// The header page.
+    pub(crate) struct Header {
+        pub consts: Line<Consts>,
+        pub producer: Line<ProducerSide>,
+        pub consumer: Line<ConsumerSide>,
+        pub tasks: Line<TaskSide>,
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER);
-
-/// The header of a ring segment.
-///
-/// Callers check `segment.len() >= HEADER` once, when the segment is made or received.
-pub(crate) fn header(segment: &SharedSegment) -> &Header {
-    debug_assert!(segment.len() >= HEADER);
-    // SAFETY: the segment is page-aligned and at least `HEADER` bytes (checked by the caller
-    // when the ring was built; `Ring` never holds a smaller one); `Header` is made only of
-    // atomics, valid for any bit pattern (zero included) and safe to share between processes;
-    // the reference borrows `segment`, which keeps the mapping alive.
-    unsafe { &*(segment.as_ptr() as *const Header) }
-}
 
 /// Copies `bytes` into the data area at `offset`.
 ///

@@ -340,8 +340,27 @@ impl SharedMemory {
         }
     }
 
-    /// The mapping (for `sys`).
-    pub(crate) fn segment(&self) -> &SharedSegment {
-        &self.segment
+    /// The whole buffer as plain bytes.
+    ///
+    /// # Safety
+    /// While the returned slice lives, no thread or process may write the segment (through
+    /// [`buf`](Self::buf), [`write_at`](Self::write_at), a raw pointer, or another program):
+    /// that would be a data race. Use [`read_at`](Self::read_at) otherwise.
+    #[allow(unsafe_code)]
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the caller promises what `plain_bytes` asks: no writer while the slice lives.
+        unsafe { crate::sys::plain_bytes(&self.segment) }
+    }
+
+    /// The whole buffer as plain mutable bytes.
+    ///
+    /// # Safety
+    /// While the returned slice lives, no other thread or process may read or write the
+    /// segment at all (through any handle, a raw pointer, or another program).
+    #[allow(unsafe_code)]
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the caller promises exclusive access, and `&mut self` rules out other
+        // borrows through this handle: what `plain_bytes_mut` asks.
+        unsafe { crate::sys::plain_bytes_mut(&self.segment) }
     }
 }

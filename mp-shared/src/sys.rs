@@ -49,23 +49,25 @@ pub(crate) fn alive(pid: u32) -> bool {
 
 // ----- the header of a data segment -----
 
-/// The first bytes of every segment holding a `Value`, `Array`, raw object or `SharedAtomic`.
-/// Written once by the creator before [`Header::magic`] is published, read-only afterwards
-/// except for [`Header::claim`].
-#[repr(C)]
-struct Header {
-    /// [`MAGIC`] once the segment is initialised.
-    magic: AtomicU32,
-    /// [`RAW`], [`SYNC`] or [`ATOMIC`].
-    kind: AtomicU32,
-    elem_size: AtomicU64,
-    elem_align: AtomicU64,
-    len: AtomicU64,
-    /// A hash of the element type's name, so that a `Value<i32>` never adopts a `Value<f32>`.
-    type_hash: AtomicU64,
-    /// For [`SYNC`]: the pid of the process whose guard holds the data, or 0. Last, so that it
-    /// shares a cache line with the start of the data.
-    claim: AtomicU32,
+mp_core::shared_state! {
+    /// The first bytes of every segment holding a `Value`, `Array`, raw object or
+    /// `SharedAtomic`. Written once by the creator before [`Header::magic`] is published,
+    /// read-only afterwards except for [`Header::claim`].
+    struct Header {
+        /// [`MAGIC`] once the segment is initialised.
+        magic: AtomicU32,
+        /// [`RAW`], [`SYNC`] or [`ATOMIC`].
+        kind: AtomicU32,
+        elem_size: AtomicU64,
+        elem_align: AtomicU64,
+        len: AtomicU64,
+        /// A hash of the element type's name, so that a `Value<i32>` never adopts a
+        /// `Value<f32>`.
+        type_hash: AtomicU64,
+        /// For [`SYNC`]: the pid of the process whose guard holds the data, or 0. Last, so that
+        /// it shares a cache line with the start of the data.
+        claim: AtomicU32,
+    }
 }
 
 const MAGIC: u32 = 0x4d50_5348; // "MPSH"
@@ -83,17 +85,10 @@ const PAGE: usize = 4096;
 
 const _: () = assert!(HEADER_SPACE <= 64);
 
-/// The header at the start of `segment`, if the segment is large enough.
+/// The header at the start of `segment`, if the segment is large enough (mp-core's one
+/// checked view).
 fn header(segment: &SharedSegment) -> Option<&Header> {
-    if segment.len() < HEADER_SPACE {
-        return None;
-    }
-    // SAFETY: the mapping starts on a page boundary, so it is aligned for `Header` (alignment
-    // 8); it holds at least `HEADER_SPACE >= size_of::<Header>()` bytes (checked above); the
-    // header is made only of atomics, for which any bit pattern is valid and concurrent access
-    // from other processes is fine; the reference borrows `segment`, which keeps the mapping
-    // alive and in place.
-    Some(unsafe { &*segment.as_ptr().cast::<Header>() })
+    segment.view::<Header>().ok()
 }
 
 /// The width in bytes (8, 4, 2 or 1) of the atomic words that copy a `T` in a raw object: the
@@ -508,31 +503,25 @@ pub(crate) fn atomic_bytes(segment: &SharedSegment) -> &[AtomicU8] {
     unsafe { std::slice::from_raw_parts(segment.as_ptr().cast::<AtomicU8>(), segment.len()) }
 }
 
-impl crate::shared_memory::SharedMemory {
-    /// The whole buffer as plain bytes.
-    ///
-    /// # Safety
-    /// While the returned slice lives, no thread or process may write the segment (through
-    /// [`buf`](Self::buf), [`write_at`](Self::write_at), a raw pointer, or another program):
-    /// that would be a data race. Use [`read_at`](Self::read_at) otherwise.
-    pub unsafe fn as_slice(&self) -> &[u8] {
-        let seg = self.segment();
-        // SAFETY: the mapping is `len` initialised bytes that live as long as `self`; the
-        // caller promises that nobody writes them meanwhile.
-        unsafe { std::slice::from_raw_parts(seg.as_ptr(), seg.len()) }
-    }
+/// The bytes of a mapping as plain bytes.
+///
+/// # Safety
+/// While the returned slice lives, no thread or process may write the mapping.
+pub(crate) unsafe fn plain_bytes(segment: &SharedSegment) -> &[u8] {
+    // SAFETY: the mapping is `len` initialised bytes that live as long as `segment`
+    // (borrowed); the caller promises that nobody writes them meanwhile.
+    unsafe { std::slice::from_raw_parts(segment.as_ptr(), segment.len()) }
+}
 
-    /// The whole buffer as plain mutable bytes.
-    ///
-    /// # Safety
-    /// While the returned slice lives, no other thread or process may read or write the
-    /// segment at all (through any handle, a raw pointer, or another program).
-    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
-        let seg = self.segment();
-        // SAFETY: as in `as_slice`; the caller promises exclusive access, and `&mut self`
-        // rules out other borrows through this handle.
-        unsafe { std::slice::from_raw_parts_mut(seg.as_ptr(), seg.len()) }
-    }
+/// The bytes of a mapping as plain mutable bytes.
+///
+/// # Safety
+/// While the returned slice lives, no other thread or process may read or write the mapping,
+/// and no other reference to it may exist in this process.
+#[allow(clippy::mut_from_ref)]
+pub(crate) unsafe fn plain_bytes_mut(segment: &SharedSegment) -> &mut [u8] {
+    // SAFETY: as in `plain_bytes`; the caller promises exclusive access.
+    unsafe { std::slice::from_raw_parts_mut(segment.as_ptr(), segment.len()) }
 }
 
 // ----- the resource tracker's entry point -----

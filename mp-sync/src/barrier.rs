@@ -17,16 +17,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::futex::{self, Woke};
 use crate::raw;
-use crate::sys::{Segment, Tagged};
+use crate::segment::{Segment, Tagged};
 
-#[repr(C)]
-pub(crate) struct BarrierState {
-    magic: AtomicU32,
-    lock: AtomicU32,
-    parties: AtomicU32,
-    count: AtomicU32,
-    broken: AtomicU32,
-    gen: AtomicU32,
+mp_core::shared_state! {
+    pub(crate) struct BarrierState {
+        magic: AtomicU32,
+        lock: AtomicU32,
+        parties: AtomicU32,
+        count: AtomicU32,
+        broken: AtomicU32,
+        gen: AtomicU32,
+    }
 }
 
 impl Tagged for BarrierState {

@@ -19,7 +19,7 @@ use crate::futex::{self, Woke};
 use crate::guard::{lock_surface, GuardNoSend, RawLock};
 use crate::lock::{AnyLock, RLock};
 use crate::raw;
-use crate::sys::{self, Segment, Tagged};
+use crate::segment::{self, Segment, Tagged};
 
 const FREE: u32 = 0;
 const CLAIMED: u32 = 1;
@@ -30,19 +30,21 @@ const CANCELLED: u32 = 4;
 /// How many threads (in all processes) may wait on one condition at once.
 pub const MAX_WAITERS: usize = 255;
 
-#[repr(C)]
-struct Slot {
-    state: AtomicU32,
-    pid: AtomicU32,
-    ticket: AtomicU64,
+mp_core::shared_state! {
+    struct Slot {
+        state: AtomicU32,
+        pid: AtomicU32,
+        ticket: AtomicU64,
+    }
 }
 
-#[repr(C)]
-pub(crate) struct CondState {
-    magic: AtomicU32,
-    _pad: AtomicU32,
-    next_ticket: AtomicU64,
-    slots: [Slot; MAX_WAITERS],
+mp_core::shared_state! {
+    pub(crate) struct CondState {
+        magic: AtomicU32,
+        _pad: AtomicU32,
+        next_ticket: AtomicU64,
+        slots: [Slot; MAX_WAITERS],
+    }
 }
 
 impl Tagged for CondState {
@@ -120,7 +122,7 @@ impl Condition {
                 .find(reclaim)
                 .ok_or(Error::TooManyWaiters(MAX_WAITERS))?,
         };
-        slot.pid.store(sys::pid(), Ordering::Relaxed);
+        slot.pid.store(segment::pid(), Ordering::Relaxed);
         slot.ticket.store(
             st.next_ticket.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,
@@ -231,7 +233,7 @@ impl Condition {
                 .min_by_key(|s| s.ticket.load(Ordering::Relaxed));
             let Some(slot) = oldest else { break };
             let pid = slot.pid.load(Ordering::Relaxed);
-            if pid != sys::pid() && !raw::alive(pid) {
+            if pid != segment::pid() && !raw::alive(pid) {
                 // A waiter that died: free its slot, it does not count.
                 let _ =
                     slot.state

@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::futex::{self, Woke};
-use crate::sys::{Segment, Tagged};
+use crate::segment::{Segment, Tagged};
 
-#[repr(C)]
-pub(crate) struct EventState {
-    magic: AtomicU32,
-    /// 0 or 1; also the futex word.
-    flag: AtomicU32,
+mp_core::shared_state! {
+    pub(crate) struct EventState {
+        magic: AtomicU32,
+        /// 0 or 1; also the futex word.
+        flag: AtomicU32,
+    }
 }
 
 impl Tagged for EventState {

@@ -59,8 +59,8 @@ pub mod futex;
 mod guard;
 mod lock;
 mod raw;
+mod segment;
 mod semaphore;
-mod sys;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, MAX_WAITERS};

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::error::{Error, OwnerDied, Result};
 use crate::guard::{lock_surface, GuardNoSend, GuardSend, RawLock};
 use crate::raw::{self, Acquired};
-use crate::sys::{self, Segment, Tagged};
+use crate::segment::{self, Segment, Tagged};
 
 thread_local! {
     /// (pid, tid) of this thread, refreshed after a fork.
@@ -20,7 +20,7 @@ thread_local! {
 #[inline]
 pub(crate) fn tid() -> u32 {
     TID.with(|c| {
-        let me = sys::pid();
+        let me = segment::pid();
         let (pid, tid) = c.get();
         if pid == me {
             return tid;
@@ -41,14 +41,15 @@ fn outcome(a: Acquired) -> std::result::Result<bool, OwnerDied> {
     }
 }
 
-/// Shared state of a [`Lock`].
-#[repr(C)]
-pub(crate) struct LockState {
-    magic: AtomicU32,
-    /// The raw lock word (see `raw`).
-    word: AtomicU32,
-    /// The thread that last acquired it (only meaningful while locked).
-    owner_tid: AtomicU32,
+mp_core::shared_state! {
+    /// Shared state of a [`Lock`].
+    pub(crate) struct LockState {
+        magic: AtomicU32,
+        /// The raw lock word (see `raw`).
+        word: AtomicU32,
+        /// The thread that last acquired it (only meaningful while locked).
+        owner_tid: AtomicU32,
+    }
 }
 
 impl Tagged for LockState {
@@ -145,19 +146,20 @@ impl RawLock for Lock {
 
     fn is_owned(&self) -> bool {
         let st = self.s.get();
-        raw::owner(&st.word) == sys::pid() && st.owner_tid.load(Ordering::Relaxed) == tid()
+        raw::owner(&st.word) == segment::pid() && st.owner_tid.load(Ordering::Relaxed) == tid()
     }
 }
 
 lock_surface!(Lock, "Lock");
 
-/// Shared state of an [`RLock`].
-#[repr(C)]
-pub(crate) struct RLockState {
-    magic: AtomicU32,
-    word: AtomicU32,
-    owner_tid: AtomicU32,
-    count: AtomicU32,
+mp_core::shared_state! {
+    /// Shared state of an [`RLock`].
+    pub(crate) struct RLockState {
+        magic: AtomicU32,
+        word: AtomicU32,
+        owner_tid: AtomicU32,
+        count: AtomicU32,
+    }
 }
 
 impl Tagged for RLockState {
@@ -216,7 +218,7 @@ impl RLock {
         // Free: take it at once. Ours: one level deeper (only the owner touches `count`).
         if st
             .word
-            .compare_exchange(0, sys::pid(), Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, segment::pid(), Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
             st.owner_tid.store(tid(), Ordering::Relaxed);
@@ -298,7 +300,7 @@ impl RawLock for RLock {
     #[inline]
     fn is_owned(&self) -> bool {
         let st = self.s.get();
-        raw::owner(&st.word) == sys::pid() && st.owner_tid.load(Ordering::Relaxed) == tid()
+        raw::owner(&st.word) == segment::pid() && st.owner_tid.load(Ordering::Relaxed) == tid()
     }
 }
 

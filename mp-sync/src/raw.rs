@@ -21,7 +21,7 @@ use std::time::Duration;
 use mp_core::Deadline;
 
 use crate::futex::{self, Woke};
-use crate::sys;
+use crate::segment;
 
 /// Set in the word when a sleeper may be waiting.
 const WAITERS: u32 = 1 << 31;
@@ -52,7 +52,7 @@ pub(crate) fn alive(pid: u32) -> bool {
 
 /// Tries to take `word` without blocking; a dead owner's lock is taken over.
 pub(crate) fn try_lock(word: &AtomicU32) -> Acquired {
-    let me = sys::pid();
+    let me = segment::pid();
     match word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
         Ok(_) => Acquired::Yes,
         Err(v) => take_over_if_dead(word, v, me),
@@ -78,7 +78,7 @@ fn take_over_if_dead(word: &AtomicU32, seen: u32, me: u32) -> Acquired {
 /// Takes `word`, waiting until `deadline`.
 #[inline]
 pub(crate) fn lock(word: &AtomicU32, deadline: Deadline) -> Acquired {
-    let me = sys::pid();
+    let me = segment::pid();
     if word
         .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
         .is_ok()

@@ -9,22 +9,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::futex::{self, Woke};
-use crate::sys::{Segment, Tagged};
+use crate::segment::{Segment, Tagged};
 
 /// The largest value a semaphore holds (Python's `SEM_VALUE_MAX` on Linux).
 pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
 /// Spins before sleeping.
 const SPINS: u32 = 100;
 
-#[repr(C)]
-pub(crate) struct SemState {
-    magic: AtomicU32,
-    /// The count; also the futex word sleepers wait on while it is 0.
-    value: AtomicU32,
-    /// How many may be sleeping (a dead sleeper only costs a spare wake-up).
-    sleepers: AtomicU32,
-    /// The bound (`BoundedSemaphore`), or `SEM_VALUE_MAX`.
-    max: AtomicU32,
+mp_core::shared_state! {
+    pub(crate) struct SemState {
+        magic: AtomicU32,
+        /// The count; also the futex word sleepers wait on while it is 0.
+        value: AtomicU32,
+        /// How many may be sleeping (a dead sleeper only costs a spare wake-up).
+        sleepers: AtomicU32,
+        /// The bound (`BoundedSemaphore`), or `SEM_VALUE_MAX`.
+        max: AtomicU32,
+    }
 }
 
 impl Tagged for SemState {

@@ -160,7 +160,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
     /// ([`Error::Codec`]/[`Error::Handle`]); a different executable ([`Error::BinaryMismatch`]);
     /// OS errors.
     pub fn start(&mut self) -> Result<()> {
-        sys::keep_constructor();
+        crate::constructor::keep_constructor();
         {
             let st = self.inner.lock();
             if st.closed {

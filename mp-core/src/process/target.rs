@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::{handle, identity, sys};
+use crate::{handle, identity};
 
 /// What a child runs.
 pub(crate) trait Target: Send {
@@ -34,7 +34,7 @@ where
     }
     fn job(&self) -> Result<(i64, i64, Vec<u8>, Vec<OwnedFd>)> {
         let (args, fds) = handle::collect_handles(|| codec::encode(&self.args));
-        let trampoline: sys::Trampoline = sys::trampoline::<A, R>;
+        let trampoline: crate::trampoline::Trampoline = crate::trampoline::trampoline::<A, R>;
         Ok((
             identity::offset_of(trampoline as usize),
             identity::offset_of(self.f as usize),
