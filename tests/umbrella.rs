@@ -191,3 +191,56 @@ fn the_deadline_type_and_the_raw_lock_trait_are_reexported() {
     assert!(take(&lock));
     lock.release().expect("release");
 }
+
+fn negate_all(a: multiprocessing::Array<i32>) {
+    for i in 0..a.len() {
+        a.set(i, -a.get(i).expect("get")).expect("set");
+    }
+}
+
+#[test]
+fn sharedctypes_are_reexported_and_work_across_processes() {
+    for m in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::Forkserver,
+    ] {
+        let a = multiprocessing::Array::from_slice(&[1i32, 2, 3]).expect("array");
+        let mut p = get_context(Some(m)).process(negate_all, a.clone());
+        p.start().expect("start");
+        assert_eq!(
+            p.join_timeout(Duration::from_secs(60)).expect("join"),
+            Some(0)
+        );
+        assert_eq!(a.to_vec().expect("to_vec"), vec![-1, -2, -3], "{m}");
+    }
+}
+
+fn echo_once(address: String) {
+    let address: Address = address.parse().expect("address");
+    let mut c =
+        Client::connect_timeout(&address, Some(b"key"), Duration::from_secs(30)).expect("connect");
+    let got = c.recv_bytes_timeout(Duration::from_secs(30)).expect("recv");
+    c.send_bytes(&got).expect("send");
+}
+
+#[test]
+fn connection_is_reexported_and_serves_a_child() {
+    let address: Address = "127.0.0.1:0".parse().expect("addr");
+    let listener = Listener::bind(Some(address), 1, Some(b"key")).expect("bind");
+    let mut p = Process::new(echo_once, listener.address().to_string());
+    p.start().expect("start");
+    let mut conn = listener
+        .accept_timeout(Duration::from_secs(30))
+        .expect("accept");
+    conn.send_bytes(b"ping").expect("send");
+    assert_eq!(
+        conn.recv_bytes_timeout(Duration::from_secs(30))
+            .expect("recv"),
+        b"ping"
+    );
+    assert_eq!(
+        p.join_timeout(Duration::from_secs(60)).expect("join"),
+        Some(0)
+    );
+}

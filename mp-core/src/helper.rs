@@ -1,7 +1,7 @@
 //! Helper processes: servers that outlive the call that started them, started one way.
 //!
-//! Every long-lived helper of the stack starts here or through the same bootstrap:
-//! the fork server (a [`Hello::Forkserver`](crate::bootstrap::Hello) to the same launcher), the
+//! Every long-lived helper of the stack starts here or through the same bootstrap: the fork
+//! server (the same launcher, asked to serve forks instead of running a function), the
 //! shared-memory resource tracker (mp-shared), and the servers of the pool and the manager.
 //! A helper is a fresh re-execution of this program (the spawn start method, whatever the
 //! default is: a clean, single-threaded process that inherits no lock and no stray fd), which
