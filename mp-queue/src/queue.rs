@@ -247,6 +247,34 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 }
 
+/// `Clone`, `Serialize` and `Deserialize` of a queue type that wraps a [`Queue`] in `inner`,
+/// written once: clones share the ring; a received ring must be of `$kind`.
+macro_rules! queue_handle {
+    ($name:ident, $kind:expr) => {
+        impl<T> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                $name {
+                    inner: self.inner.clone(),
+                }
+            }
+        }
+
+        impl<T> Serialize for $name<T> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.inner.ring.serialize(s)
+            }
+        }
+
+        impl<'de, T> Deserialize<'de> for $name<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let inner = Queue::from_ring(Ring::deserialize(d)?, $kind)
+                    .map_err(serde::de::Error::custom)?;
+                Ok($name { inner })
+            }
+        }
+    };
+}
+
 fn kind_name(kind: u32) -> &'static str {
     match kind {
         KIND_QUEUE => "Queue",
@@ -263,14 +291,6 @@ pub struct SimpleQueue<T> {
     inner: Queue<T>,
 }
 
-impl<T> Clone for SimpleQueue<T> {
-    fn clone(&self) -> Self {
-        SimpleQueue {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
 impl<T> fmt::Debug for SimpleQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimpleQueue")
@@ -279,19 +299,7 @@ impl<T> fmt::Debug for SimpleQueue<T> {
     }
 }
 
-impl<T> Serialize for SimpleQueue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.inner.ring.serialize(s)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let inner = Queue::from_ring(Ring::deserialize(d)?, KIND_SIMPLE)
-            .map_err(serde::de::Error::custom)?;
-        Ok(SimpleQueue { inner })
-    }
-}
+queue_handle!(SimpleQueue, KIND_SIMPLE);
 
 impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// A new empty queue. Python: `multiprocessing.SimpleQueue()`.
@@ -343,14 +351,6 @@ pub struct JoinableQueue<T> {
     inner: Queue<T>,
 }
 
-impl<T> Clone for JoinableQueue<T> {
-    fn clone(&self) -> Self {
-        JoinableQueue {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
 impl<T> fmt::Debug for JoinableQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinableQueue")
@@ -359,19 +359,7 @@ impl<T> fmt::Debug for JoinableQueue<T> {
     }
 }
 
-impl<T> Serialize for JoinableQueue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.inner.ring.serialize(s)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let inner = Queue::from_ring(Ring::deserialize(d)?, KIND_JOINABLE)
-            .map_err(serde::de::Error::custom)?;
-        Ok(JoinableQueue { inner })
-    }
-}
+queue_handle!(JoinableQueue, KIND_JOINABLE);
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// An unbounded joinable queue. Python: `multiprocessing.JoinableQueue()`.

@@ -2,13 +2,12 @@
 
 use std::fmt;
 use std::ops::{Bound, Deref, DerefMut, Range, RangeBounds};
-use std::time::Duration;
 
 use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, LockError, Result};
-use crate::sync::{Access, Synced};
+use crate::sync::{guard_surface, Access, Synced};
 use crate::sys::RawCells;
 use mp_core::Deadline;
 use mp_sync::AnyLock;
@@ -200,56 +199,9 @@ impl<T: Pod> Array<T> {
     pub fn get_lock(&self) -> &AnyLock {
         &self.inner.lock
     }
-
-    /// Takes the lock and returns a guard that derefs to the elements (`[T]`); the lock is
-    /// released when the guard drops. Python: `with a.get_lock(): ...`.
-    ///
-    /// Errors as for [`Value::lock`](crate::Value::lock).
-    pub fn lock(&self) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        loop {
-            if let Some(g) = self.guard(Deadline::NEVER)? {
-                return Ok(g);
-            }
-        }
-    }
-
-    /// [`lock`](Self::lock) waiting at most `timeout`; `Ok(None)` on timeout.
-    #[allow(clippy::type_complexity)]
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> std::result::Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
-        self.guard(Deadline::after(timeout))
-    }
-
-    /// [`lock`](Self::lock) waiting until `deadline`; `Ok(None)` if it passes.
-    #[allow(clippy::type_complexity)]
-    pub fn lock_deadline(
-        &self,
-        deadline: impl Into<Deadline>,
-    ) -> std::result::Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
-        self.guard(deadline.into())
-    }
-
-    /// [`lock`](Self::lock) without waiting; `Ok(None)` if the lock is taken.
-    #[allow(clippy::type_complexity)]
-    pub fn try_lock(
-        &self,
-    ) -> std::result::Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
-        self.guard(Deadline::now())
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn guard(
-        &self,
-        deadline: Deadline,
-    ) -> std::result::Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
-        match self.inner.access(deadline) {
-            Ok(a) => Ok(a.map(|access| ArrayGuard { access })),
-            Err(e) => Err(e.map(|access| ArrayGuard { access })),
-        }
-    }
 }
+
+guard_surface!(Array, ArrayGuard, "a");
 
 /// The elements of an [`Array`], borrowed while its lock is held; derefs to `[T]`.
 ///

@@ -103,3 +103,66 @@ impl<T: Pod> Synced<T> {
         }
     }
 }
+
+/// The guard methods of a synchronized object (`lock`, `lock_timeout`, `lock_deadline`,
+/// `try_lock`), written once for [`Value`](crate::Value) and [`Array`](crate::Array): `$ty<T>`
+/// holds a [`Synced`] in `inner`, `$guard<'_, T>` wraps an [`Access`] in `access`.
+macro_rules! guard_surface {
+    ($ty:ident, $guard:ident, $what:literal) => {
+        impl<T: Pod> $ty<T> {
+            /// Takes the lock and returns a guard that derefs to the data; the lock is released
+            /// when the guard drops.
+            #[doc = concat!("Python: `with ", $what, ".get_lock(): ...`.")]
+            ///
+            /// Blocks until the lock is free. [`LockError::OwnerDied`] carries the guard of a
+            /// lock taken over from a dead owner (the data may be half-updated);
+            /// [`LockError::WouldDeadlock`] and [`LockError::Borrowed`] as described on
+            /// [`Value`](crate::Value).
+            pub fn lock(&self) -> std::result::Result<$guard<'_, T>, LockError<$guard<'_, T>>> {
+                loop {
+                    if let Some(g) = self.guard(Deadline::NEVER)? {
+                        return Ok(g);
+                    }
+                }
+            }
+
+            /// [`lock`](Self::lock) waiting at most `timeout`; `Ok(None)` on timeout.
+            #[allow(clippy::type_complexity)]
+            pub fn lock_timeout(
+                &self,
+                timeout: std::time::Duration,
+            ) -> std::result::Result<Option<$guard<'_, T>>, LockError<$guard<'_, T>>> {
+                self.guard(Deadline::after(timeout))
+            }
+
+            /// [`lock_timeout`](Self::lock_timeout) with a deadline.
+            #[allow(clippy::type_complexity)]
+            pub fn lock_deadline(
+                &self,
+                deadline: impl Into<Deadline>,
+            ) -> std::result::Result<Option<$guard<'_, T>>, LockError<$guard<'_, T>>> {
+                self.guard(deadline.into())
+            }
+
+            /// [`lock`](Self::lock) without waiting; `Ok(None)` if the lock is taken.
+            #[allow(clippy::type_complexity)]
+            pub fn try_lock(
+                &self,
+            ) -> std::result::Result<Option<$guard<'_, T>>, LockError<$guard<'_, T>>> {
+                self.guard(Deadline::now())
+            }
+
+            #[allow(clippy::type_complexity)]
+            fn guard(
+                &self,
+                deadline: Deadline,
+            ) -> std::result::Result<Option<$guard<'_, T>>, LockError<$guard<'_, T>>> {
+                match self.inner.access(deadline) {
+                    Ok(a) => Ok(a.map(|access| $guard { access })),
+                    Err(e) => Err(e.map(|access| $guard { access })),
+                }
+            }
+        }
+    };
+}
+pub(crate) use guard_surface;

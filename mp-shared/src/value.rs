@@ -2,13 +2,12 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
 
 use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LockError, Result};
-use crate::sync::{Access, Synced};
+use crate::sync::{guard_surface, Access, Synced};
 use crate::sys::RawCells;
 use mp_core::Deadline;
 use mp_sync::AnyLock;
@@ -99,58 +98,9 @@ impl<T: Pod> Value<T> {
     pub fn get_lock(&self) -> &AnyLock {
         &self.inner.lock
     }
-
-    /// Takes the lock and returns a guard that derefs to the value; the lock is released when
-    /// the guard drops. Python: `with v.get_lock(): ... v.value ...`.
-    ///
-    /// Blocks until the lock is free. [`LockError::OwnerDied`] carries the guard of a lock
-    /// taken over from a dead owner (the value may be half-updated);
-    /// [`LockError::WouldDeadlock`] and [`LockError::Borrowed`] as described on [`Value`].
-    pub fn lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        loop {
-            if let Some(g) = self.guard(Deadline::NEVER)? {
-                return Ok(g);
-            }
-        }
-    }
-
-    /// [`lock`](Self::lock) waiting at most `timeout`; `Ok(None)` on timeout.
-    #[allow(clippy::type_complexity)]
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> std::result::Result<Option<ValueGuard<'_, T>>, LockError<ValueGuard<'_, T>>> {
-        self.guard(Deadline::after(timeout))
-    }
-
-    /// [`lock`](Self::lock) waiting until `deadline`; `Ok(None)` if it passes.
-    #[allow(clippy::type_complexity)]
-    pub fn lock_deadline(
-        &self,
-        deadline: impl Into<Deadline>,
-    ) -> std::result::Result<Option<ValueGuard<'_, T>>, LockError<ValueGuard<'_, T>>> {
-        self.guard(deadline.into())
-    }
-
-    /// [`lock`](Self::lock) without waiting; `Ok(None)` if the lock is taken.
-    #[allow(clippy::type_complexity)]
-    pub fn try_lock(
-        &self,
-    ) -> std::result::Result<Option<ValueGuard<'_, T>>, LockError<ValueGuard<'_, T>>> {
-        self.guard(Deadline::now())
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn guard(
-        &self,
-        deadline: Deadline,
-    ) -> std::result::Result<Option<ValueGuard<'_, T>>, LockError<ValueGuard<'_, T>>> {
-        match self.inner.access(deadline) {
-            Ok(a) => Ok(a.map(|access| ValueGuard { access })),
-            Err(e) => Err(e.map(|access| ValueGuard { access })),
-        }
-    }
 }
+
+guard_surface!(Value, ValueGuard, "v");
 
 /// The value of a [`Value`], borrowed while its lock is held; derefs to the `T`.
 ///
