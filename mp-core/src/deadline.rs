@@ -51,62 +51,88 @@ use std::time::{Duration, Instant};
 ///
 /// Beyond Python (which has only relative timeouts): deadlines compose, so an operation made of
 /// several waits (a handshake, a pool's `get` over many results) is bounded as a whole.
+///
+/// [`Deadline::now`] reads no clock: a `try_x` costs what the attempt costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Deadline(Option<Instant>);
+pub struct Deadline(When);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum When {
+    Never,
+    /// Already passed: only look.
+    Now,
+    At(Instant),
+}
 
 impl Deadline {
     /// Waits forever.
-    pub const NEVER: Deadline = Deadline(None);
+    pub const NEVER: Deadline = Deadline(When::Never);
 
     /// Gives up at once: only looks (the `try_x`/`x_nowait` form).
     #[inline]
     pub fn now() -> Deadline {
-        Deadline(Some(Instant::now()))
+        Deadline(When::Now)
     }
 
     /// Gives up `timeout` from now; a timeout too long to add to the clock waits forever.
     #[inline]
     pub fn after(timeout: Duration) -> Deadline {
-        Deadline(Instant::now().checked_add(timeout))
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Deadline::NEVER, Deadline::at)
     }
 
     /// Gives up at `instant`.
     #[inline]
     pub fn at(instant: Instant) -> Deadline {
-        Deadline(Some(instant))
+        Deadline(When::At(instant))
     }
 
-    /// The instant, or `None` for [`Deadline::NEVER`].
+    /// The instant (the present one for [`Deadline::now`]), or `None` for [`Deadline::NEVER`].
     #[inline]
     pub fn instant(self) -> Option<Instant> {
-        self.0
+        match self.0 {
+            When::Never => None,
+            When::Now => Some(Instant::now()),
+            When::At(d) => Some(d),
+        }
     }
 
     /// Whether this is [`Deadline::NEVER`].
     #[inline]
     pub fn is_never(self) -> bool {
-        self.0.is_none()
+        self.0 == When::Never
     }
 
-    /// Whether the instant has come (never true for [`Deadline::NEVER`]).
+    /// Whether the instant has come (never true for [`Deadline::NEVER`], always for
+    /// [`Deadline::now`]).
     #[inline]
     pub fn has_passed(self) -> bool {
-        self.0.is_some_and(|d| Instant::now() >= d)
+        match self.0 {
+            When::Never => false,
+            When::Now => true,
+            When::At(d) => Instant::now() >= d,
+        }
     }
 
     /// The time left, zero once it has passed; `None` for [`Deadline::NEVER`].
     #[inline]
     pub fn remaining(self) -> Option<Duration> {
-        self.0.map(|d| d.saturating_duration_since(Instant::now()))
+        match self.0 {
+            When::Never => None,
+            When::Now => Some(Duration::ZERO),
+            When::At(d) => Some(d.saturating_duration_since(Instant::now())),
+        }
     }
 
     /// The earlier of the two.
     #[inline]
     pub fn min(self, other: Deadline) -> Deadline {
         match (self.0, other.0) {
-            (Some(a), Some(b)) => Deadline(Some(a.min(b))),
-            (Some(_), None) => self,
-            (None, _) => other,
+            (When::Now, _) | (_, When::Now) => Deadline::now(),
+            (When::At(a), When::At(b)) => Deadline::at(a.min(b)),
+            (When::At(_), When::Never) => self,
+            (When::Never, _) => other,
         }
     }
 
@@ -114,9 +140,11 @@ impl Deadline {
     /// now. For waits that must look around every so often (a dead owner, a dead waker).
     #[inline]
     pub fn slice(self, slice: Duration) -> Instant {
-        let end = Instant::now() + slice;
+        let now = Instant::now();
+        let end = now + slice;
         match self.0 {
-            Some(d) if d < end => d,
+            When::Now => now,
+            When::At(d) if d < end => d,
             _ => end,
         }
     }
@@ -166,5 +194,7 @@ mod tests {
         let end = late.slice(Duration::from_millis(5));
         assert!(end < late.instant().unwrap());
         assert!(Deadline::NEVER.slice(Duration::from_millis(5)) > Instant::now());
+        assert_eq!(Deadline::now().min(late), Deadline::now());
+        assert!(Deadline::now().slice(Duration::from_secs(1)) <= Instant::now());
     }
 }

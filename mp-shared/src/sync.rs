@@ -58,20 +58,17 @@ impl<T: Pod> Synced<T> {
         &self,
         deadline: Deadline,
     ) -> std::result::Result<Option<Access<'_, T>>, LockError<Access<'_, T>>> {
-        // Try first: a free lock costs one compare-exchange; only a taken one is checked for
-        // being ours.
-        let taken = match self.lock.try_lock() {
-            Ok(Some(g)) => Ok(Some(g)),
-            Err(died) => Err(died),
-            Ok(None) => {
-                if matches!(&self.lock, AnyLock::Lock(l) if l.is_owned()) {
-                    return Err(LockError::WouldDeadlock);
-                }
-                if deadline.has_passed() {
-                    return Ok(None);
-                }
-                self.lock.lock_deadline(deadline)
-            }
+        // A plain `Lock` is tried first: a free lock costs one compare-exchange, and only a
+        // taken one is checked for being ours (a wait for it would never end). An `RLock` is
+        // taken at once (it is re-entered, or waited for).
+        let taken = match &self.lock {
+            AnyLock::Lock(l) => match self.lock.try_lock() {
+                Ok(None) if l.is_owned() => return Err(LockError::WouldDeadlock),
+                Ok(None) if deadline.has_passed() => return Ok(None),
+                Ok(None) => self.lock.lock_deadline(deadline),
+                taken => taken,
+            },
+            AnyLock::RLock(_) => self.lock.lock_deadline(deadline),
         };
         let (lock, died) = match taken {
             Ok(Some(g)) => (g, false),
