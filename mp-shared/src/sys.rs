@@ -29,10 +29,9 @@ use std::sync::atomic::{
     AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicIsize, AtomicU16, AtomicU32, AtomicU64,
     AtomicU8, AtomicUsize, Ordering,
 };
-use std::sync::Arc;
 
 use bytemuck::Pod;
-use mp_core::SharedSegment;
+use mp_core::{SharedSegment, SharedView};
 
 // ----- the cached pid -----
 
@@ -85,11 +84,6 @@ const PAGE: usize = 4096;
 
 const _: () = assert!(HEADER_SPACE <= 64);
 
-/// The header at the start of `segment`, if the segment is large enough (mp-core's one
-/// checked view).
-fn header(segment: &SharedSegment) -> Option<&Header> {
-    segment.view::<Header>().ok()
-}
 
 /// The width in bytes (8, 4, 2 or 1) of the atomic words that copy a `T` in a raw object: the
 /// largest that divides both its size and its alignment, so that each word is aligned and the
@@ -127,7 +121,8 @@ fn kind_name(kind: u32) -> &'static str {
 /// Clones share the segment. The data never moves: the segment is mapped once per process and
 /// the mapping lives as long as its last `Cells`.
 pub(crate) struct Cells<T, const KIND: u32> {
-    segment: Arc<SharedSegment>,
+    /// The header, viewed once; its segment holds the data after it.
+    view: SharedView<Header>,
     offset: usize,
     len: usize,
     _t: PhantomData<T>,
@@ -143,7 +138,7 @@ pub(crate) type AtomicCells<T> = Cells<T, ATOMIC>;
 impl<T, const KIND: u32> Clone for Cells<T, KIND> {
     fn clone(&self) -> Self {
         Cells {
-            segment: self.segment.clone(),
+            view: self.view.clone(),
             offset: self.offset,
             len: self.len,
             _t: PhantomData,
@@ -185,10 +180,9 @@ impl<T: Pod, const KIND: u32> Cells<T, KIND> {
             .ok_or_else(|| {
                 crate::Error::InvalidArgument(format!("{len} elements do not fit in memory"))
             })?;
-        let segment = SharedSegment::new(bytes)?;
-        let h = header(&segment).ok_or_else(|| {
-            crate::Error::InvalidArgument("shared segment smaller than its header".into())
-        })?;
+        let view = SharedView::<Header>::new(SharedSegment::new(bytes)?)?;
+        let segment = view.segment();
+        let h = view.get();
         h.kind.store(KIND, Ordering::Relaxed);
         h.elem_size.store(size as u64, Ordering::Relaxed);
         h.elem_align
@@ -212,7 +206,7 @@ impl<T: Pod, const KIND: u32> Cells<T, KIND> {
         }
         h.magic.store(MAGIC, Ordering::Release);
         Ok(Cells {
-            segment: Arc::new(segment),
+            view,
             offset,
             len,
             _t: PhantomData,
@@ -223,7 +217,8 @@ impl<T: Pod, const KIND: u32> Cells<T, KIND> {
     /// what the segment is not (`what`, e.g. `"Value<i32>"`).
     pub(crate) fn adopt(segment: SharedSegment, what: &str) -> Result<Self, String> {
         let not = || format!("the shared segment received is not a {what}");
-        let h = header(&segment).ok_or_else(not)?;
+        let view = SharedView::<Header>::new(segment).map_err(|_| not())?;
+        let h = view.get();
         if h.magic.load(Ordering::Acquire) != MAGIC
             || h.kind.load(Ordering::Relaxed) != KIND
             || h.elem_size.load(Ordering::Relaxed) != std::mem::size_of::<T>() as u64
@@ -239,11 +234,11 @@ impl<T: Pod, const KIND: u32> Cells<T, KIND> {
             .checked_mul(std::mem::size_of::<T>())
             .and_then(|b| b.checked_add(offset))
             .ok_or_else(not)?;
-        if segment.len() < needed {
+        if view.segment().len() < needed {
             return Err(not());
         }
         Ok(Cells {
-            segment: Arc::new(segment),
+            view,
             offset,
             len,
             _t: PhantomData,
@@ -259,20 +254,22 @@ impl<T: Pod, const KIND: u32> Cells<T, KIND> {
     fn elem_ptr(&self, index: usize) -> *mut u8 {
         // Stays inside the mapping: `index < max(len, 1)` at every call site, and the mapping
         // holds `offset + max(len, 1) * size_of::<T>()` bytes (checked at creation/adoption).
-        self.segment
+        self.view
+            .segment()
             .as_ptr()
             .wrapping_add(self.offset + index * std::mem::size_of::<T>())
     }
 
-    fn header(&self) -> Option<&Header> {
-        header(&self.segment)
+    #[inline]
+    fn header(&self) -> &Header {
+        self.view.get()
     }
 }
 
 impl<T, const KIND: u32> serde::Serialize for Cells<T, KIND> {
     /// Serializes only inside a handle transfer (see `mp_core::handle`).
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.segment.serialize(s)
+        self.view.serialize(s)
     }
 }
 
@@ -382,7 +379,7 @@ impl<T: Pod> SyncCells<T> {
     ///
     /// Callers hold the object's lock, so the word is normally 0 here.
     pub(crate) fn claim(&self) -> Option<Claim<'_, T>> {
-        let word = &self.header()?.claim;
+        let word = &self.header().claim;
         let data = NonNull::new(self.elem_ptr(0).cast::<T>())?;
         let me = pid();
         let mut seen = 0;
