@@ -150,6 +150,7 @@ macro_rules! guard_surface {
             }
 
             #[allow(clippy::type_complexity)]
+            #[inline]
             fn guard(
                 &self,
                 deadline: Deadline,

@@ -158,6 +158,7 @@ macro_rules! lock_surface {
             }
 
             /// [`acquire_timeout`](Self::acquire_timeout) with a deadline.
+            #[inline]
             pub fn acquire_deadline(
                 &self,
                 deadline: impl Into<mp_core::Deadline>,
@@ -213,6 +214,7 @@ macro_rules! lock_surface {
             }
 
             /// [`lock_timeout`](Self::lock_timeout) with a deadline.
+            #[inline]
             pub fn lock_deadline(
                 &self,
                 deadline: impl Into<mp_core::Deadline>,
@@ -221,6 +223,7 @@ macro_rules! lock_surface {
             }
 
             /// [`lock`](Self::lock) without waiting; `Ok(None)` if the lock is taken.
+            #[inline]
             pub fn try_lock(&self) -> $crate::GuardResult<'_, Self> {
                 $crate::guard::guard_until(self, mp_core::Deadline::now())
             }
