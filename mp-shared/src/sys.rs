@@ -84,7 +84,6 @@ const PAGE: usize = 4096;
 
 const _: () = assert!(HEADER_SPACE <= 64);
 
-
 /// The width in bytes (8, 4, 2 or 1) of the atomic words that copy a `T` in a raw object: the
 /// largest that divides both its size and its alignment, so that each word is aligned and the
 /// words of every process fall on the same offsets.
