@@ -535,6 +535,40 @@ impl Connection {
         Ok(buf)
     }
 
+    /// [`recv_bytes_max`](Self::recv_bytes_max) that gives up with [`Error::Timeout`] after
+    /// `timeout` for the whole message (see [`recv_timeout`](Self::recv_timeout)).
+    pub fn recv_bytes_max_timeout(
+        &mut self,
+        maxlength: usize,
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        self.until(Deadline::after(timeout), |c| c.recv_bytes_max(maxlength))
+    }
+
+    /// [`recv_bytes_max_timeout`](Self::recv_bytes_max_timeout) with a deadline.
+    pub fn recv_bytes_max_deadline(
+        &mut self,
+        maxlength: usize,
+        deadline: impl Into<Deadline>,
+    ) -> Result<Vec<u8>> {
+        self.until(deadline.into(), |c| c.recv_bytes_max(maxlength))
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into) that gives up with [`Error::Timeout`] after
+    /// `timeout` for the whole message (see [`recv_timeout`](Self::recv_timeout)).
+    pub fn recv_bytes_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.until(Deadline::after(timeout), |c| c.recv_bytes_into(buf))
+    }
+
+    /// [`recv_bytes_into_timeout`](Self::recv_bytes_into_timeout) with a deadline.
+    pub fn recv_bytes_into_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: impl Into<Deadline>,
+    ) -> Result<usize> {
+        self.until(deadline.into(), |c| c.recv_bytes_into(buf))
+    }
+
     /// Receives one message into `buf`, returning its length.
     ///
     /// Python: `Connection.recv_bytes_into(buf)` (pass `&mut buf[offset..]` for an offset). When

@@ -133,3 +133,40 @@ fn send_timeout_on_a_full_socket_is_a_timeout() {
     ours.send_timeout(&1u8, SETTLE).unwrap();
     ours.send_deadline(&2u8, Deadline::after(SETTLE)).unwrap();
 }
+
+#[test]
+fn recv_bytes_into_and_max_have_their_timed_forms() {
+    for m in METHODS {
+        let (mut ours, theirs) = pipe(true).unwrap();
+        let child = start(
+            m,
+            send_later,
+            (theirs, Duration::from_millis(300), b"12345".to_vec()),
+        );
+        let mut buf = [0u8; 16];
+        let err = ours
+            .recv_bytes_into_timeout(&mut buf, Duration::from_millis(50))
+            .unwrap_err();
+        assert!(err.is_timeout(), "{m}: {err}");
+        assert!(ours
+            .recv_bytes_max_timeout(16, Duration::from_millis(50))
+            .unwrap_err()
+            .is_timeout());
+        let n = ours
+            .recv_bytes_into_deadline(&mut buf, Instant::now() + LONG)
+            .unwrap();
+        assert_eq!(&buf[..n], b"12345", "{m}");
+        ours.send_bytes(b"bye").unwrap();
+        child.finish();
+
+        let (mut ours, theirs) = pipe(true).unwrap();
+        let child = start(m, send_later, (theirs, Duration::ZERO, b"abc".to_vec()));
+        assert_eq!(
+            ours.recv_bytes_max_deadline(16, Deadline::after(LONG))
+                .unwrap(),
+            b"abc"
+        );
+        ours.send_bytes(b"bye").unwrap();
+        child.finish();
+    }
+}

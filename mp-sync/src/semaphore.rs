@@ -167,6 +167,30 @@ impl Semaphore {
         self.take(Deadline::NEVER);
         Ok(SemaphoreGuard { sem: self })
     }
+
+    /// [`lock`](Self::lock) waiting at most `timeout` for a unit; `Ok(None)` if none came.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<SemaphoreGuard<'_>>> {
+        Ok(self
+            .take(Deadline::after(timeout))
+            .then(|| SemaphoreGuard { sem: self }))
+    }
+
+    /// [`lock_timeout`](Self::lock_timeout) with a deadline.
+    pub fn lock_deadline(
+        &self,
+        deadline: impl Into<Deadline>,
+    ) -> Result<Option<SemaphoreGuard<'_>>> {
+        Ok(self
+            .take(deadline.into())
+            .then(|| SemaphoreGuard { sem: self }))
+    }
+
+    /// [`lock`](Self::lock) only if a unit is there now; `Ok(None)` otherwise.
+    pub fn try_lock(&self) -> Result<Option<SemaphoreGuard<'_>>> {
+        Ok(self
+            .take(Deadline::now())
+            .then(|| SemaphoreGuard { sem: self }))
+    }
 }
 
 /// Holds a unit of a [`Semaphore`]; releases it when dropped.
@@ -243,6 +267,24 @@ impl BoundedSemaphore {
     /// Python: `with bounded_sem:`.
     pub fn lock(&self) -> Result<SemaphoreGuard<'_>> {
         self.inner.lock()
+    }
+
+    /// [`lock`](Self::lock) waiting at most `timeout` for a unit; `Ok(None)` if none came.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<SemaphoreGuard<'_>>> {
+        self.inner.lock_timeout(timeout)
+    }
+
+    /// [`lock_timeout`](Self::lock_timeout) with a deadline.
+    pub fn lock_deadline(
+        &self,
+        deadline: impl Into<Deadline>,
+    ) -> Result<Option<SemaphoreGuard<'_>>> {
+        self.inner.lock_deadline(deadline)
+    }
+
+    /// [`lock`](Self::lock) only if a unit is there now; `Ok(None)` otherwise.
+    pub fn try_lock(&self) -> Result<Option<SemaphoreGuard<'_>>> {
+        self.inner.try_lock()
     }
 
     /// Whether two handles are the same semaphore.

@@ -113,3 +113,43 @@ fn try_and_timed_guards_of_a_taken_lock_come_back_empty() {
     });
     let _ = StartMethod::Fork;
 }
+
+/// Holds the semaphore's only unit for `hold`, then gives it back.
+fn hold_unit((sem, taken, hold): (mp_sync::Semaphore, mp_sync::Event, Duration)) {
+    let guard = sem.lock().unwrap();
+    taken.set();
+    std::thread::sleep(hold);
+    drop(guard);
+}
+
+#[test]
+fn semaphore_guards_follow_the_timeout_contract_across_processes() {
+    for m in METHODS {
+        let sem = mp_sync::Semaphore::new(1).unwrap();
+        let taken = mp_sync::Event::new().unwrap();
+        let child = start(
+            m,
+            hold_unit,
+            (sem.clone(), taken.clone(), Duration::from_millis(400)),
+        );
+        assert!(
+            taken.wait_timeout(LONG).unwrap(),
+            "{m}: the child never took the unit"
+        );
+        assert!(sem.try_lock().unwrap().is_none(), "{m}");
+        assert!(
+            sem.lock_timeout(Duration::from_millis(20))
+                .unwrap()
+                .is_none(),
+            "{m}"
+        );
+        let guard = sem.lock_deadline(std::time::Instant::now() + LONG).unwrap();
+        assert!(guard.is_some(), "{m}: the unit never came back");
+        drop(guard);
+        assert_eq!(sem.get_value(), 1, "{m}: the guard gave the unit back");
+        child.finish();
+        let bounded = mp_sync::BoundedSemaphore::new(1).unwrap();
+        let g = bounded.try_lock().unwrap();
+        assert!(g.is_some() && bounded.try_lock().unwrap().is_none());
+    }
+}
