@@ -59,6 +59,10 @@ pub struct Connection {
     fd: Option<OwnedFd>,
     readable: bool,
     writable: bool,
+    /// Set when a read (a write) stopped in the middle of a frame: the stream is out of step
+    /// and the end no longer reads (writes), for that reason rather than its direction.
+    read_lost_sync: bool,
+    write_lost_sync: bool,
     socket: bool,
     /// Whether the peer is a process of this program (see `handle::with_received`).
     trusted: bool,
@@ -114,6 +118,8 @@ impl Connection {
             fd: Some(fd),
             readable,
             writable,
+            read_lost_sync: false,
+            write_lost_sync: false,
             socket,
             trusted: false,
             max_message: u64::MAX,
@@ -214,7 +220,13 @@ impl Connection {
     fn check_writable(&self) -> Result<BorrowedFd<'_>> {
         let fd = self.fileno()?;
         if !self.writable {
-            return Err(Error::NotPermitted("connection is read-only"));
+            return Err(Error::NotPermitted(if self.write_lost_sync {
+                "the connection lost message sync: a message was cut off while being sent (a \
+                 timeout or an error mid-frame), so the peer is out of step and nothing more can \
+                 be sent on it"
+            } else {
+                "connection is read-only"
+            }));
         }
         Ok(fd)
     }
@@ -222,7 +234,13 @@ impl Connection {
     fn check_readable(&self) -> Result<BorrowedFd<'_>> {
         let fd = self.fileno()?;
         if !self.readable {
-            return Err(Error::NotPermitted("connection is write-only"));
+            return Err(Error::NotPermitted(if self.read_lost_sync {
+                "the connection lost message sync: a message was cut short while being read (a \
+                 timeout, a truncated, oversized or malformed frame), so nothing more can be read \
+                 from it"
+            } else {
+                "connection is write-only"
+            }));
         }
         Ok(fd)
     }
@@ -254,7 +272,7 @@ impl Connection {
             let sent = self.write_frame(&buf, last);
             if sent.is_err() && carriers {
                 // The peer holds fds for a value that will not come: out of step.
-                self.writable = false;
+                self.lose_write_sync();
             }
             sent
         });
@@ -354,7 +372,7 @@ impl Connection {
         if let Err((e, sent)) = result {
             // Part of the frame went out: the peer's stream is out of step from here on.
             if sent > 0 {
-                self.writable = false;
+                self.lose_write_sync();
             }
             return Err(e);
         }
@@ -524,7 +542,7 @@ impl Connection {
     pub fn recv_bytes_max(&mut self, maxlength: usize) -> Result<Vec<u8>> {
         let (len, _fds) = self.read_header()?;
         if len > maxlength as u64 {
-            self.readable = false;
+            self.lose_read_sync();
             return Err(Error::MessageTooLong {
                 length: len,
                 limit: maxlength as u64,
@@ -635,11 +653,11 @@ impl Connection {
             self.read_header_bytes(&mut long, &mut fds, false)?;
             u64::from_be_bytes(long)
         } else {
-            self.readable = false;
+            self.lose_read_sync();
             return Err(Error::Protocol(format!("negative message length {n}")));
         };
         if len > self.max_message {
-            self.readable = false;
+            self.lose_read_sync();
             return Err(Error::MessageTooLong {
                 length: len,
                 limit: self.max_message,
@@ -711,8 +729,20 @@ impl Connection {
 
     /// Marks the connection unreadable after an error that left it mid-frame (out of step).
     fn poison(&mut self, e: Error) -> Error {
-        self.readable = false;
+        self.lose_read_sync();
         e
+    }
+
+    /// The read side is out of step: no more reads, and later reads say why.
+    fn lose_read_sync(&mut self) {
+        self.readable = false;
+        self.read_lost_sync = true;
+    }
+
+    /// The write side is out of step: no more writes, and later writes say why.
+    fn lose_write_sync(&mut self) {
+        self.writable = false;
+        self.write_lost_sync = true;
     }
 
     /// Returns the fd once it is ready for reading (or writing), waiting at most the

@@ -65,6 +65,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The default start method's lock, held across `fork` so that a forked child finds it
+/// released and can set its own.
+pub(crate) fn start_method_lock() -> std::sync::MutexGuard<'static, Option<StartMethod>> {
+    lock(&START_METHOD)
+}
+
 /// Sets the default start method, once.
 ///
 /// Python: `multiprocessing.set_start_method(method)`; a second call fails with

@@ -82,7 +82,7 @@ where
         authkey: Bytes(me.get_authkey()),
         parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
         parent_name: me.get_name(),
-        start_method: Some(context::get_start_method_if_set().unwrap_or(StartMethod::Spawn)),
+        start_method: Some(StartMethod::Spawn),
         executable: Some(context::executable().to_string_lossy().into_owned()),
         join_at_exit: true,
     };

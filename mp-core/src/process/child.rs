@@ -85,7 +85,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
     }
 
     fn with_target(target: Box<dyn Target>) -> Self {
-        let (identity, name) = {
+        let (identity, name, daemon) = {
             let mut g = global();
             let mut identity = g.identity.clone();
             identity.push(g.counter);
@@ -98,14 +98,15 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
                     .collect::<Vec<_>>()
                     .join(":")
             );
-            (identity, name)
+            // Python: `daemon` defaults to the creating process's own flag.
+            (identity, name, g.daemon)
         };
         Process {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     name,
                     identity,
-                    daemon: false,
+                    daemon,
                     authkey: None,
                     method: None,
                     started: false,
@@ -195,7 +196,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
             "mp-result",
             rustix::fs::MemfdFlags::CLOEXEC,
         )?);
-        let config = self.child_config();
+        let config = self.child_config(method);
         flush_stdio();
         let started = match method {
             StartMethod::Fork => start_fork(target, config, result.as_ref(), daemon),
@@ -257,7 +258,9 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
         Ok(())
     }
 
-    fn child_config(&self) -> ChildConfig {
+    /// What the child needs to know; `method` is the one starting it, which the child reports
+    /// as its own (Python: a context's child's `get_start_method()`).
+    fn child_config(&self, method: StartMethod) -> ChildConfig {
         // Lock order: a process's state is never held while the registry is taken.
         let (name, identity, daemon, authkey) = {
             let st = self.inner.lock();
@@ -276,7 +279,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
             authkey: Bytes(authkey.unwrap_or_else(|| g.authkey.clone())),
             parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
             parent_name: g.name.clone(),
-            start_method: context::get_start_method_if_set(),
+            start_method: Some(method),
             executable: Some(context::executable().to_string_lossy().into_owned()),
             join_at_exit: true,
         }

@@ -9,6 +9,7 @@ use super::reap::Waiter;
 use super::registry::{global, Global};
 use super::target::Target;
 use crate::bootstrap::{self, ChildConfig, Job};
+use crate::context::{self, StartMethod};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -63,6 +64,9 @@ pub(super) fn start_fork(
     let stdout = std::io::stdout().lock();
     let stderr = std::io::stderr().lock();
     let mut g = global();
+    // And the start method (taken after the registry, the order everywhere): a child of a fork
+    // context in a program whose default is another method reports fork, as in Python.
+    let mut start_method = context::start_method_lock();
     let lifeline = if daemon {
         Some(lifeline_reader_locked(&mut g)?)
     } else {
@@ -74,6 +78,10 @@ pub(super) fn start_fork(
             // write end, the fork server's socket), release the registry, and become the child.
             g.lifeline = None;
             g.forkserver = None;
+            if start_method.is_some() {
+                *start_method = Some(StartMethod::Fork);
+            }
+            drop(start_method);
             drop(g);
             drop(stderr);
             drop(stdout);
@@ -81,6 +89,7 @@ pub(super) fn start_fork(
             bootstrap::child_main(config, result, lifeline, move || target.run())
         }
         sys::Forked::Parent(pid) => {
+            drop(start_method);
             drop(g);
             drop(stderr);
             drop(stdout);
