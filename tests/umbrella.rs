@@ -131,7 +131,8 @@ fn is_authentication_covers_a_wrong_key() {
     let address: Address = "127.0.0.1:0".parse().expect("addr");
     let listener = Listener::bind(Some(address), 1, Some(b"right")).expect("bind");
     let address = listener.address().clone();
-    let server = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let server =
+        std::thread::spawn(move || listener.accept_timeout(Duration::from_secs(30)).map(|_| ()));
     let e: MpError = Client::connect_timeout(&address, Some(b"wrong"), Duration::from_secs(30))
         .expect_err("wrong key")
         .into();

@@ -47,7 +47,7 @@ fn poll_forms_follow_the_contract() {
             ours.poll().unwrap(),
             "{m}: poll() waits forever, and a message is there"
         );
-        assert_eq!(ours.recv_bytes().unwrap(), b"hi");
+        assert_eq!(ours.recv_bytes_timeout(LONG).unwrap(), b"hi");
         ours.send_bytes(b"bye").unwrap();
         child.finish();
     }

@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use mp_core::{get_context, get_start_method, pipe, Connection, Process, StartMethod};
-use mp_testkit::{start, LONG, METHODS};
+use mp_testkit::{join_result, start, LONG, METHODS};
 
 /// The method this child reports as its own.
 fn report_start_method(_: ()) -> String {
@@ -17,7 +17,7 @@ fn a_context_child_reports_its_own_start_method_not_the_parents_default() {
         let mut p = get_context(Some(m)).process(report_start_method, ());
         p.start().unwrap();
         assert_eq!(
-            p.join_result().unwrap(),
+            join_result(&p).unwrap(),
             m.to_string(),
             "a child started by {m}"
         );
@@ -29,7 +29,7 @@ fn a_context_child_reports_its_own_start_method_not_the_parents_default() {
 fn fork_a_grandchild(_: ()) -> String {
     let mut p = get_context(Some(StartMethod::Fork)).process(report_start_method, ());
     p.start().unwrap();
-    p.join_result().unwrap()
+    join_result(&p).unwrap()
 }
 
 #[test]
@@ -37,7 +37,7 @@ fn a_fork_context_child_of_a_spawned_process_reports_fork() {
     for m in [StartMethod::Spawn, StartMethod::Forkserver] {
         let mut p = get_context(Some(m)).process(fork_a_grandchild, ());
         p.start().unwrap();
-        assert_eq!(p.join_result().unwrap(), "fork", "in a {m} child");
+        assert_eq!(join_result(&p).unwrap(), "fork", "in a {m} child");
     }
 }
 
@@ -56,13 +56,13 @@ fn a_process_made_in_a_daemonic_child_is_daemonic_by_default() {
             .daemon(true);
         p.start().unwrap();
         assert!(
-            p.join_result().unwrap(),
+            join_result(&p).unwrap(),
             "{m}: daemon is inherited, as in Python"
         );
         let mut q = get_context(Some(m)).process(new_process_is_daemonic, ());
         q.start().unwrap();
         assert!(
-            !q.join_result().unwrap(),
+            !join_result(&q).unwrap(),
             "{m}: a non-daemonic parent's default is false"
         );
     }
