@@ -43,7 +43,7 @@ pub fn limit(name: &str) -> Option<(&'static str, f64)> {
 /// connections (each with both handshakes), closing each at once.
 fn auth_server((mut to_parent, count): (Connection, u32)) {
     let address = Address::tcp(Ipv4Addr::LOCALHOST, 0);
-    let listener = Listener::bind(Some(address), 64, Some(AUTHKEY)).expect("bind");
+    let listener = Listener::bind(Some(address), Some(64), Some(AUTHKEY)).expect("bind");
     to_parent
         .send_bytes(listener.address().to_string().as_bytes())
         .expect("send address");
@@ -81,7 +81,7 @@ fn listener_auth(count: u32) -> f64 {
 /// Accepts one authenticated connection and echoes byte messages until end of file.
 fn echo_server(mut to_parent: Connection) {
     let address = Address::tcp(Ipv4Addr::LOCALHOST, 0);
-    let listener = Listener::bind(Some(address), 1, Some(AUTHKEY)).expect("bind");
+    let listener = Listener::bind(Some(address), Some(1), Some(AUTHKEY)).expect("bind");
     to_parent
         .send_bytes(listener.address().to_string().as_bytes())
         .expect("send address");

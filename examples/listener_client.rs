@@ -43,8 +43,12 @@ use py::Py;
 const AUTHKEY: &[u8] = b"secret password";
 
 fn server(mut to_parent: Connection) {
-    let listener =
-        Listener::bind(Some(Address::tcp(Ipv4Addr::LOCALHOST, 0)), 1, Some(AUTHKEY)).expect("bind");
+    let listener = Listener::bind(
+        Some(Address::tcp(Ipv4Addr::LOCALHOST, 0)),
+        Some(1),
+        Some(AUTHKEY),
+    )
+    .expect("bind");
     to_parent
         .send(&listener.address().to_string())
         .expect("send address");

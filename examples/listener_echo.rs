@@ -39,7 +39,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     let authkey = std::env::var_os("MP_AUTHKEY").map(OsStringExt::into_vec);
-    let listener = Listener::bind(address, 16, authkey.as_deref())?;
+    let listener = Listener::bind(address, None, authkey.as_deref())?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {}", listener.address())?;
     out.flush()?;

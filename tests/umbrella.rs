@@ -117,7 +117,7 @@ fn is_timeout_covers_connections_and_listeners() {
         .into();
     assert!(e.is_timeout(), "a connection's recv timeout: {e}");
     let address: Address = "127.0.0.1:0".parse().expect("addr");
-    let listener = Listener::bind(Some(address), 1, None).expect("bind");
+    let listener = Listener::bind(Some(address), Some(1), None).expect("bind");
     let e: MpError = listener
         .accept_timeout(Duration::from_millis(20))
         .expect_err("timeout")
@@ -129,7 +129,7 @@ fn is_timeout_covers_connections_and_listeners() {
 #[test]
 fn is_authentication_covers_a_wrong_key() {
     let address: Address = "127.0.0.1:0".parse().expect("addr");
-    let listener = Listener::bind(Some(address), 1, Some(b"right")).expect("bind");
+    let listener = Listener::bind(Some(address), Some(1), Some(b"right")).expect("bind");
     let address = listener.address().clone();
     let server =
         std::thread::spawn(move || listener.accept_timeout(Duration::from_secs(30)).map(|_| ()));
@@ -228,7 +228,7 @@ fn echo_once(address: String) {
 #[test]
 fn connection_is_reexported_and_serves_a_child() {
     let address: Address = "127.0.0.1:0".parse().expect("addr");
-    let listener = Listener::bind(Some(address), 1, Some(b"key")).expect("bind");
+    let listener = Listener::bind(Some(address), Some(1), Some(b"key")).expect("bind");
     let mut p = Process::new(echo_once, listener.address().to_string());
     p.start().expect("start");
     let mut conn = listener

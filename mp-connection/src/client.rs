@@ -9,6 +9,7 @@ use mp_core::{Connection, Deadline};
 use crate::address::Address;
 use crate::auth::client_handshake;
 use crate::error::Result;
+use crate::listener::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::socket;
 
 /// Connects to a listener.
@@ -26,9 +27,13 @@ impl Client {
     /// challenge, then deliver ours; our challenge is sent along with our answer, which saves
     /// a round trip and changes nothing for the server).
     ///
-    /// Python: `multiprocessing.connection.Client(address, authkey=authkey)`. Blocks, like
-    /// Python, without a time limit: use [`connect_timeout`](Self::connect_timeout) to bound
-    /// it. TCP connections have `TCP_NODELAY` set. With `Some(key)` the handshake runs even
+    /// Python: `multiprocessing.connection.Client(address, authkey=authkey)`. The connect
+    /// blocks, like Python's, without a time limit (use [`connect_timeout`](Self::connect_timeout)
+    /// to bound it); the handshake, unlike Python's, takes at most
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`] (20 s), after which it fails with
+    /// [`Error::Timeout`](crate::Error::Timeout): a server that never speaks (one whose kernel
+    /// dropped the connection from a full accept queue, say) cannot hang a client forever.
+    /// [`ClientBuilder::handshake_timeout`] changes it. TCP connections have `TCP_NODELAY` set. With `Some(key)` the handshake runs even
     /// for an empty key, as in CPython.
     ///
     /// Errors: [`Error::Authentication`](crate::Error::Authentication) (a wrong key, or a peer
@@ -75,12 +80,24 @@ impl Client {
     }
 }
 
-/// Options for [`Client`]: key, timeout and message size limit.
-#[derive(Clone, Debug, Default)]
+/// Options for [`Client`]: key, timeouts and message size limit.
+#[derive(Clone, Debug)]
 pub struct ClientBuilder {
     authkey: Option<Vec<u8>>,
     timeout: Option<Duration>,
+    handshake_timeout: Option<Duration>,
     max_message_size: Option<u64>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            authkey: None,
+            timeout: None,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            max_message_size: None,
+        }
+    }
 }
 
 impl ClientBuilder {
@@ -94,6 +111,15 @@ impl ClientBuilder {
     /// A limit on the connect and the handshake together (`None`, the default: none).
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// A limit on the handshake alone (`None`: none). Beyond Python. Default:
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`] (20 s), the listener's own default; a server silent that
+    /// long fails the connect with [`Error::Timeout`](crate::Error::Timeout). With a
+    /// [`timeout`](Self::timeout) too, the earlier of the two ends the handshake.
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
         self
     }
 
@@ -121,7 +147,10 @@ impl ClientBuilder {
             conn.set_max_message_size(limit);
         }
         if let Some(key) = &self.authkey {
-            client_handshake(&mut conn, key, deadline)?;
+            let handshake = self
+                .handshake_timeout
+                .map_or(Deadline::NEVER, Deadline::after);
+            client_handshake(&mut conn, key, deadline.min(handshake))?;
         }
         Ok(conn)
     }

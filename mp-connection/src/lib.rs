@@ -13,7 +13,7 @@
 //! use mp_connection::{Address, Client, Listener};
 //!
 //! // Python: Listener(('localhost', 0), authkey=b'secret password')
-//! let listener = Listener::bind(Some("127.0.0.1:0".parse()?), 1, Some(b"secret password"))?;
+//! let listener = Listener::bind(Some("127.0.0.1:0".parse()?), Some(1), Some(b"secret password"))?;
 //! let address = listener.address().clone();
 //!
 //! let server = thread::spawn(move || -> mp_connection::Result<()> {
@@ -35,7 +35,7 @@
 //! server.join().unwrap()?;
 //!
 //! // A wrong key is refused on both sides.
-//! let listener = Listener::bind(None, 1, Some(b"right"))?; // a fresh Unix socket path
+//! let listener = Listener::bind(None, Some(1), Some(b"right"))?; // a fresh Unix socket path
 //! let address: Address = listener.address().clone();
 //! let server = thread::spawn(move || listener.accept().map(drop));
 //! let err = Client::connect(&address, Some(b"wrong")).unwrap_err();
@@ -77,7 +77,17 @@
 //!   `localhost` are not resolved. IPv6 works (Python's `Listener` is IPv4-only).
 //! - Hostile peers are bounded: an accepted connection must finish the handshake within a
 //!   timeout (20 s by default) and takes messages up to 32 MiB by default
-//!   ([`Listener::builder`]); Python waits forever and takes any length.
+//!   ([`Listener::builder`]); Python waits forever and takes any length. A [`Client`]'s
+//!   handshake is bounded the same way (20 s by default, [`ClientBuilder::handshake_timeout`]),
+//!   so a server that never speaks fails the connect with [`Error::Timeout`] instead of
+//!   hanging it.
+//! - [`Listener::incoming`] runs handshakes concurrently and hands out connections as their
+//!   handshakes complete ([`Incoming`]), so one silent or slow client never delays the others;
+//!   [`Listener::accept`] keeps Python's one-at-a-time semantics. [`serve_echo`] serves its
+//!   clients concurrently, each with an idle timeout.
+//! - The backlog defaults to the system's maximum (`backlog: None`), not Python's 1: a short
+//!   queue overflows under a burst of clients, and TCP clients dropped from it with SYN
+//!   cookies on believe they are connected.
 //! - [`wait`] returns the indices of the ready objects rather than the objects.
 //! - Timeouts are separate methods ([`Listener::accept_timeout`], [`Client::connect_timeout`]).
 //! - Accepted and connected TCP sockets have `TCP_NODELAY` set.
@@ -90,6 +100,7 @@ mod address;
 mod auth;
 mod client;
 mod error;
+mod incoming;
 mod listener;
 mod serve;
 mod socket;
@@ -102,9 +113,10 @@ pub use auth::{
 };
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
+pub use incoming::{Incoming, DEFAULT_MAX_HANDSHAKES};
 pub use listener::{
     Listener, ListenerBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
 };
 pub use mp_core::Connection;
-pub use serve::serve_echo;
+pub use serve::{serve_echo, serve_echo_idle, DEFAULT_ECHO_IDLE_TIMEOUT};
 pub use wait::{wait, wait_deadline, wait_timeout, Waitable};

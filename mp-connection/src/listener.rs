@@ -3,7 +3,7 @@
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mp_core::{Connection, Deadline};
@@ -16,6 +16,10 @@ use crate::socket;
 /// How long the handshake of an accepted connection may take by default: CPython's
 /// `CONNECTION_TIMEOUT` ("a very generous timeout when it comes to local connections").
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The backlog asked for when none is given: the kernel caps it at the system's maximum
+/// (`net.core.somaxconn`).
+const SYSTEM_MAX_BACKLOG: u32 = i32::MAX as u32;
 
 /// The largest message a connection accepted by a [`Listener`] takes by default: 32 MiB.
 /// A peer announcing more gets [`Error::is_message_too_long`] instead of an allocation.
@@ -34,11 +38,45 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 32 << 20;
 pub struct Listener {
     fd: Option<OwnedFd>,
     address: Address,
+    setup: Arc<Setup>,
+    last_accepted: Mutex<Option<Address>>,
+    socket_file: Option<SocketFile>,
+}
+
+/// What turns an accepted socket into a connection: shared with the handshake threads of
+/// [`Incoming`](crate::Incoming).
+#[derive(Debug)]
+pub(crate) struct Setup {
+    tcp: bool,
     authkey: Option<Vec<u8>>,
     handshake_timeout: Option<Duration>,
     max_message_size: Option<u64>,
-    last_accepted: Mutex<Option<Address>>,
-    socket_file: Option<SocketFile>,
+}
+
+impl Setup {
+    /// Whether accepted connections run the handshake.
+    pub(crate) fn authenticates(&self) -> bool {
+        self.authkey.as_ref().is_some_and(|k| !k.is_empty())
+    }
+
+    /// Turns an accepted socket into a connection and runs the handshake.
+    pub(crate) fn run(&self, sock: OwnedFd) -> Result<Connection> {
+        if self.tcp {
+            rustix::net::sockopt::set_tcp_nodelay(&sock, true)?;
+        }
+        let mut conn = Connection::from_fd(sock, true, true)?;
+        if let Some(limit) = self.max_message_size {
+            conn.set_max_message_size(limit);
+        }
+        if let Some(key) = self.authkey.as_deref().filter(|k| !k.is_empty()) {
+            let deadline = self
+                .handshake_timeout
+                .map_or(Deadline::NEVER, Deadline::after);
+            deliver_challenge_deadline(&mut conn, key, Digest::Sha256, deadline)?;
+            answer_challenge_deadline(&mut conn, key, deadline)?;
+        }
+        Ok(conn)
+    }
 }
 
 /// The Unix socket file a listener created, and who may remove it.
@@ -65,7 +103,7 @@ impl fmt::Debug for Listener {
 pub struct ListenerBuilder {
     address: Option<Address>,
     family: Option<Family>,
-    backlog: u32,
+    backlog: Option<u32>,
     authkey: Option<Vec<u8>>,
     handshake_timeout: Option<Duration>,
     max_message_size: Option<u64>,
@@ -76,7 +114,7 @@ impl Default for ListenerBuilder {
         ListenerBuilder {
             address: None,
             family: None,
-            backlog: 1,
+            backlog: None,
             authkey: None,
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             max_message_size: Some(DEFAULT_MAX_MESSAGE_SIZE),
@@ -99,10 +137,16 @@ impl ListenerBuilder {
         self
     }
 
-    /// The length of the queue of pending connections. Python: `Listener(backlog=1)`, the
-    /// default here too.
+    /// The length of the kernel's queue of connections not yet accepted. Python:
+    /// `Listener(backlog=...)`.
+    ///
+    /// Default: the system's maximum (`/proc/sys/net/core/somaxconn`, 4096 on current Linux),
+    /// where Python's default is 1. A short queue overflows under a burst of clients, and a TCP
+    /// client whose connection the kernel dropped that way (with SYN cookies on) can believe it
+    /// is connected while the server never sees it; since the server speaks first, such a client
+    /// would wait forever.
     pub fn backlog(mut self, backlog: u32) -> Self {
-        self.backlog = backlog;
+        self.backlog = Some(backlog);
         self
     }
 
@@ -137,7 +181,8 @@ impl ListenerBuilder {
             Some(address) => address,
             None => arbitrary_address(self.family.unwrap_or_else(Address::default_family))?,
         };
-        let (fd, bound) = match socket::bind_listen(&address, self.backlog) {
+        let backlog = self.backlog.unwrap_or(SYSTEM_MAX_BACKLOG);
+        let (fd, bound) = match socket::bind_listen(&address, backlog) {
             Ok(ok) => ok,
             Err(e) => {
                 if let (true, Address::Unix(path)) = (generated, &address) {
@@ -158,12 +203,16 @@ impl ListenerBuilder {
             }
             _ => None,
         };
-        Ok(Listener {
-            fd: Some(fd),
-            address: bound,
+        let setup = Arc::new(Setup {
+            tcp: matches!(bound, Address::Tcp(_)),
             authkey: self.authkey,
             handshake_timeout: self.handshake_timeout,
             max_message_size: self.max_message_size,
+        });
+        Ok(Listener {
+            fd: Some(fd),
+            address: bound,
+            setup,
             last_accepted: Mutex::new(None),
             socket_file,
         })
@@ -175,15 +224,23 @@ impl Listener {
     /// [`arbitrary_address`]).
     ///
     /// Python: `multiprocessing.connection.Listener(address, backlog=backlog, authkey=authkey)`.
-    /// With an `authkey`, every accepted connection is authenticated (an empty key means none,
+    /// `backlog: None` means the system's maximum (Python's default is 1; see
+    /// [`ListenerBuilder::backlog`] for why). With an `authkey`, every accepted connection is authenticated (an empty key means none,
     /// as in CPython). TCP listeners set `SO_REUSEADDR`; the port of `127.0.0.1:0` is resolved
     /// in [`address`](Self::address). Accepted connections take messages up to
     /// [`DEFAULT_MAX_MESSAGE_SIZE`] and must finish the handshake within
     /// [`DEFAULT_HANDSHAKE_TIMEOUT`]; change either with [`Listener::builder`].
     ///
     /// Errors: [`Error::AddressInUse`], [`Error::InvalidAddress`], [`Error::Io`].
-    pub fn bind(address: Option<Address>, backlog: u32, authkey: Option<&[u8]>) -> Result<Self> {
-        let mut builder = ListenerBuilder::default().backlog(backlog);
+    pub fn bind(
+        address: Option<Address>,
+        backlog: Option<u32>,
+        authkey: Option<&[u8]>,
+    ) -> Result<Self> {
+        let mut builder = ListenerBuilder {
+            backlog,
+            ..ListenerBuilder::default()
+        };
         if let Some(address) = address {
             builder = builder.address(address);
         }
@@ -199,7 +256,7 @@ impl Listener {
     }
 
     fn authenticates(&self) -> bool {
-        self.authkey.as_ref().is_some_and(|k| !k.is_empty())
+        self.setup.authenticates()
     }
 
     /// Waits for a connection and returns it, authenticated when the listener has a key.
@@ -229,33 +286,39 @@ impl Listener {
         self.accept_split(deadline)?
     }
 
-    /// Accepts one connection; the outer error is the listener's own (closed, timed out, an OS
-    /// error of `accept`), the inner one the client's (its handshake failed).
-    pub(crate) fn accept_split(&self, deadline: Deadline) -> Result<Result<Connection>> {
+    /// Accepts one connection and runs its handshake here; the outer error is the listener's
+    /// own (closed, timed out, an OS error of `accept`), the inner one the client's (its
+    /// handshake failed).
+    fn accept_split(&self, deadline: Deadline) -> Result<Result<Connection>> {
+        let sock = self.accept_socket(deadline)?;
+        Ok(self.setup.run(sock))
+    }
+
+    /// Accepts one socket before `deadline`, without its handshake, and records its address.
+    pub(crate) fn accept_socket(&self, deadline: Deadline) -> Result<OwnedFd> {
         let fd = self.fileno()?;
         let (sock, peer) = socket::accept(fd, deadline)?;
         *self
             .last_accepted
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = peer;
-        Ok(self.setup(sock))
+        Ok(sock)
     }
 
-    /// Turns an accepted socket into a connection and runs the handshake.
-    fn setup(&self, sock: OwnedFd) -> Result<Connection> {
-        socket::set_nodelay(sock.as_fd(), &self.address)?;
-        let mut conn = Connection::from_fd(sock, true, true)?;
-        if let Some(limit) = self.max_message_size {
-            conn.set_max_message_size(limit);
-        }
-        if let Some(key) = self.authkey.as_deref().filter(|k| !k.is_empty()) {
-            let deadline = self
-                .handshake_timeout
-                .map_or(Deadline::NEVER, Deadline::after);
-            deliver_challenge_deadline(&mut conn, key, Digest::Sha256, deadline)?;
-            answer_challenge_deadline(&mut conn, key, deadline)?;
-        }
-        Ok(conn)
+    /// The setup shared with [`Incoming`](crate::Incoming)'s handshake threads.
+    pub(crate) fn setup(&self) -> &Arc<Setup> {
+        &self.setup
+    }
+
+    /// The accepted connections, each handed out once its handshake has completed; the
+    /// handshakes run concurrently, so a client that stays silent, or one that is slow, delays
+    /// no other. Beyond Python: the way to serve many clients (a server's accept loop).
+    ///
+    /// See [`Incoming`](crate::Incoming). [`accept`](Self::accept) keeps Python's semantics: one
+    /// client at a time, its handshake run inline. Errors: OS errors making the wake-up pipe
+    /// (out of file descriptors).
+    pub fn incoming(&self) -> Result<crate::Incoming<'_>> {
+        crate::Incoming::new(self)
     }
 
     /// Closes the socket; a Unix socket file is removed (by the process that bound it).

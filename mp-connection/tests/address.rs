@@ -99,7 +99,7 @@ fn arbitrary_addresses_are_fresh() {
 #[test]
 fn too_long_a_path_is_an_invalid_address() {
     let long = format!("/tmp/{}", "x".repeat(200));
-    let err = mp_connection::Listener::bind(Some(Address::unix(long)), 1, None).unwrap_err();
+    let err = mp_connection::Listener::bind(Some(Address::unix(long)), Some(1), None).unwrap_err();
     assert!(
         matches!(err, mp_connection::Error::InvalidAddress(_)),
         "{err:?}"

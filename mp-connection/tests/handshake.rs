@@ -231,8 +231,12 @@ fn a_server_without_the_key_cannot_pass_as_one() {
 
 #[test]
 fn listener_keeps_serving_after_a_wrong_key() {
-    let listener =
-        Listener::bind(Some(Address::tcp(Ipv4Addr::LOCALHOST, 0)), 4, Some(KEY)).unwrap();
+    let listener = Listener::bind(
+        Some(Address::tcp(Ipv4Addr::LOCALHOST, 0)),
+        Some(4),
+        Some(KEY),
+    )
+    .unwrap();
     let address = listener.address().clone();
     let clients = thread::spawn(move || {
         let bad = Client::connect_timeout(&address, Some(b"nope"), LIMIT).unwrap_err();
@@ -251,8 +255,12 @@ fn listener_keeps_serving_after_a_wrong_key() {
 #[test]
 fn empty_listener_key_means_no_handshake() {
     // As in CPython: `Listener(authkey=b'')` does not authenticate.
-    let listener =
-        Listener::bind(Some(Address::tcp(Ipv4Addr::LOCALHOST, 0)), 1, Some(b"")).unwrap();
+    let listener = Listener::bind(
+        Some(Address::tcp(Ipv4Addr::LOCALHOST, 0)),
+        Some(1),
+        Some(b""),
+    )
+    .unwrap();
     let address = listener.address().clone();
     let t = thread::spawn(move || {
         let mut c = Client::connect_timeout(&address, None, LIMIT).unwrap();
@@ -310,7 +318,7 @@ fn handshake_works_over_unix_and_abstract_sockets() {
         None,
         Some(mp_connection::arbitrary_address(mp_connection::Family::Abstract).unwrap()),
     ] {
-        let listener = Listener::bind(address, 1, Some(KEY)).unwrap();
+        let listener = Listener::bind(address, Some(1), Some(KEY)).unwrap();
         let address = listener.address().clone();
         let t =
             thread::spawn(move || Client::connect_timeout(&address, Some(KEY), LIMIT).map(drop));

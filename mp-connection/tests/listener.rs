@@ -37,7 +37,7 @@ fn round_trip(address: &Address, key: Option<&[u8]>) {
 
 #[test]
 fn tcp_port_zero_is_resolved_and_serves() {
-    let listener = Listener::bind(Some(tcp_any()), 1, Some(KEY)).unwrap();
+    let listener = Listener::bind(Some(tcp_any()), Some(1), Some(KEY)).unwrap();
     let address = listener.address().clone();
     let Address::Tcp(sa) = address else {
         panic!("not TCP: {address:?}")
@@ -56,7 +56,7 @@ fn tcp_port_zero_is_resolved_and_serves() {
 
 #[test]
 fn tcp_without_a_key() {
-    let listener = Listener::bind(Some(tcp_any()), 1, None).unwrap();
+    let listener = Listener::bind(Some(tcp_any()), Some(1), None).unwrap();
     let address = listener.address().clone();
     let server = echo_once(listener);
     round_trip(&address, None);
@@ -65,7 +65,11 @@ fn tcp_without_a_key() {
 
 #[test]
 fn ipv6_loopback() {
-    let listener = match Listener::bind(Some(Address::tcp(Ipv6Addr::LOCALHOST, 0)), 1, Some(KEY)) {
+    let listener = match Listener::bind(
+        Some(Address::tcp(Ipv6Addr::LOCALHOST, 0)),
+        Some(1),
+        Some(KEY),
+    ) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("skipped: no IPv6 loopback here ({e})");
@@ -81,7 +85,7 @@ fn ipv6_loopback() {
 
 #[test]
 fn default_address_is_a_fresh_unix_path_removed_on_close() {
-    let mut listener = Listener::bind(None, 1, Some(KEY)).unwrap();
+    let mut listener = Listener::bind(None, Some(1), Some(KEY)).unwrap();
     let Address::Unix(path) = listener.address().clone() else {
         panic!("default family is not Unix: {:?}", listener.address())
     };
@@ -118,7 +122,7 @@ fn default_address_is_a_fresh_unix_path_removed_on_close() {
 
 #[test]
 fn unix_socket_file_removed_on_drop() {
-    let listener = Listener::bind(None, 1, None).unwrap();
+    let listener = Listener::bind(None, Some(1), None).unwrap();
     let Address::Unix(path) = listener.address().clone() else {
         panic!()
     };
@@ -134,7 +138,7 @@ fn unix_path_given_by_the_caller() {
     };
     let dir = generated.parent().unwrap().to_path_buf();
     let path = dir.join("custom.sock");
-    let listener = Listener::bind(Some(Address::unix(&path)), 4, Some(KEY)).unwrap();
+    let listener = Listener::bind(Some(Address::unix(&path)), Some(4), Some(KEY)).unwrap();
     assert_eq!(listener.address(), &Address::Unix(path.clone()));
     let address = listener.address().clone();
     let server = echo_once(listener);
@@ -149,7 +153,7 @@ fn abstract_address() {
     let address = arbitrary_address(Family::Abstract).unwrap();
     assert_eq!(address.family(), Family::Abstract);
     assert!(address.to_string().starts_with("@mp-listener-"));
-    let listener = Listener::bind(Some(address.clone()), 1, Some(KEY)).unwrap();
+    let listener = Listener::bind(Some(address.clone()), Some(1), Some(KEY)).unwrap();
     assert_eq!(listener.address(), &address);
     let server = echo_once(listener);
     round_trip(&address, Some(KEY));
@@ -158,13 +162,13 @@ fn abstract_address() {
 
 #[test]
 fn binding_an_address_in_use_fails() {
-    let tcp = Listener::bind(Some(tcp_any()), 1, None).unwrap();
-    let err = Listener::bind(Some(tcp.address().clone()), 1, None).unwrap_err();
+    let tcp = Listener::bind(Some(tcp_any()), Some(1), None).unwrap();
+    let err = Listener::bind(Some(tcp.address().clone()), Some(1), None).unwrap_err();
     assert!(err.is_address_in_use(), "{err}");
     assert!(err.to_string().contains("address already in use"), "{err}");
 
-    let unix = Listener::bind(None, 1, None).unwrap();
-    let err = Listener::bind(Some(unix.address().clone()), 1, None).unwrap_err();
+    let unix = Listener::bind(None, Some(1), None).unwrap();
+    let err = Listener::bind(Some(unix.address().clone()), Some(1), None).unwrap_err();
     assert!(err.is_address_in_use(), "{err}");
     // The failed bind did not remove the first listener's socket file.
     let Address::Unix(path) = unix.address() else {
@@ -173,8 +177,8 @@ fn binding_an_address_in_use_fails() {
     assert!(path.exists());
 
     let name = arbitrary_address(Family::Abstract).unwrap();
-    let _abs = Listener::bind(Some(name.clone()), 1, None).unwrap();
-    assert!(Listener::bind(Some(name), 1, None)
+    let _abs = Listener::bind(Some(name.clone()), Some(1), None).unwrap();
+    assert!(Listener::bind(Some(name), Some(1), None)
         .unwrap_err()
         .is_address_in_use());
 }
@@ -183,7 +187,7 @@ fn binding_an_address_in_use_fails() {
 fn tcp_port_is_reusable_right_after_close() {
     // The server closes first, so its side of the connection sits in TIME_WAIT; SO_REUSEADDR
     // lets a new listener bind the port anyway.
-    let listener = Listener::bind(Some(tcp_any()), 1, None).unwrap();
+    let listener = Listener::bind(Some(tcp_any()), Some(1), None).unwrap();
     let address = listener.address().clone();
     let mut client = Client::connect_timeout(&address, None, LIMIT).unwrap();
     let conn = listener.accept_timeout(LIMIT).unwrap();
@@ -192,13 +196,13 @@ fn tcp_port_is_reusable_right_after_close() {
     client.set_timeout(Some(LIMIT));
     assert!(client.recv_bytes().unwrap_err().is_eof());
     drop(client);
-    let again = Listener::bind(Some(address.clone()), 1, None).unwrap();
+    let again = Listener::bind(Some(address.clone()), Some(1), None).unwrap();
     assert_eq!(again.address(), &address);
 }
 
 #[test]
 fn accept_after_close_fails() {
-    let mut listener = Listener::bind(Some(tcp_any()), 1, None).unwrap();
+    let mut listener = Listener::bind(Some(tcp_any()), Some(1), None).unwrap();
     listener.close();
     let err = listener.accept().unwrap_err();
     assert!(err.is_closed(), "{err}");
@@ -208,7 +212,7 @@ fn accept_after_close_fails() {
 
 #[test]
 fn accept_timeout_times_out() {
-    let listener = Listener::bind(Some(tcp_any()), 1, None).unwrap();
+    let listener = Listener::bind(Some(tcp_any()), Some(1), None).unwrap();
     let t0 = Instant::now();
     let err = listener
         .accept_timeout(Duration::from_millis(100))
@@ -227,7 +231,7 @@ fn accept_timeout_times_out() {
 #[test]
 fn connect_to_nothing_is_an_os_error() {
     // A port that was just free: bind, note it, close.
-    let listener = Listener::bind(Some(tcp_any()), 1, None).unwrap();
+    let listener = Listener::bind(Some(tcp_any()), Some(1), None).unwrap();
     let address = listener.address().clone();
     drop(listener);
     let err = Client::connect_timeout(&address, None, LIMIT).unwrap_err();
@@ -241,7 +245,7 @@ fn connect_to_nothing_is_an_os_error() {
 #[test]
 fn unix_connect_timeout_when_the_backlog_is_full() {
     // Nobody accepts: once the queue is full, a Unix connect waits, and the timeout ends it.
-    let listener = Listener::bind(None, 0, None).unwrap();
+    let listener = Listener::bind(None, Some(0), None).unwrap();
     let address = listener.address().clone();
     let mut held = Vec::new();
     let mut timed_out = false;
@@ -293,7 +297,7 @@ fn message_size_limit_of_accepted_connections() {
 #[test]
 fn default_limit_is_32_mib() {
     assert_eq!(mp_connection::DEFAULT_MAX_MESSAGE_SIZE, 32 << 20);
-    let listener = Listener::bind(Some(tcp_any()), 1, None).unwrap();
+    let listener = Listener::bind(Some(tcp_any()), Some(1), None).unwrap();
     let address = listener.address().clone();
     let client = thread::spawn(move || Client::connect_timeout(&address, None, LIMIT).unwrap());
     let conn = listener.accept_timeout(LIMIT).unwrap();
@@ -304,7 +308,8 @@ fn default_limit_is_32_mib() {
 
 #[test]
 fn threads_accept_on_one_listener() {
-    let listener = std::sync::Arc::new(Listener::bind(Some(tcp_any()), 8, Some(KEY)).unwrap());
+    let listener =
+        std::sync::Arc::new(Listener::bind(Some(tcp_any()), Some(8), Some(KEY)).unwrap());
     let address = listener.address().clone();
     let servers: Vec<_> = (0..2)
         .map(|_| {
@@ -338,7 +343,7 @@ fn client_child((address, key): (String, Vec<u8>)) -> i32 {
 #[test]
 fn clients_in_child_processes() {
     for address in [Some(tcp_any()), None] {
-        let listener = Listener::bind(address, 1, Some(KEY)).unwrap();
+        let listener = Listener::bind(address, Some(1), Some(KEY)).unwrap();
         let mut p = Process::new(client_child, (listener.address().to_string(), KEY.to_vec()));
         p.start().unwrap();
         let mut conn = listener.accept_timeout(LIMIT).unwrap();
@@ -356,7 +361,7 @@ static FORKED: std::sync::Mutex<Option<Listener>> = std::sync::Mutex::new(None);
 
 #[test]
 fn listener_inherited_by_a_forked_child_does_not_unlink() {
-    let listener = Listener::bind(None, 1, Some(KEY)).unwrap();
+    let listener = Listener::bind(None, Some(1), Some(KEY)).unwrap();
     let address = listener.address().clone();
     let Address::Unix(path) = address.clone() else {
         panic!()
@@ -383,7 +388,7 @@ fn listener_inherited_by_a_forked_child_does_not_unlink() {
 
 #[test]
 fn a_socket_file_replaced_by_someone_else_is_left_alone() {
-    let listener = Listener::bind(None, 1, None).unwrap();
+    let listener = Listener::bind(None, Some(1), None).unwrap();
     let Address::Unix(path) = listener.address().clone() else {
         panic!()
     };
@@ -397,7 +402,7 @@ fn a_socket_file_replaced_by_someone_else_is_left_alone() {
 
 #[test]
 fn tcp_nodelay_is_set_on_both_ends() {
-    let listener = Listener::bind(Some(tcp_any()), 1, None).unwrap();
+    let listener = Listener::bind(Some(tcp_any()), Some(1), None).unwrap();
     let address = listener.address().clone();
     let client = Client::connect_timeout(&address, None, LIMIT).unwrap();
     let server = listener.accept_timeout(LIMIT).unwrap();

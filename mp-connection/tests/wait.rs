@@ -67,7 +67,8 @@ fn none_waits_until_something_is_ready() {
 
 #[test]
 fn a_listener_is_ready_when_a_client_waits() {
-    let listener = Listener::bind(Some(Address::tcp(Ipv4Addr::LOCALHOST, 0)), 1, None).unwrap();
+    let listener =
+        Listener::bind(Some(Address::tcp(Ipv4Addr::LOCALHOST, 0)), Some(1), None).unwrap();
     assert!(wait_timeout(&[&listener], Duration::from_millis(20))
         .unwrap()
         .is_empty());
@@ -108,7 +109,7 @@ fn raw_fds() {
 
 #[test]
 fn a_mix_of_everything_boxed() {
-    let listener = Listener::bind(None, 1, None).unwrap();
+    let listener = Listener::bind(None, Some(1), None).unwrap();
     let (conn, mut peer) = pipe(true).unwrap();
     let objects: Vec<Box<dyn Waitable>> = vec![Box::new(listener), Box::new(conn)];
     let refs: Vec<&dyn Waitable> = objects.iter().map(|o| o as &dyn Waitable).collect();
@@ -123,7 +124,7 @@ fn closed_objects_and_unstarted_processes_are_errors() {
     a.close();
     assert!(wait_timeout(&[&a], Duration::ZERO).unwrap_err().is_closed());
 
-    let mut listener = Listener::bind(None, 1, None).unwrap();
+    let mut listener = Listener::bind(None, Some(1), None).unwrap();
     listener.close();
     assert!(wait_timeout(&[&listener], Duration::ZERO)
         .unwrap_err()
