@@ -5,12 +5,29 @@
 //! | `0` | unlocked |
 //! | `pid` | locked by process `pid`, nobody waiting |
 //! | `pid \| WAITERS` | locked by `pid`, someone may be sleeping on the word |
+//! | `\| STARVING` | (with either of the above, or alone: unlocked) a sleeper has waited past [`FAIR_BOUND`]: only sleepers may take the lock |
 //!
 //! Acquire is a compare-exchange `0 → pid`, then a short spin, then futex sleeps. A sleeper wakes
 //! after 10 ms, then at least every [`CHECK_INTERVAL`], to ask whether the owner still lives; if it died (gone, or
 //! a zombie) the sleeper takes the lock over with a compare-exchange from the dead owner's
-//! value and learns [`Acquired::OwnerDied`]. Release swaps in `0` and wakes one sleeper if the
-//! `WAITERS` bit was set.
+//! value and learns [`Acquired::OwnerDied`]. Release clears the word (but for `STARVING`, which
+//! keeps `WAITERS` with it) and wakes one sleeper if the `WAITERS` bit was set.
+//!
+//! # Eventual fairness
+//!
+//! A releaser that takes the lock straight back (a tight loop) wins against the sleeper it has
+//! just woken nearly every time, and a sleeper could wait for seconds. So, as in parking_lot's
+//! "eventual fairness", a sleeper that wakes without the lock after waiting longer than
+//! [`FAIR_BOUND`] sets `STARVING`. While it is set the fast path and the spinners of newcomers
+//! fail (the word is not `0`), and an unlocked `STARVING` word is taken only by a thread that
+//! has slept on it: the sleepers, which the kernel wakes in turn, one per release. The first
+//! sleeper that gets the lock after waiting past the bound clears the bit; one that has not
+//! waited that long keeps it, so a starving sleeper keeps its claim. A `STARVING` bit left by
+//! a sleeper that gave up (its timeout) or died costs newcomers one short sleep: the first that
+//! wakes on its own takes the lock and, having waited past the bound, clears the bit. A
+//! non-blocking try (`acquire(False)`) takes any unlocked word, as Python's does.
+//! Uncontended acquires and the handoff between two processes never wait that long, so they
+//! never see the bit.
 //!
 //! A pid reused by an unrelated process before anyone looks makes a dead owner look alive;
 //! Linux hands out pids in increasing order, so that takes a full wrap of the pid space.
@@ -25,8 +42,13 @@ use crate::segment;
 
 /// Set in the word when a sleeper may be waiting.
 const WAITERS: u32 = 1 << 31;
+/// Set in the word when a sleeper has waited past [`FAIR_BOUND`]: newcomers must not barge in.
+const STARVING: u32 = 1 << 30;
 /// The owner's pid (Linux's `pid_max` is at most 2^22).
-const PID_MASK: u32 = !WAITERS;
+const PID_MASK: u32 = !(WAITERS | STARVING);
+/// How long a sleeper waits before it claims the lock's next release (parking_lot hands a
+/// lock over after 0.5 ms; a process switch costs more than a thread switch).
+const FAIR_BOUND: Duration = Duration::from_millis(2);
 /// How often a sleeper checks that the owner lives.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// The first check comes sooner, so a lock whose owner is already dead is taken over fast.
@@ -50,12 +72,18 @@ pub(crate) fn alive(pid: u32) -> bool {
     mp_core::process_is_alive(pid)
 }
 
-/// Tries to take `word` without blocking; a dead owner's lock is taken over.
+/// Tries to take `word` without blocking; a dead owner's lock is taken over. An unlocked word
+/// is taken even when a sleeper claims it (`STARVING`): Python's `acquire(False)` of a free
+/// lock succeeds.
 pub(crate) fn try_lock(word: &AtomicU32) -> Acquired {
     let me = segment::pid();
-    match word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
-        Ok(_) => Acquired::Yes,
-        Err(v) => take_over_if_dead(word, v, me),
+    let mut v = 0;
+    loop {
+        match word.compare_exchange(v, me | v, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return Acquired::Yes,
+            Err(seen) if seen & PID_MASK == 0 => v = seen,
+            Err(seen) => return take_over_if_dead(word, seen, me),
+        }
     }
 }
 
@@ -63,8 +91,8 @@ pub(crate) fn try_lock(word: &AtomicU32) -> Acquired {
 fn take_over_if_dead(word: &AtomicU32, seen: u32, me: u32) -> Acquired {
     let owner = seen & PID_MASK;
     if owner != 0 && owner != me && !alive(owner) {
-        // Keep the waiters bit: others may sleep on the word.
-        let new = me | (seen & WAITERS);
+        // Keep the waiters and starving bits: others may sleep on the word.
+        let new = me | (seen & (WAITERS | STARVING));
         if word
             .compare_exchange(seen, new, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
@@ -101,21 +129,41 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Deadline) -> Acquired {
             return Acquired::Yes;
         }
     }
+    // When this thread first slept on the word (only sleepers may take a `STARVING` word);
+    // read only once it has, so the handoff that spinning catches costs no clock read.
+    let mut slept: Option<std::time::Instant> = None;
     loop {
         let v = word.load(Ordering::Relaxed);
-        if v == 0 {
-            // Others may sleep on the word: keep the bit so our release wakes them.
+        if v & PID_MASK == 0 && (v & STARVING == 0 || slept.is_some()) {
+            // Unlocked. Others may sleep on the word: keep the bit so our release wakes them;
+            // clear `STARVING` if this wait was past the bound (the claim was ours, or whoever
+            // made it has been served by the kernel's turn order before us).
+            let starving = if v & STARVING != 0 && slept.is_some_and(|t| t.elapsed() < FAIR_BOUND) {
+                STARVING
+            } else {
+                0
+            };
             if word
-                .compare_exchange(0, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(
+                    v,
+                    me | WAITERS | starving,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 return Acquired::Yes;
             }
             continue;
         }
-        if v & WAITERS == 0
+        // Going to sleep (again): say so, and claim the next release once past the bound.
+        let mut want = v | WAITERS;
+        if v & STARVING == 0 && slept.is_some_and(|t| t.elapsed() >= FAIR_BOUND) {
+            want |= STARVING;
+        }
+        if want != v
             && word
-                .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(v, want, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
             continue;
@@ -127,9 +175,13 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Deadline) -> Acquired {
         };
         checks += 1;
         let slice_end = Deadline::at(deadline.slice(slice));
-        if futex::wait(word, v | WAITERS, slice_end) == Woke::TimedOut {
+        if slept.is_none() {
+            slept = Some(std::time::Instant::now());
+        }
+        let woke = futex::wait(word, want, slice_end);
+        if woke == Woke::TimedOut {
             let now = word.load(Ordering::Relaxed);
-            if now == 0 {
+            if now & PID_MASK == 0 {
                 continue;
             }
             if take_over_if_dead(word, now, me) == Acquired::OwnerDied {
@@ -145,11 +197,23 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Deadline) -> Acquired {
 /// Releases `word`; false if it was not locked.
 #[inline]
 pub(crate) fn unlock(word: &AtomicU32) -> bool {
-    let v = word.swap(0, Ordering::Release);
+    // Keeps `STARVING` (the next holder must be a sleeper), and with it `WAITERS`.
+    let mut v = word.load(Ordering::Relaxed);
+    loop {
+        let new = if v & STARVING != 0 {
+            STARVING | WAITERS
+        } else {
+            0
+        };
+        match word.compare_exchange_weak(v, new, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(seen) => v = seen,
+        }
+    }
     if v & WAITERS != 0 {
         futex::wake(word, 1);
     }
-    v != 0
+    v & PID_MASK != 0
 }
 
 /// The pid that holds `word` (0 when unlocked).
