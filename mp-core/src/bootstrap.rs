@@ -220,7 +220,7 @@ pub(crate) fn on_load() {
                 bootstrap_failed("the parent went away during the bootstrap");
             }
             drop(conn);
-            run_job(verified, job)
+            run_job(verified, job, None)
         }
         Ok(Hello::Forkserver { fingerprint }) => match identity::check(&fingerprint) {
             Ok(verified) => forkserver::serve(verified, conn),
@@ -239,7 +239,10 @@ fn bootstrap_failed(msg: &str) -> ! {
 }
 
 /// Runs a [`Job`] in this (spawned or forkserver-forked) process. Never returns.
-pub(crate) fn run_job(verified: identity::Verified, job: Job) -> ! {
+///
+/// `last_word`: where a fork server's child writes its exit code before it leaves (see
+/// `forkserver`).
+pub(crate) fn run_job(verified: identity::Verified, job: Job, last_word: Option<OwnedFd>) -> ! {
     let Job {
         trampoline,
         target,
@@ -255,6 +258,7 @@ pub(crate) fn run_job(verified: identity::Verified, job: Job) -> ! {
         config,
         result.map(|h| h.0),
         lifeline.map(|h| h.0),
+        last_word,
         move || crate::trampoline::call_trampoline(&verified, trampoline, target, &args.0, fds),
     )
 }
@@ -298,6 +302,7 @@ pub(crate) fn child_main(
     config: ChildConfig,
     result: Option<OwnedFd>,
     lifeline: Option<OwnedFd>,
+    last_word: Option<OwnedFd>,
     run: impl FnOnce() -> Result<Vec<u8>>,
 ) -> ! {
     process::become_child(config);
@@ -345,6 +350,10 @@ pub(crate) fn child_main(
     process::exit_function();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
+    if let Some(fd) = last_word {
+        // Nothing to do if it fails: the fork server, alive, reports the code itself.
+        let _ = io::write_all(fd.as_fd(), &code.to_be_bytes());
+    }
     sys::exit_immediately(code)
 }
 

@@ -5,9 +5,15 @@
 //! exits (it sees EOF on its socket and leaves). A request carries the [`Job`] with its fds
 //! (`SCM_RIGHTS`) and the write end of a status pipe; the server forks, answers with the child's
 //! pid and a pidfd for it, and, when the child ends, reaps it and writes its exit code (Python's
-//! convention, 4 bytes big-endian) to the status pipe, which is the parent's `sentinel`.
-//! Daemonic children also watch their real parent's lifeline, so they die with it whatever
-//! happens to the server.
+//! convention, 4 bytes big-endian) to the status pipe. The child writes its own exit code there
+//! first, just before it leaves (its "last word"), so a child that outlives a dead server still
+//! tells its parent how it ended; the parent reads the pipe once the child's pidfd (its
+//! `sentinel`) says it has ended. Daemonic children also watch their real parent's lifeline,
+//! so they die with it whatever happens to the server.
+//!
+//! The server ignores `SIGINT` (a Ctrl-C reaches the whole process group; CPython's server
+//! ignores it too), and its children get the default back. A server that died anyway (killed)
+//! is replaced by the next `start`, transparently.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
@@ -50,6 +56,11 @@ impl Client {
         Ok(Client { conn, pid, pidfd })
     }
 
+    /// Whether the server has ended (its pidfd is readable once it has).
+    fn has_exited(&self) -> bool {
+        io::wait_readable(self.pidfd.as_fd(), Deadline::now()).unwrap_or(true)
+    }
+
     /// Closes the socket (the server then exits) and reaps the server, waiting at most a second.
     pub(crate) fn shut_down(mut self) {
         self.conn.close();
@@ -73,16 +84,34 @@ pub(crate) fn start(job: Job) -> Result<(i32, OwnedFd, OwnedFd)> {
         status: HandleFd(status_w),
     };
     let mut g = process::global();
+    // A server that died (killed, or gone with an error) is replaced: look before asking.
+    if g.forkserver.as_ref().is_some_and(Client::has_exited) {
+        if let Some(dead) = g.forkserver.take() {
+            dead.shut_down();
+        }
+    }
     if g.forkserver.is_none() {
         g.forkserver = Some(Client::launch()?);
     }
     let Some(client) = g.forkserver.as_mut() else {
         return Err(Error::InvalidState("no fork server".into()));
     };
-    let reply = client
-        .conn
-        .send(&request)
-        .and_then(|()| client.conn.recv::<Reply>());
+    let mut sent = client.conn.send(&request);
+    if sent.as_ref().is_err_and(peer_gone) {
+        // It died between the look and the request, which it never read: replace it, once.
+        if let Some(dead) = g.forkserver.take() {
+            dead.shut_down();
+        }
+        g.forkserver = Some(Client::launch()?);
+        let Some(fresh) = g.forkserver.as_mut() else {
+            return Err(Error::InvalidState("no fork server".into()));
+        };
+        sent = fresh.conn.send(&request);
+    }
+    let Some(client) = g.forkserver.as_mut() else {
+        return Err(Error::InvalidState("no fork server".into()));
+    };
+    let reply = sent.and_then(|()| client.conn.recv::<Reply>());
     drop(request);
     match reply {
         Ok(Ok((pid, pidfd))) => Ok((pid, pidfd.0, status_r)),
@@ -99,6 +128,18 @@ pub(crate) fn start(job: Job) -> Result<(i32, OwnedFd, OwnedFd)> {
     }
 }
 
+/// Whether a failed send says the server's end is closed (it died).
+fn peer_gone(e: &Error) -> bool {
+    match e {
+        Error::Eof => true,
+        Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        _ => false,
+    }
+}
+
 /// One child of the server.
 struct Child {
     pidfd: OwnedFd,
@@ -108,6 +149,7 @@ struct Child {
 /// The server's loop. Runs in the process `bootstrap::on_load` made a fork server; never
 /// returns. Single-threaded by construction: it runs before `main`, and starts no threads.
 pub(crate) fn serve(verified: Verified, mut conn: Connection) -> ! {
+    sys::ignore_sigint();
     if conn.send(&Ack::Ready).is_err() {
         sys::exit_immediately(0);
     }
@@ -184,10 +226,11 @@ fn fork_child(
     identity::check(&job.fingerprint)?;
     match sys::fork()? {
         sys::Forked::Child => {
+            sys::default_sigint();
             conn.close();
             children.clear();
-            drop(status);
-            bootstrap::run_job(verified.clone(), job)
+            // The status pipe stays open here: the child writes its last word to it.
+            bootstrap::run_job(verified.clone(), job, Some(status.0))
         }
         sys::Forked::Parent(pid) => {
             drop(job);

@@ -91,6 +91,19 @@ pub(crate) fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// Ignores `SIGINT`: the fork server's (a Ctrl-C in the terminal reaches the whole process
+/// group, and the server must outlive it to serve its parent, as CPython's does).
+pub(crate) fn ignore_sigint() {
+    // SAFETY: setting SIGINT's disposition to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+}
+
+/// Restores the default `SIGINT` disposition (in a child the fork server forks).
+pub(crate) fn default_sigint() {
+    // SAFETY: setting SIGINT's disposition to SIG_DFL installs no handler code.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+}
+
 /// Restores the default `SIGCHLD` disposition (a parent that ignores it would otherwise pass
 /// that on, and its children's exit statuses would be discarded by the kernel).
 pub(crate) fn default_sigchld() {

@@ -97,3 +97,116 @@ fn reading_after_a_truncated_message_says_the_connection_lost_sync_not_write_onl
         assert!(text.contains("write-only"), "{text}");
     }
 }
+
+/// The fork server's pid, as its child sees it.
+fn server_pid(_: ()) -> i32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+}
+
+/// Sends `sig` to process `pid` through a pidfd.
+fn send_signal(pid: i32, sig: rustix::process::Signal) {
+    let fd = rustix::process::pidfd_open(
+        mp_testkit::pid_of(pid),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd_open");
+    rustix::process::pidfd_send_signal(&fd, sig).expect("pidfd_send_signal");
+}
+
+/// Starts a forkserver child that reports its server's pid, and joins it.
+fn current_server() -> i32 {
+    let mut p = get_context(Some(StartMethod::Forkserver)).process(server_pid, ());
+    p.start().expect("forkserver start");
+    let pid = join_result(&p).unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(0));
+    pid
+}
+
+#[test]
+fn a_fork_server_killed_with_sigkill_is_replaced_by_the_next_start() {
+    let old = current_server();
+    send_signal(old, rustix::process::Signal::KILL);
+    assert!(
+        mp_testkit::ends_within(old, LONG),
+        "the server survived SIGKILL"
+    );
+    // The next start used to fail with "Broken pipe".
+    let new = current_server();
+    assert_ne!(new, old, "a new server");
+    assert_eq!(current_server(), new, "which then stays");
+}
+
+/// Sleeps until killed (at most `LONG`).
+fn sleeper(_: ()) {
+    std::thread::sleep(LONG);
+}
+
+#[test]
+fn a_fork_server_ignores_sigint_and_its_children_do_not() {
+    let old = current_server();
+    send_signal(old, rustix::process::Signal::INT);
+    assert!(
+        !mp_testkit::ends_within(old, mp_testkit::SETTLE),
+        "SIGINT killed the fork server"
+    );
+    assert_eq!(
+        current_server(),
+        old,
+        "the same server serves the next child"
+    );
+    // Its children get SIGINT's default disposition back.
+    let mut p = get_context(Some(StartMethod::Forkserver)).process(sleeper, ());
+    p.start().unwrap();
+    let pid = p.pid().unwrap().unwrap();
+    std::thread::sleep(mp_testkit::SETTLE);
+    send_signal(pid, rustix::process::Signal::INT);
+    assert_eq!(p.join_timeout(LONG).unwrap(), Some(-libc_sigint()));
+}
+
+fn libc_sigint() -> i32 {
+    rustix::process::Signal::INT.as_raw()
+}
+
+/// Says who its server is, waits for a word, then leaves with exit code 7 (or waits to be
+/// killed, when told so).
+fn outlive_the_server(mut conn: Connection) {
+    conn.send(&server_pid(())).unwrap();
+    let exit: bool = conn.recv().unwrap();
+    if exit {
+        mp_core::exit(7);
+    }
+    std::thread::sleep(LONG);
+}
+
+#[test]
+fn a_child_that_outlived_its_fork_server_reports_how_it_ended() {
+    let ctx = get_context(Some(StartMethod::Forkserver));
+    let (mut ours, theirs) = pipe(true).unwrap();
+    let (mut ours2, theirs2) = pipe(true).unwrap();
+    let mut finishes = ctx.process(outlive_the_server, theirs);
+    finishes.start().unwrap();
+    let mut killed = ctx.process(outlive_the_server, theirs2);
+    killed.start().unwrap();
+    let server: i32 = ours.recv_timeout(LONG).unwrap();
+    assert_eq!(ours2.recv_timeout::<i32>(LONG).unwrap(), server);
+
+    send_signal(server, rustix::process::Signal::KILL);
+    assert!(mp_testkit::ends_within(server, LONG));
+    assert!(
+        finishes.is_alive().unwrap(),
+        "a non-daemonic child outlives its server"
+    );
+
+    // It finishes its work and says so: join gives its exit code, not an I/O error.
+    ours.send(&true).unwrap();
+    assert_eq!(finishes.join_timeout(LONG).unwrap(), Some(7));
+
+    // Killed by a signal with no server to see it, its code is lost: CPython's 255.
+    assert!(killed.is_alive().unwrap());
+    killed.kill().unwrap();
+    assert_eq!(killed.join_timeout(LONG).unwrap(), Some(255));
+    drop(ours2);
+
+    // And the next start has a new server.
+    assert_ne!(current_server(), server);
+}

@@ -231,8 +231,10 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
                     start_spawn(job)
                 } else {
                     forkserver::start(job).map(|(pid, pidfd, status)| {
-                        let status = Arc::new(status);
-                        let sentinel = Some(status.clone());
+                        // The pidfd is the sentinel: it is readable once the child has ended,
+                        // whether or not the server is there to report it.
+                        let pidfd = Arc::new(pidfd);
+                        let sentinel = Some(pidfd.clone());
                         (pid, Waiter::Forkserver { pidfd, status }, sentinel)
                     })
                 }
@@ -375,6 +377,11 @@ impl<R> Process<R> {
     /// Python's exit code: `None` while running (or before start), `0` after a normal return,
     /// `1` after a panic, `n` after [`exit`](super::exit)`(n)`, `-N` after signal `N`. Reaps the
     /// child if it ended. Python: `Process.exitcode`.
+    ///
+    /// A forkserver child whose fork server died (killed) while it ran still reports its code
+    /// when it ends through this library (a return, a panic, `exit(n)`); one that then dies of
+    /// a signal, or leaves through `_exit` in foreign code, has nobody left to see how, and
+    /// reports `255`, as CPython does.
     pub fn exitcode(&self) -> Result<Option<i32>> {
         drop(self.check_open()?);
         let code = self.inner.try_reap()?;

@@ -12,16 +12,25 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::io;
 
+/// How long a fork server's child that has ended may take to have its exit code on the status
+/// pipe (the server reaps it and writes at once; this bounds a loaded machine).
+const STATUS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The exit code of a fork server's child whose code was lost (the server died, and the child
+/// ended without writing its own): CPython's value in that case.
+pub(crate) const UNKNOWN_EXIT_CODE: i32 = 255;
+
 /// How a started child is watched.
 pub(super) enum Waiter {
     /// Our own child, reaped with `waitpid`. Its pid cannot be reused before we reap it, so
     /// signals and a pidfd (opened only when a sentinel is asked for) are safe.
     Direct(Pid),
-    /// A child of the fork server: its pidfd for signals, and a pipe on which the server writes
-    /// the exit code when the child ends.
+    /// A child of the fork server: its pidfd for signals and as the sentinel, and a pipe on
+    /// which the child writes its exit code as it leaves and the server writes it once it has
+    /// reaped the child (see `forkserver`).
     Forkserver {
-        pidfd: OwnedFd,
-        status: Arc<OwnedFd>,
+        pidfd: Arc<OwnedFd>,
+        status: OwnedFd,
     },
 }
 
@@ -78,17 +87,21 @@ impl Inner {
                     Err(e) => return Err(e.into()),
                 }
             }
-            Some(Waiter::Forkserver { status, .. }) => {
-                if !io::wait_readable(status.as_fd(), Deadline::now())? {
+            Some(Waiter::Forkserver { pidfd, status }) => {
+                if !io::wait_readable(pidfd.as_fd(), Deadline::now())? {
                     return Ok(None);
                 }
+                // Ended. Its last word is on the pipe, or the server's report is about to be
+                // (a child killed by a signal says nothing; the server reaps it at once).
                 let mut buf = [0u8; 4];
-                if io::read_full(status.as_fd(), &mut buf)? != 4 {
-                    return Err(Error::Io(std::io::Error::other(
-                        "the fork server died before reporting the child's exit code",
-                    )));
+                let ready = io::wait_readable(status.as_fd(), Deadline::after(STATUS_GRACE))?;
+                if ready && io::read_full(status.as_fd(), &mut buf)? == 4 {
+                    i32::from_be_bytes(buf)
+                } else {
+                    // The server died, and the child ended without a word (a signal, or an
+                    // `_exit` in foreign code): the code is lost. CPython reports 255 too.
+                    UNKNOWN_EXIT_CODE
                 }
-                i32::from_be_bytes(buf)
             }
         };
         st.exitcode = Some(code);
@@ -108,7 +121,7 @@ impl Inner {
                         PidfdFlags::empty(),
                     )?))
                 }
-                (Some(Waiter::Forkserver { status, .. }), _) => Ok(status.clone()),
+                (Some(Waiter::Forkserver { pidfd, .. }), _) => Ok(pidfd.clone()),
                 (Some(Waiter::Direct(_)), Some(_)) => {
                     let (r, _w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
                     Ok(Arc::new(r))

@@ -86,7 +86,7 @@ pub(super) fn start_fork(
             drop(stderr);
             drop(stdout);
             let result = result.and_then(|fd| fd.try_clone().ok());
-            bootstrap::child_main(config, result, lifeline, move || target.run())
+            bootstrap::child_main(config, result, lifeline, None, move || target.run())
         }
         sys::Forked::Parent(pid) => {
             drop(start_method);
