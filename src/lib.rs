@@ -43,9 +43,10 @@
 pub use mp_core::{
     active_children, codec, cpu_count, current_process, exit, freeze_support,
     get_all_start_methods, get_context, get_start_method, get_start_method_if_set, handle, init,
-    parent_process, pipe, process_id, process_is_alive, set_executable, set_join_at_exit,
-    set_start_method, set_start_method_force, Connection, Context, CurrentProcess, Deadline, FnPtr,
-    Function, Message, ParentProcess, Process, SharedSegment, StartMethod,
+    parent_process, pipe, process_id, process_is_alive, set_executable, set_forkserver_preload,
+    set_join_at_exit, set_start_method, set_start_method_force, util, Connection, Context,
+    CurrentProcess, Deadline, FnPtr, Function, Message, ParentProcess, Process, SharedSegment,
+    StartMethod,
 };
 #[doc(inline)]
 pub use mp_sync::{

@@ -69,7 +69,11 @@ pub(crate) enum Hello {
     /// Run this job and exit.
     Run(Job),
     /// Become a fork server for the sender.
-    Forkserver { fingerprint: Fingerprint },
+    Forkserver {
+        fingerprint: Fingerprint,
+        /// Offsets of the `fn()`s to run first (`set_forkserver_preload`).
+        preload: Vec<i64>,
+    },
 }
 
 /// A re-executed program's answer to [`Hello`].
@@ -222,8 +226,11 @@ pub(crate) fn on_load() {
             drop(conn);
             run_job(verified, job, None)
         }
-        Ok(Hello::Forkserver { fingerprint }) => match identity::check(&fingerprint) {
-            Ok(verified) => forkserver::serve(verified, conn),
+        Ok(Hello::Forkserver {
+            fingerprint,
+            preload,
+        }) => match identity::check(&fingerprint) {
+            Ok(verified) => forkserver::serve(verified, conn, preload),
             Err(e) => {
                 let _ = conn.send(&Ack::Failed(e.to_string()));
                 bootstrap_failed(&e.to_string())

@@ -127,6 +127,26 @@ pub fn set_executable(path: Option<PathBuf>) {
     *lock(&EXECUTABLE) = path;
 }
 
+static FORKSERVER_PRELOAD: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Sets what the fork server runs once, before it forks its first child: its children then start
+/// with whatever these functions set up (statics initialized, libraries loaded, caches warmed),
+/// without paying for it each.
+///
+/// Python: `multiprocessing.set_forkserver_preload(module_names)`, which imports modules in the
+/// server; a Rust program has no modules to import, so it names functions instead. Like Python's,
+/// it applies to a fork server started afterwards (one already running keeps what it ran). A
+/// preload function that panics is reported on the server's stderr and skipped, as CPython skips
+/// a module that fails to import.
+pub fn set_forkserver_preload(preload: &[fn()]) {
+    *lock(&FORKSERVER_PRELOAD) = preload.to_vec();
+}
+
+/// What the next fork server runs first.
+pub(crate) fn forkserver_preload() -> Vec<fn()> {
+    lock(&FORKSERVER_PRELOAD).clone()
+}
+
 /// The executable spawn and forkserver run.
 pub(crate) fn executable() -> PathBuf {
     lock(&EXECUTABLE)

@@ -51,6 +51,10 @@ impl Client {
     fn launch() -> Result<Client> {
         let hello = Hello::Forkserver {
             fingerprint: identity::fingerprint()?,
+            preload: crate::context::forkserver_preload()
+                .into_iter()
+                .map(|f| identity::offset_of(f as usize))
+                .collect(),
         };
         let (pid, pidfd, conn) = bootstrap::launch(&hello, false)?;
         Ok(Client { conn, pid, pidfd })
@@ -148,8 +152,14 @@ struct Child {
 
 /// The server's loop. Runs in the process `bootstrap::on_load` made a fork server; never
 /// returns. Single-threaded by construction: it runs before `main`, and starts no threads.
-pub(crate) fn serve(verified: Verified, mut conn: Connection) -> ! {
+pub(crate) fn serve(verified: Verified, mut conn: Connection, preload: Vec<i64>) -> ! {
     sys::ignore_sigint();
+    for offset in preload {
+        let f: fn() = crate::trampoline::fn_at(&verified, offset);
+        if std::panic::catch_unwind(f).is_err() {
+            eprintln!("multiprocessing: fork server: a preload function panicked; skipped");
+        }
+    }
     if conn.send(&Ack::Ready).is_err() {
         sys::exit_immediately(0);
     }

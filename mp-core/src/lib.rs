@@ -99,12 +99,13 @@ mod process;
 mod shm;
 mod sys;
 mod trampoline;
+pub mod util;
 mod view;
 
 pub use connection::{pipe, Connection};
 pub use context::{
     get_all_start_methods, get_context, get_start_method, get_start_method_if_set, set_executable,
-    set_start_method, set_start_method_force, Context, StartMethod,
+    set_forkserver_preload, set_start_method, set_start_method_force, Context, StartMethod,
 };
 pub use deadline::Deadline;
 pub use error::{Error, Message, Result};

@@ -47,11 +47,14 @@ pub(crate) fn call_trampoline(
     }
 }
 
-/// The function of type `F` at `offset` from the identity anchor, for a `Function` whose
-/// sender was verified to be this binary and whose type hash matched `F`.
+/// The function of type `F` at `offset` from the identity anchor, for a sender verified to be
+/// this binary that took the offset from an `F` (a `Function` whose type hash matched, or a
+/// fork server's preload `fn()`).
 pub(crate) fn fn_at<F: Copy>(_verified: &crate::identity::Verified, offset: i64) -> F {
     // SAFETY: `_verified` proves the offset was taken in this very binary, from a function
-    // whose type hash (checked by the caller, `Function`'s deserializer) is that of `F`, and the
-    // message came from a process of this program (`handle::receiving_trusted`).
+    // of type `F`, and the message came from a process of this program. The callers make sure
+    // of the type: `Function`'s deserializer compares type hashes (and checks
+    // `handle::receiving_trusted`); the fork server's preload list is a `Vec<fn()>` converted by
+    // its parent, the only sender of its `Hello`.
     unsafe { fn_from_addr(crate::identity::addr_of(offset)) }
 }

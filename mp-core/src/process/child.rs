@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::reap::{Inner, State, Waiter};
-use super::registry::{at_exit_hook, cleanup, forget_child, global};
+use super::registry::{cleanup, forget_child, global};
 use super::start::{flush_stdio, lifeline_reader, start_fork, start_spawn};
 use super::target::{ClosureTarget, FnTarget, Target};
 use crate::bootstrap::{self, ChildConfig, Job, Outcome};
@@ -22,7 +22,7 @@ use crate::context::{self, StartMethod};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::handle::HandleFd;
-use crate::{forkserver, identity, io, sys};
+use crate::{forkserver, identity, io};
 
 /// A child process running a function.
 ///
@@ -251,12 +251,8 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
         if let Some(fd) = sentinel {
             let _ = self.inner.sentinel.set(fd);
         }
-        let mut g = global();
-        g.children.push(self.inner.clone());
-        if !g.at_exit_registered {
-            g.at_exit_registered = true;
-            sys::at_exit(at_exit_hook);
-        }
+        global().children.push(self.inner.clone());
+        super::registry::ensure_at_exit();
         Ok(())
     }
 

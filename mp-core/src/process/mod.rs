@@ -20,5 +20,5 @@ pub use current::{
 };
 pub use os::{cpu_count, exit, process_id, process_is_alive};
 pub use registry::set_join_at_exit;
-pub(crate) use registry::{become_child, exit_function, global, name_if_free};
+pub(crate) use registry::{become_child, ensure_at_exit, exit_function, global, name_if_free};
 pub(crate) use target::{FnTarget, Target};

@@ -100,12 +100,14 @@ pub(crate) fn become_child(config: ChildConfig) {
     }
 }
 
-/// Python's `util._exit_function`: at exit, terminate daemonic children, then join the rest
-/// (unless [`set_join_at_exit`]`(false)`), and let the fork server go.
+/// Python's `util._exit_function`: at exit, run the finalizers of priority >= 0, terminate
+/// daemonic children, then join the rest (unless [`set_join_at_exit`]`(false)`), run the
+/// remaining finalizers, and let the fork server go.
 pub(crate) fn exit_function() {
-    let (children, join_all, server) = {
-        let mut g = global();
-        (g.children.clone(), g.join_at_exit, g.forkserver.take())
+    crate::util::run_finalizers(Some(0));
+    let (children, join_all) = {
+        let g = global();
+        (g.children.clone(), g.join_at_exit)
     };
     let children: Vec<Process> = children.into_iter().map(Process::from_inner).collect();
     for p in &children {
@@ -118,8 +120,19 @@ pub(crate) fn exit_function() {
             let _ = p.join();
         }
     }
+    crate::util::run_finalizers(None);
+    let server = global().forkserver.take();
     if let Some(server) = server {
         server.shut_down();
+    }
+}
+
+/// Registers [`exit_function`] with `atexit`, once per process.
+pub(crate) fn ensure_at_exit() {
+    let mut g = global();
+    if !g.at_exit_registered {
+        g.at_exit_registered = true;
+        crate::sys::at_exit(at_exit_hook);
     }
 }
 
