@@ -3,6 +3,7 @@
 the standard library's `multiprocessing`.
 
 Usage: python3 bench/cpython_bench.py [NAME...]   (no NAME: every figure, in FIGURES order)
+       python3 bench/cpython_bench.py --serve     (the interleaved mode of `cargo xtask bench`)
 
 For each requested figure known here, prints one line
 
@@ -14,6 +15,10 @@ ignored (a note goes to stderr), so xtask can pass every figure name through.
 
 Start method: 'fork' unless the figure's name says 'spawn' or 'forkserver'.
 
+With --serve, reads figure names from stdin, one per line, measures ONE repetition of each and
+answers with one line: the sample line above, or `figure=<name> side=cpython unknown`. Names
+with a parameter (`sweep_pipe:4096`) are the sweep figures of cpython_sweep.py.
+
 To add a figure: write `def figure_x() -> (unit, value)` measuring ONE repetition, and add it
 to FIGURES.
 """
@@ -23,6 +28,7 @@ import statistics
 
 import cpython_connection
 import cpython_shared
+import cpython_sweep
 import sys
 import time
 
@@ -276,6 +282,28 @@ FIGURES = {
 }
 
 
+def measure_once(name):
+    """One repetition of figure `name`: (unit, value), or None if it is not known here."""
+    if name in FIGURES:
+        return FIGURES[name]()
+    return cpython_sweep.measure(name)
+
+
+def serve():
+    """The --serve loop."""
+    for line in sys.stdin:
+        name = line.strip()
+        if not name:
+            continue
+        measured = measure_once(name)
+        if measured is None:
+            print(f"figure={name} side=cpython unknown", flush=True)
+        else:
+            unit, value = measured
+            print(f"figure={name} side=cpython unit={unit} value={value:.3f}", flush=True)
+    return 0
+
+
 def measure(name, reps=REPS):
     """Runs figure `name` `reps` times; returns (unit, median)."""
     results = [FIGURES[name]() for _ in range(reps)]
@@ -285,6 +313,8 @@ def measure(name, reps=REPS):
 
 
 def main(argv):
+    if "--serve" in argv:
+        return serve()
     names = [a for a in argv if not a.startswith("-")] or list(FIGURES)
     for name in names:
         if name not in FIGURES:

@@ -11,7 +11,9 @@
 //! | `pipe_1mib`          | 1 MiB writes over a socketpair to a forked child, MB/s (1e6 B)     |
 //! | `queue_1mib`         | as `pipe_1mib`                                                     |
 //! | `queue_latency`      | as `lock_handoff`, as microseconds per round trip                  |
+//! | `lock_uncontended`   | a bare compare-and-swap lock (no owner, no waiters), acquire + release pairs/s |
 //! | `lock_handoff`       | futex wait/wake ping-pong of two words in a shared page, round trips/s |
+//! | `sweep_*`            | see `sweep_side.rs`                                                |
 //!
 //! Every forked child here only makes raw syscalls (`read`, `write`, `_exit`) on memory
 //! allocated before the fork: after `fork()` only async-signal-safe calls are allowed, so no
@@ -39,10 +41,11 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "process_spawn" => Some(("us", spawn_noop(200))),
         "pipe_pingpong" => Some(("round_trips/s", socket_pingpong(20_000))),
         "pipe_1mib" => Some(("MB/s", socket_1mib(200))),
+        "lock_uncontended" => Some(("ops/s", cas_lock(1_000_000))),
         "lock_handoff" => Some(("round_trips/s", futex_pingpong(100_000))),
         "queue_1mib" => Some(("MB/s", socket_1mib(200))),
         "queue_latency" => Some(("us", 1e6 / futex_pingpong(20_000))),
-        other => crate::connection_side::limit(other),
+        other => crate::connection_side::limit(other).or_else(|| crate::sweep_side::limit(other)),
     }
 }
 
@@ -152,16 +155,23 @@ fn round_trip(fd: &OwnedFd, message: &mut [u8; 8]) {
 /// MB/s (1e6 bytes) of 1 MiB writes over a socketpair to a forked child that reads them all,
 /// timed from the first write until the child's ack of the last byte.
 fn socket_1mib(messages: u32) -> f64 {
+    socket_sized(MIB, messages as usize)
+}
+
+/// MB/s (1e6 bytes) of `messages` writes of `size` bytes over a socketpair to a forked child
+/// that reads them all, timed from the first write until the child's ack of the last byte.
+pub fn socket_sized(size: usize, messages: usize) -> f64 {
     let (ours, theirs) = unix_socketpair();
-    let total = messages as usize * MIB;
-    let mut sink = vec![0u8; MIB]; // the child's buffer, allocated before the fork
+    let total = messages * size;
+    let chunk = size.min(4 * MIB);
+    let mut sink = vec![0u8; chunk]; // the child's buffer, allocated before the fork
     let child = fork_child(|| {
         if write_all(&theirs, b"r").is_err() {
             return 1;
         }
         let mut remaining = total;
         while remaining > 0 {
-            let want = remaining.min(MIB);
+            let want = remaining.min(chunk);
             match rustix::io::read(&theirs, &mut sink[..want]) {
                 Ok(0) => return 2,
                 Ok(n) => remaining -= n,
@@ -176,7 +186,7 @@ fn socket_1mib(messages: u32) -> f64 {
     });
     drop(theirs);
 
-    let payload = vec![0x5au8; MIB];
+    let payload = vec![0x5au8; size];
     let mut byte = [0u8; 1];
     read_exact(&ours, &mut byte).expect("ready from sink child");
     let start = Instant::now();
@@ -188,6 +198,59 @@ fn socket_1mib(messages: u32) -> f64 {
     assert_eq!(&byte, b"a");
     wait_ok(child);
     total as f64 / 1e6 / elapsed
+}
+
+/// Records per second through one pipe with `procs` writer and `procs` reader processes, each
+/// writer writing its share of `total` 16-byte records (writes up to `PIPE_BUF` are atomic, so
+/// records never interleave) and each reader reading its share: the bare-OS counterpart of a
+/// many-to-many queue. Timed from the parent's go (one byte to every child) until every reader
+/// has exited.
+pub fn pipe_records(procs: usize, total: usize) -> f64 {
+    let share = total / procs;
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe");
+    let (go_r, go_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe");
+    let mut children = Vec::with_capacity(2 * procs);
+    for writer in [true, false] {
+        for _ in 0..procs {
+            children.push((
+                writer,
+                fork_child(|| {
+                    let mut go = [0u8; 1];
+                    if read_exact(&go_r, &mut go).is_err() {
+                        return 1;
+                    }
+                    let mut record = [0x5au8; 16];
+                    for _ in 0..share {
+                        let ok = if writer {
+                            write_all(&w, &record)
+                        } else {
+                            read_exact(&r, &mut record)
+                        };
+                        if ok.is_err() {
+                            return 2;
+                        }
+                    }
+                    0
+                }),
+            ));
+        }
+    }
+    drop((r, w, go_r));
+    let go = vec![1u8; 2 * procs];
+    let start = Instant::now();
+    write_all(&go_w, &go).expect("go");
+    for &(writer, pid) in &children {
+        if !writer {
+            wait_ok(pid);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    for &(writer, pid) in &children {
+        if writer {
+            wait_ok(pid);
+        }
+    }
+    (share * procs) as f64 / elapsed
 }
 
 /// A connected pair of close-on-exec Unix stream sockets, like CPython's duplex `Pipe()`.
@@ -318,4 +381,40 @@ fn futex_pingpong(round_trips: u32) -> f64 {
     // SAFETY: the mapping made above; the child has exited and no reference outlives this.
     unsafe { rustix::mm::munmap(page, 4096) }.expect("munmap");
     f64::from(round_trips) / elapsed
+}
+
+/// Acquire + release pairs per second of the barest lock: a compare-and-swap `0 → 1` on a word
+/// in a `MAP_SHARED` page (as a process-shared lock's is), a store of `0` to release; no owner,
+/// no waiters, no futex.
+fn cas_lock(count: u32) -> f64 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    // SAFETY: a fresh anonymous shared mapping of one page; nothing else refers to it.
+    let page = unsafe {
+        rustix::mm::mmap_anonymous(
+            ptr::null_mut(),
+            4096,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::SHARED,
+        )
+    }
+    .expect("mmap");
+    // SAFETY: the page is zeroed, page-aligned and lives until the munmap below; AtomicU32 has
+    // no invalid bit patterns.
+    let word = unsafe { &*(page as *const AtomicU32) };
+    let start = Instant::now();
+    for _ in 0..count {
+        let word = std::hint::black_box(word);
+        while word
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        word.store(0, Ordering::Release);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    // SAFETY: the mapping made above; no reference to it outlives this.
+    unsafe { rustix::mm::munmap(page, 4096) }.expect("munmap");
+    f64::from(count) / elapsed
 }

@@ -17,13 +17,19 @@
 //! `cargo xtask bench` joins these lines with `bench/cpython_bench.py`'s.
 //!
 //! Arguments starting with `--` (cargo passes `--bench`) are ignored, except that a first
-//! argument `--noop` makes the binary exit at once: the `process_spawn` limit spawns this very
-//! executable that way.
+//! argument `--noop` makes the binary exit at once (the `process_spawn` limit spawns this very
+//! executable that way), and `--serve` turns the binary into the Rust side of an interleaved
+//! run: it reads requests `<side> <name>` (`side` is `rust` or `limit`) from stdin, one per
+//! line, measures one repetition of each and answers with one line, the sample above or
+//! `figure=<name> side=<side> unknown`, until stdin closes. `cargo xtask bench` alternates
+//! these requests with the CPython side's, so both see the same conditions. `--list` prints the
+//! figure names, one per line.
 
 mod connection_side;
 mod limits;
 mod rust_side;
 mod shared_side;
+mod sweep_side;
 
 /// Repetitions per figure and side; the median is reported.
 const REPS: usize = 5;
@@ -32,6 +38,16 @@ fn main() {
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("--noop") {
         std::process::exit(0);
+    }
+    if std::env::args().any(|a| a == "--list") {
+        for name in rust_side::figures() {
+            println!("{name}");
+        }
+        return;
+    }
+    if std::env::args().any(|a| a == "--serve") {
+        serve();
+        return;
     }
     let requested: Vec<String> = args.filter(|a| !a.starts_with("--")).collect();
     let names: Vec<String> = if requested.is_empty() {
@@ -72,4 +88,34 @@ fn median_of(
     }
     values.sort_by(f64::total_cmp);
     Some((unit, values[values.len() / 2]))
+}
+
+/// The `--serve` loop: one repetition per request line, one answer line each.
+fn serve() {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { return };
+        let Some((side, name)) = line.trim().split_once(' ') else {
+            continue;
+        };
+        let measured = match side {
+            "rust" => rust_side::run(name),
+            "limit" => limits::run(name),
+            _ => None,
+        };
+        let answer = match measured {
+            Some((unit, value)) => {
+                format!("figure={name} side={side} unit={unit} value={value:.3}")
+            }
+            None => format!("figure={name} side={side} unknown"),
+        };
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{answer}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
 }

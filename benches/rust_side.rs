@@ -49,7 +49,9 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "queue_1mib" => ("MB/s", queue_1mib(200)),
         "queue_latency" => ("us", queue_latency(20_000)),
         other => {
-            return crate::connection_side::run(other).or_else(|| crate::shared_side::run(other))
+            return crate::connection_side::run(other)
+                .or_else(|| crate::shared_side::run(other))
+                .or_else(|| crate::sweep_side::run(other))
         }
     })
 }

@@ -1,83 +1,259 @@
-//! `cargo xtask bench [NAME...]`: runs the Rust and the CPython benchmarks, joins their medians
-//! per figure, prints one line per figure and writes `target/bench/report.md`.
+//! `cargo xtask bench [--reps N] [--sweep] [NAME...]`: Rust, CPython and the bare-OS limit,
+//! measured side by side.
+//!
+//! Both benchmark programs run as servers (`mpbench --serve`, `cpython_bench.py --serve`) that
+//! measure one repetition per request. For each figure xtask asks for a Rust repetition, then a
+//! CPython one, then a limit one, and again (`R C L R C L ...`), so that the two sides of every
+//! ratio see the same machine, seconds apart rather than minutes. Each line reports the medians
+//! of the sides, the median of the per-repetition ratios (`speedup`, `of_limit`) and their spread
+//! (min–max over the repetitions), and the number of repetitions. The report goes to
+//! `target/bench/report.md`.
+//!
+//! `--sweep` measures the curves of `benches/sweep_side.rs` (pipe and queue throughput over
+//! message sizes, queue throughput over process counts) the same way and draws them as SVG
+//! charts in `bench/charts/`, which the README shows.
 
-use std::collections::HashMap;
-use std::env;
+use std::fmt::Write as _;
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout};
 
 use crate::run::{capture, flush_stdout, Step};
 use crate::{target_dir, Result};
 
-/// `cargo xtask bench [NAME...]`: see the crate documentation.
-pub(crate) fn bench(names: &[String]) -> Result<()> {
-    let mut samples = Vec::new();
-    let mut failures = Vec::new();
+mod chart;
 
-    let rust = Step::cargo(&["bench", "--bench", "mpbench", "--"]).args(names);
-    if let Err(e) = rust.run_lines(|line| samples.extend(Sample::parse(line))) {
-        eprintln!("xtask: error: {e}");
-        failures.push(e);
-    }
+/// Repetitions per figure and side by default: enough for the median ratio of two runs in a
+/// row to agree within 15% on a shared 2-core machine.
+const DEFAULT_REPS: usize = 9;
+/// Repetitions per point of a sweep by default.
+const DEFAULT_SWEEP_REPS: usize = 3;
 
-    // Without explicit names, ask CPython for exactly the figures the Rust side produced.
-    let mut python_names: Vec<String> = names.to_vec();
-    if python_names.is_empty() {
-        for sample in &samples {
-            if !python_names.contains(&sample.figure) {
-                python_names.push(sample.figure.clone());
-            }
-        }
-    }
-    let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let cpython = Step::program(&python, &["bench/cpython_bench.py"]).args(&python_names);
-    if let Err(e) = cpython.run_lines(|line| samples.extend(Sample::parse(line))) {
-        eprintln!("xtask: error: {e}");
-        failures.push(e);
-    }
+/// `cargo xtask bench`: see the module documentation.
+pub(crate) fn bench(args: &[String]) -> Result<()> {
+    let options = Options::parse(args)?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let names = if options.sweep {
+        sweep_names()
+    } else if options.names.is_empty() {
+        list_figures()?
+    } else {
+        options.names.clone()
+    };
+    let reps = options.reps.unwrap_or(if options.sweep {
+        DEFAULT_SWEEP_REPS
+    } else {
+        DEFAULT_REPS
+    });
 
-    let rows = join_samples(&samples);
-    println!("==> results");
-    for row in &rows {
+    let mut rust = Server::start(
+        Step::cargo(&["bench", "--bench", "mpbench", "--", "--serve"]),
+        "rust",
+    )?;
+    let mut cpython = Server::start(
+        Step::program(&python, &["bench/cpython_bench.py", "--serve"]),
+        "cpython",
+    )?;
+
+    let mut rows = Vec::new();
+    for name in &names {
+        let row = measure(name, reps, &mut rust, &mut cpython)?;
         println!("{}", row.line());
+        flush_stdout();
+        rows.push(row);
     }
-    flush_stdout();
+    rust.finish();
+    cpython.finish();
 
     let report_dir = target_dir().join("bench");
-    let report = report_dir.join("report.md");
+    let report = report_dir.join(if options.sweep {
+        "sweep.md"
+    } else {
+        "report.md"
+    });
     fs::create_dir_all(&report_dir)
-        .and_then(|()| fs::write(&report, markdown_report(&rows)))
+        .and_then(|()| fs::write(&report, markdown_report(&rows, reps)))
         .map_err(|e| format!("cannot write {}: {e}", report.display()))?;
     eprintln!("report written to {}", report.display());
-
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{} benchmark step(s) failed", failures.len()))
+    if options.sweep {
+        for path in chart::draw_all(&rows)? {
+            eprintln!("chart written to {path}");
+        }
     }
+    Ok(())
+}
+
+/// The command line of `cargo xtask bench`.
+#[derive(Debug, Default, PartialEq)]
+struct Options {
+    reps: Option<usize>,
+    sweep: bool,
+    names: Vec<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options> {
+        let mut options = Options::default();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--reps" => {
+                    let n = args
+                        .next()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|&n| n > 0)
+                        .ok_or("--reps needs a positive number")?;
+                    options.reps = Some(n);
+                }
+                "--sweep" => options.sweep = true,
+                flag if flag.starts_with("--") => {
+                    return Err(format!("unknown option {flag} (try --reps N, --sweep)"))
+                }
+                name => options.names.push(name.to_owned()),
+            }
+        }
+        if options.sweep && !options.names.is_empty() {
+            return Err("--sweep measures its own figures; give no names with it".to_owned());
+        }
+        Ok(options)
+    }
+}
+
+/// The default figure list: what the Rust side knows (`mpbench --list`).
+fn list_figures() -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    Step::cargo(&["bench", "--bench", "mpbench", "--", "--list"])
+        .run_lines(|line| names.push(line.trim().to_owned()))?;
+    names.retain(|n| !n.is_empty());
+    Ok(names)
+}
+
+/// The points of `--sweep`, in chart order (keep in step with `benches/sweep_side.rs`).
+fn sweep_names() -> Vec<String> {
+    let sizes: Vec<usize> = (0..11).map(|i| 64usize << (2 * i)).collect();
+    let mut names = Vec::new();
+    for kind in ["sweep_pipe", "sweep_queue"] {
+        names.extend(sizes.iter().map(|s| format!("{kind}:{s}")));
+    }
+    names.extend(
+        [1, 2, 4, 8]
+            .iter()
+            .map(|p| format!("sweep_queue_procs:{p}")),
+    );
+    names
+}
+
+/// One benchmark program in `--serve` mode.
+struct Server {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn start(step: Step, name: &'static str) -> Result<Server> {
+        let mut child = step.spawn_server()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(format!("the {name} benchmark has no pipes"));
+        };
+        Ok(Server {
+            name,
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    /// Asks for one repetition; `None` when the server does not know the figure.
+    fn ask(&mut self, request: &str) -> Result<Option<Sample>> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| format!("the {} benchmark is closed", self.name))?;
+        writeln!(stdin, "{request}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("the {} benchmark went away: {e}", self.name))?;
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) => Err(format!(
+                "the {} benchmark ended during `{request}` (see its output above)",
+                self.name
+            )),
+            Ok(_) if line.trim_end().ends_with(" unknown") => Ok(None),
+            Ok(_) => Sample::parse(line.trim_end())
+                .map(Some)
+                .ok_or_else(|| format!("the {} benchmark said {line:?}", self.name)),
+            Err(e) => Err(format!("cannot read the {} benchmark: {e}", self.name)),
+        }
+    }
+
+    /// Closes its stdin (it then exits) and waits for it.
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Measures `reps` interleaved repetitions of figure `name`.
+fn measure(name: &str, reps: usize, rust: &mut Server, cpython: &mut Server) -> Result<Row> {
+    let mut row = Row {
+        name: name.to_owned(),
+        ..Row::default()
+    };
+    let (mut ask_rust, mut ask_cpython, mut ask_limit) = (true, true, true);
+    for rep in 0..reps {
+        let mut pair: [Option<Sample>; 3] = [None, None, None];
+        if ask_rust {
+            pair[0] = rust.ask(&format!("rust {name}"))?;
+            ask_rust = pair[0].is_some();
+        }
+        if ask_cpython {
+            pair[1] = cpython.ask(name)?;
+            ask_cpython = pair[1].is_some();
+        }
+        if ask_limit {
+            pair[2] = rust.ask(&format!("limit {name}"))?;
+            ask_limit = pair[2].is_some();
+        }
+        if rep == 0 && pair.iter().all(Option::is_none) {
+            eprintln!("xtask: warning: no side knows figure {name:?}, skipped");
+            break;
+        }
+        row.add(pair);
+    }
+    Ok(row)
 }
 
 /// One `figure=<name> side=<side> unit=<unit> value=<number>` line.
 #[derive(Debug, Clone, PartialEq)]
 struct Sample {
-    /// Figure name, e.g. `pipe_pingpong`.
-    figure: String,
     /// `rust`, `cpython` or `limit`.
     side: String,
     /// Unit, e.g. `us` or `MB/s`.
     unit: String,
-    /// The median measurement.
+    /// The measurement.
     value: f64,
 }
 
 impl Sample {
     /// Parses a sample line; any other line gives `None`.
     fn parse(line: &str) -> Option<Sample> {
-        let fields: HashMap<&str, &str> = line
+        let fields: std::collections::HashMap<&str, &str> = line
             .split_whitespace()
             .filter_map(|word| word.split_once('='))
             .collect();
+        fields.get("figure")?;
         Some(Sample {
-            figure: fields.get("figure")?.to_string(),
             side: fields.get("side")?.to_string(),
             unit: fields.get("unit")?.to_string(),
             value: fields.get("value")?.parse().ok()?,
@@ -85,104 +261,111 @@ impl Sample {
     }
 }
 
-/// All sides of one figure.
+/// Every repetition of one figure.
 #[derive(Debug, Default, PartialEq)]
-struct Row {
+pub(crate) struct Row {
     /// Figure name.
-    name: String,
-    /// Unit of the figure (the Rust side's when the sides disagree).
-    unit: String,
-    /// Median of the Rust implementation.
-    rust: Option<f64>,
-    /// Median of CPython's `multiprocessing`.
-    cpython: Option<f64>,
-    /// Median of the bare-OS limit.
-    limit: Option<f64>,
+    pub(crate) name: String,
+    /// Unit of the figure (the first side's).
+    pub(crate) unit: String,
+    /// Per repetition: Rust, CPython, limit (each absent when that side has no such figure).
+    pub(crate) reps: Vec<[Option<f64>; 3]>,
 }
 
 impl Row {
+    fn add(&mut self, rep: [Option<Sample>; 3]) {
+        for sample in rep.iter().flatten() {
+            if self.unit.is_empty() {
+                self.unit = sample.unit.clone();
+            } else if self.unit != sample.unit {
+                eprintln!(
+                    "xtask: warning: figure {} has unit {} on the {} side but {} elsewhere",
+                    self.name, sample.unit, sample.side, self.unit
+                );
+            }
+        }
+        self.reps.push(rep.map(|s| s.map(|s| s.value)));
+    }
+
     /// Whether higher is better (`.../s`) rather than a time.
     fn is_rate(&self) -> bool {
         self.unit.ends_with("/s")
     }
 
-    /// How many times better than CPython the Rust side is (> 1: better).
-    fn speedup(&self) -> Option<f64> {
-        let (rust, cpython) = (self.rust?, self.cpython?);
-        finite(if self.is_rate() {
-            rust / cpython
-        } else {
-            cpython / rust
-        })
+    /// The median of one side (0: Rust, 1: CPython, 2: limit).
+    pub(crate) fn median(&self, side: usize) -> Option<f64> {
+        median(self.reps.iter().filter_map(|r| r[side]).collect())
     }
 
-    /// The fraction of the OS limit the Rust side reaches (1.0: at the limit).
-    fn of_limit(&self) -> Option<f64> {
-        let (rust, limit) = (self.rust?, self.limit?);
-        finite(if self.is_rate() {
-            rust / limit
-        } else {
-            limit / rust
-        })
+    /// Per repetition, how many times better side `a` is than side `b` (> 1: better).
+    fn ratios(&self, a: usize, b: usize) -> Vec<f64> {
+        self.reps
+            .iter()
+            .filter_map(|r| {
+                let (x, y) = (r[a]?, r[b]?);
+                finite(if self.is_rate() { x / y } else { y / x })
+            })
+            .collect()
     }
 
-    /// The formatted cells: name, unit, rust, cpython, limit, speedup, of_limit.
-    fn cells(&self) -> [String; 7] {
+    /// Median and (min, max) of the Rust/CPython ratios.
+    fn speedup(&self) -> Option<(f64, f64, f64)> {
+        spread(self.ratios(0, 1))
+    }
+
+    /// Median and (min, max) of the Rust/limit ratios.
+    fn of_limit(&self) -> Option<(f64, f64, f64)> {
+        spread(self.ratios(0, 2))
+    }
+
+    /// The formatted cells: name, unit, rust, cpython, limit, speedup, its spread, of_limit,
+    /// its spread.
+    fn cells(&self) -> [String; 9] {
+        let (speedup, speedup_spread) = fmt_spread(self.speedup());
+        let (of_limit, of_limit_spread) = fmt_spread(self.of_limit());
         [
             self.name.clone(),
             self.unit.clone(),
-            fmt_value(self.rust),
-            fmt_value(self.cpython),
-            fmt_value(self.limit),
-            fmt_ratio(self.speedup()),
-            fmt_ratio(self.of_limit()),
+            fmt_value(self.median(0)),
+            fmt_value(self.median(1)),
+            fmt_value(self.median(2)),
+            speedup,
+            speedup_spread,
+            of_limit,
+            of_limit_spread,
         ]
     }
 
-    /// The `name=... of_limit=...` line.
+    /// The `name=... reps=...` line.
     fn line(&self) -> String {
-        let [name, unit, rust, cpython, limit, speedup, of_limit] = self.cells();
+        let [name, unit, rust, cpython, limit, speedup, speedup_spread, of_limit, of_limit_spread] =
+            self.cells();
         format!(
             "name={name} unit={unit} rust={rust} cpython={cpython} limit={limit} \
-             speedup={speedup} of_limit={of_limit}"
+             speedup={speedup} speedup_spread={speedup_spread} of_limit={of_limit} \
+             of_limit_spread={of_limit_spread} reps={}",
+            self.reps.len()
         )
     }
 }
 
-/// Joins samples per figure, in order of first appearance (the Rust bench runs first).
-fn join_samples(samples: &[Sample]) -> Vec<Row> {
-    let mut rows: Vec<Row> = Vec::new();
-    for sample in samples {
-        let index = match rows.iter().position(|r| r.name == sample.figure) {
-            Some(i) => i,
-            None => {
-                rows.push(Row {
-                    name: sample.figure.clone(),
-                    unit: sample.unit.clone(),
-                    ..Row::default()
-                });
-                rows.len() - 1
-            }
-        };
-        let row = &mut rows[index];
-        if row.unit != sample.unit {
-            eprintln!(
-                "xtask: warning: figure {} has unit {} on the {} side but {} elsewhere",
-                sample.figure, sample.unit, sample.side, row.unit
-            );
-        }
-        let slot = match sample.side.as_str() {
-            "rust" => &mut row.rust,
-            "cpython" => &mut row.cpython,
-            "limit" => &mut row.limit,
-            other => {
-                eprintln!("xtask: warning: unknown side `{other}` ignored");
-                continue;
-            }
-        };
-        *slot = Some(sample.value);
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
     }
-    rows
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+fn spread(values: Vec<f64>) -> Option<(f64, f64, f64)> {
+    let min = values.iter().copied().reduce(f64::min)?;
+    let max = values.iter().copied().reduce(f64::max)?;
+    Some((median(values)?, min, max))
 }
 
 fn finite(x: f64) -> Option<f64> {
@@ -206,13 +389,16 @@ fn fmt_value(value: Option<f64>) -> String {
     }
 }
 
-/// A ratio with three decimals (`-` when missing).
-fn fmt_ratio(ratio: Option<f64>) -> String {
-    ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.3}"))
+/// A ratio with three decimals, and its spread as `min-max` (`-` when missing).
+fn fmt_spread(ratio: Option<(f64, f64, f64)>) -> (String, String) {
+    ratio.map_or_else(
+        || ("-".to_owned(), "-".to_owned()),
+        |(m, lo, hi)| (format!("{m:.3}"), format!("{lo:.2}-{hi:.2}")),
+    )
 }
 
-/// The Markdown report: a header line describing the machine, then the table.
-fn markdown_report(rows: &[Row]) -> String {
+/// The Markdown report: a header line describing the machine and the run, then the table.
+fn markdown_report(rows: &[Row], reps: usize) -> String {
     let date = capture("date", &["-u"]).unwrap_or_else(|| "unknown date".to_owned());
     let uname = capture("uname", &["-srm"]).unwrap_or_else(|| "unknown OS".to_owned());
     let nproc = capture("nproc", &[]).unwrap_or_else(|| "?".to_owned());
@@ -222,17 +408,24 @@ fn markdown_report(rows: &[Row]) -> String {
         .unwrap_or_else(|| "unknown CPU".to_owned());
 
     let mut md = String::from("# multiprocessing benchmarks: Rust vs CPython\n\n");
-    md.push_str(&format!("{date} · {uname} · {cpu} · nproc {nproc}\n\n"));
-    md.push_str("| name | unit | rust | cpython | limit | speedup | of_limit |\n");
-    md.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    let _ = writeln!(
+        md,
+        "{date} · {uname} · {cpu} · nproc {nproc} · {reps} interleaved repetitions per figure\n"
+    );
+    md.push_str(
+        "| name | unit | rust | cpython | limit | speedup | (min–max) | of_limit | (min–max) |\n",
+    );
+    md.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for row in rows {
-        md.push_str(&format!("| {} |\n", row.cells().join(" | ")));
+        let _ = writeln!(md, "| {} |", row.cells().join(" | "));
     }
     md.push_str(
-        "\nValues are medians. Units ending in `/s` are rates (higher is better); the others \
-         are times (lower is better). `speedup` is how many times better than CPython the Rust \
-         side is (> 1: better); `of_limit` is the fraction of the bare-OS limit it reaches \
-         (1.0: at the limit). `-`: not measured.\n",
+        "\nRust, CPython and limit repetitions are interleaved (R C L R C L ...). Values are \
+         medians over the repetitions; `speedup` (how many times better than CPython, > 1: \
+         better) and `of_limit` (the fraction of the bare-OS limit reached, 1.0: at the limit) \
+         are medians of the per-repetition ratios, with their min–max spread. Units ending in \
+         `/s` are rates (higher is better); the others are times (lower is better). `-`: not \
+         measured.\n",
     );
     md
 }
@@ -249,10 +442,17 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn row(name: &str, unit: &str, reps: &[[Option<f64>; 3]]) -> Row {
+        Row {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            reps: reps.to_vec(),
+        }
+    }
+
     #[test]
     fn sample_lines_parse() {
         let s = Sample::parse("figure=pipe_1mib side=rust unit=MB/s value=1234.5").unwrap();
-        assert_eq!(s.figure, "pipe_1mib");
         assert_eq!(s.side, "rust");
         assert_eq!(s.unit, "MB/s");
         assert_eq!(s.value, 1234.5);
@@ -261,33 +461,55 @@ mod tests {
     }
 
     #[test]
-    fn rates_and_times_compare_the_right_way() {
-        let samples: Vec<Sample> = [
-            "figure=process_fork side=rust unit=us value=100",
-            "figure=process_fork side=limit unit=us value=80",
-            "figure=pipe_pingpong side=rust unit=round_trips/s value=50000",
-            "figure=process_fork side=cpython unit=us value=250",
-            "figure=pipe_pingpong side=cpython unit=round_trips/s value=25000",
-            "figure=python_only side=cpython unit=us value=1",
-        ]
-        .iter()
-        .filter_map(|l| Sample::parse(l))
-        .collect();
-        let rows = join_samples(&samples);
-        assert_eq!(
-            rows[0].line(),
-            "name=process_fork unit=us rust=100.0 cpython=250.0 limit=80.00 \
-             speedup=2.500 of_limit=0.800"
+    fn ratios_are_per_repetition_and_compare_the_right_way() {
+        // Times: CPython 250, 300, 200 against Rust 100, 100, 100 → 2.5, 3.0, 2.0.
+        let fork = row(
+            "process_fork",
+            "us",
+            &[
+                [Some(100.0), Some(250.0), Some(80.0)],
+                [Some(100.0), Some(300.0), Some(90.0)],
+                [Some(100.0), Some(200.0), Some(70.0)],
+            ],
         );
         assert_eq!(
-            rows[1].line(),
-            "name=pipe_pingpong unit=round_trips/s rust=50000 cpython=25000 limit=- \
-             speedup=2.000 of_limit=-"
+            fork.line(),
+            "name=process_fork unit=us rust=100.0 cpython=250.0 limit=80.00 speedup=2.500 \
+             speedup_spread=2.00-3.00 of_limit=0.800 of_limit_spread=0.70-0.90 reps=3"
+        );
+        // Rates: higher is better; a missing side gives `-`.
+        let ping = row(
+            "pipe_pingpong",
+            "round_trips/s",
+            &[
+                [Some(50000.0), Some(25000.0), None],
+                [Some(40000.0), Some(10000.0), None],
+            ],
         );
         assert_eq!(
-            rows[2].line(),
-            "name=python_only unit=us rust=- cpython=1.000 limit=- speedup=- of_limit=-"
+            ping.line(),
+            "name=pipe_pingpong unit=round_trips/s rust=45000 cpython=17500 limit=- \
+             speedup=3.000 speedup_spread=2.00-4.00 of_limit=- of_limit_spread=- reps=2"
         );
+    }
+
+    #[test]
+    fn options_parse() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            Options::parse(&args(&["--reps", "3", "pipe_1mib"])).unwrap(),
+            Options {
+                reps: Some(3),
+                sweep: false,
+                names: vec!["pipe_1mib".to_owned()]
+            }
+        );
+        assert!(Options::parse(&args(&["--reps", "0"])).is_err());
+        assert!(Options::parse(&args(&["--sweep", "x"])).is_err());
+        assert!(Options::parse(&args(&["--bogus"])).is_err());
+        assert_eq!(sweep_names().len(), 26);
+        assert_eq!(sweep_names()[0], "sweep_pipe:64");
+        assert_eq!(sweep_names()[10], format!("sweep_pipe:{}", 64usize << 20));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! This follows the [cargo-xtask] convention: `.cargo/config.toml` aliases `cargo xtask` to
 //! `cargo run --package xtask --`, and this binary changes to the project root and dispatches on
-//! its first argument. It depends on nothing but std, so it builds in a second.
+//! its first argument. Its one dependency is plotters (SVG only), for the sweep charts.
 //!
 //! # Subcommands
 //!
@@ -14,11 +14,16 @@
 //!   `RUSTDOCFLAGS="-D warnings -D missing_docs"`. Each step is announced by a `==> <command>`
 //!   line. The test step is streamed and also saved to `target/xtask/test.log`; the run ends by
 //!   printing the test runner's summary line(s) again and a last line `N passed, N failed`.
-//! - `cargo xtask bench [NAME...]` runs the Rust benchmark (`cargo bench --bench mpbench`) and
-//!   the CPython one (`python3 bench/cpython_bench.py`), joins their medians per figure, prints
-//!   one line per figure
-//!   (`name=<name> unit=<unit> rust=<v> cpython=<v> limit=<v> speedup=<x> of_limit=<y>`) and
-//!   writes the same numbers as a Markdown table to `target/bench/report.md`.
+//! - `cargo xtask bench [--reps N] [NAME...]` runs the Rust benchmark (`cargo bench --bench
+//!   mpbench -- --serve`) and the CPython one (`python3 bench/cpython_bench.py --serve`) side by
+//!   side, interleaving their repetitions with the bare-OS limit's (R C L R C L ..., N each,
+//!   default 9), prints one line per figure (`name=<name> unit=<unit> rust=<v> cpython=<v>
+//!   limit=<v> speedup=<x> speedup_spread=<min-max> of_limit=<y> of_limit_spread=<min-max>
+//!   reps=<n>`) and writes the same numbers as a Markdown table to `target/bench/report.md`.
+//! - `cargo xtask bench --sweep [--reps N]` measures pipe and queue throughput over message
+//!   sizes 64 B … 64 MiB and queue throughput over 1, 2, 4, 8 producer/consumer processes the
+//!   same way (default 3 repetitions), writes `target/bench/sweep.md` and draws the curves as
+//!   SVG charts in `bench/charts/`.
 //!
 //! [cargo-xtask]: https://github.com/matklad/cargo-xtask
 
@@ -41,8 +46,12 @@ usage: cargo xtask <command>
 
 commands:
   ci               fmt check, clippy, tests, doc tests and docs, as CI runs them
-  bench [NAME...]  Rust vs CPython benchmarks (all figures when no NAME is given);
-                   writes target/bench/report.md
+  bench [--reps N] [NAME...]
+                   Rust vs CPython benchmarks, interleaved repetitions (all figures when no
+                   NAME is given); writes target/bench/report.md
+  bench --sweep [--reps N]
+                   throughput curves over message sizes and process counts; writes
+                   target/bench/sweep.md and the SVG charts in bench/charts/
   help             show this message";
 
 fn main() -> ExitCode {

@@ -45,12 +45,6 @@ impl Step {
         }
     }
 
-    /// Adds arguments.
-    pub(crate) fn args<S: AsRef<str>>(mut self, args: &[S]) -> Self {
-        self.args.extend(args.iter().map(|a| a.as_ref().to_owned()));
-        self
-    }
-
     /// Adds an environment variable.
     pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
         self.envs.push((key.to_owned(), value.to_owned()));
@@ -132,6 +126,16 @@ impl Step {
         } else {
             Err(format!("`{}` failed ({status})", self.display()))
         }
+    }
+
+    /// Starts the command as a server: stdin and stdout piped to us, stderr inherited.
+    pub(crate) fn spawn_server(&self) -> Result<std::process::Child> {
+        self.announce();
+        self.command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run `{}`: {e}", self.display()))
     }
 
     /// Runs the command with stdout captured line by line; each line is echoed to our stderr

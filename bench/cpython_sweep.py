@@ -1,0 +1,108 @@
+"""CPython side of `cargo xtask bench --sweep`: the curves of benches/sweep_side.rs, measured
+with the standard library's `multiprocessing` (start method 'fork').
+
+Figures take their parameter in the name: `sweep_pipe:SIZE`, `sweep_queue:SIZE` (MB/s of
+SIZE-byte messages to a child) and `sweep_queue_procs:P` (msgs/s of P producers and P consumers
+on one queue). The message counts are the Rust side's (`messages_for`, `PROCS_MESSAGES`).
+"""
+
+import multiprocessing
+import time
+
+PROCS_MESSAGES = 40_000
+
+
+def messages_for(size):
+    return max(4, min(50_000, (256 << 20) // size))
+
+
+def _sink(conn, count):
+    conn.send_bytes(b"ready")
+    for _ in range(count):
+        conn.recv_bytes()
+    conn.send_bytes(b"ack")
+    conn.close()
+
+
+def _pipe_sized(size, messages):
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_sink, args=(child, messages))
+    p.start()
+    payload = b"\x5a" * size
+    assert parent.recv_bytes() == b"ready"
+    t0 = time.perf_counter()
+    for _ in range(messages):
+        parent.send_bytes(payload)
+    assert parent.recv_bytes() == b"ack"
+    elapsed = time.perf_counter() - t0
+    p.join()
+    return messages * size / 1e6 / elapsed
+
+
+def _consume(q, done, count):
+    for _ in range(count):
+        q.get()
+    done.put(True)
+
+
+def _queue_sized(size, messages):
+    ctx = multiprocessing.get_context("fork")
+    q, done = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=_consume, args=(q, done, messages))
+    p.start()
+    item = b"\x5a" * size
+    t0 = time.perf_counter()
+    for _ in range(messages):
+        q.put(item)
+    done.get()
+    elapsed = time.perf_counter() - t0
+    p.join()
+    return messages * size / 1e6 / elapsed
+
+
+def _producer(q, start, count):
+    start.wait()
+    for i in range(count):
+        q.put(i)
+
+
+def _consumer(q, start, count):
+    start.wait()
+    for _ in range(count):
+        q.get()
+
+
+def _queue_procs(procs, total):
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    start = ctx.Barrier(2 * procs + 1)
+    share = total // procs
+    producers = [ctx.Process(target=_producer, args=(q, start, share)) for _ in range(procs)]
+    consumers = [ctx.Process(target=_consumer, args=(q, start, share)) for _ in range(procs)]
+    for p in producers + consumers:
+        p.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for p in consumers:
+        p.join()
+    elapsed = time.perf_counter() - t0
+    for p in producers:
+        p.join()
+    return share * procs / elapsed
+
+
+def measure(name):
+    """One repetition of sweep figure `name`: (unit, value), or None if it is not one."""
+    kind, _, param = name.partition(":")
+    try:
+        n = int(param)
+    except ValueError:
+        return None
+    if kind == "sweep_pipe":
+        return "MB/s", _pipe_sized(n, messages_for(n))
+    if kind == "sweep_queue":
+        return "MB/s", _queue_sized(n, messages_for(n))
+    if kind == "sweep_queue_procs":
+        return "msgs/s", _queue_procs(n, PROCS_MESSAGES)
+    return None
