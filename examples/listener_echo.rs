@@ -8,7 +8,9 @@
 //! `@name` for a Linux abstract socket; without it, a fresh Unix socket path is used. The
 //! authentication key comes from the environment variable `MP_AUTHKEY` (no authentication when
 //! it is unset). Once bound, the server prints `listening on <address>`, then serves clients
-//! one after another, sending every byte message back. From Python:
+//! concurrently (each on its own thread, dropped after a minute of silence; handshakes run
+//! concurrently too, so a silent client delays nobody), sending every byte message back. From
+//! Python:
 //!
 //! ```python
 //! from multiprocessing.connection import Client
