@@ -22,6 +22,7 @@ import multiprocessing
 import statistics
 
 import cpython_connection
+import cpython_pool
 import cpython_shared
 import sys
 import time
@@ -273,6 +274,7 @@ FIGURES = {
     "listener_auth": cpython_connection.figure_listener_auth,
     "listener_pingpong": cpython_connection.figure_listener_pingpong,
     "value_2proc_increments": cpython_shared.figure_value_2proc_increments,
+    **cpython_pool.FIGURES,
 }
 
 

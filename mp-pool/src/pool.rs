@@ -313,7 +313,7 @@ impl PoolBuilder {
         self
     }
 
-    /// How many chunks an `imap` keeps in flight at most (default: 32 per worker); it pulls
+    /// How many chunks an `imap` keeps in flight at most (default: 128 per worker); it pulls
     /// from its input only as results are taken. Beyond CPython 3.13 (3.14's `buffersize`).
     pub fn imap_buffersize(mut self, chunks: usize) -> Self {
         self.buffersize = Some(chunks);
@@ -427,7 +427,7 @@ impl PoolBuilder {
             shared,
             thread: Mutex::new(Some(thread)),
             processes,
-            buffersize: self.buffersize.unwrap_or(32 * processes),
+            buffersize: self.buffersize.unwrap_or(128 * processes),
         })
     }
 }
@@ -552,19 +552,23 @@ impl Pool {
         let chunks = items.len().div_ceil(chunksize);
         let sink = MapSink::<K::Ok>::new(chunks, callbacks);
         let run = runner::<K>();
-        let mut tasks = Vec::with_capacity(chunks);
+        // Each chunk is queued as soon as it is encoded, so the workers start at once.
         for (index, chunk) in items.chunks(chunksize).enumerate() {
-            tasks.push(Task {
+            let task = encode_chunk(f, chunk).map(|payload| Task {
                 id: self.shared.next_id(),
                 runner: run,
-                payload: encode_chunk(f, chunk)?,
+                payload,
                 sink: sink.clone(),
                 index,
                 limit: None,
             });
-        }
-        if !tasks.is_empty() {
-            self.shared.submit(tasks, false)?;
+            if let Err(e) = task.and_then(|t| self.shared.submit(vec![t], false)) {
+                // The chunks queued so far run; the map fails as a whole, and nothing waits.
+                for rest in index..chunks {
+                    sink.deliver(rest, Err(e.clone()));
+                }
+                return Err(e);
+            }
         }
         Ok(MapResult::new(sink))
     }

@@ -355,15 +355,18 @@ impl<R: DeserializeOwned + Send + 'static> Future for AsyncResult<R> {
 
 // ----- a map -----
 
-pub(crate) struct MapInner {
+pub(crate) struct MapInner<R> {
     chunks: Vec<Option<RunOutput>>,
+    /// Each chunk's values, decoded as it arrived (on the supervisor thread, while the
+    /// workers run the next chunks); the first `get` takes them, later ones decode again.
+    decoded: Vec<Option<Vec<R>>>,
     left: usize,
     error: Option<Error>,
 }
 
 /// The slot of a `map_async`: every chunk's output, the first error to arrive.
 pub(crate) struct MapSink<R> {
-    slot: Slot<MapInner>,
+    slot: Slot<MapInner<R>>,
     callbacks: Mutex<Option<Callbacks<Vec<R>>>>,
 }
 
@@ -372,6 +375,7 @@ impl<R: DeserializeOwned + Send + 'static> MapSink<R> {
         let sink = Arc::new(MapSink {
             slot: Slot::new(MapInner {
                 chunks: (0..chunks).map(|_| None).collect(),
+                decoded: (0..chunks).map(|_| None).collect(),
                 left: chunks,
                 error: None,
             }),
@@ -394,7 +398,7 @@ impl<R: DeserializeOwned + Send + 'static> MapSink<R> {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(cb) = callbacks {
-            let value = collect_map::<R>(&self.slot.lock().value);
+            let value = collect_map::<R>(&mut self.slot.lock().value);
             cb.run(&value);
         }
         let g = self.slot.lock();
@@ -402,9 +406,17 @@ impl<R: DeserializeOwned + Send + 'static> MapSink<R> {
     }
 }
 
-fn collect_map<R: DeserializeOwned>(m: &MapInner) -> Result<Vec<R>> {
+fn collect_map<R: DeserializeOwned>(m: &mut MapInner<R>) -> Result<Vec<R>> {
     if let Some(e) = &m.error {
         return Err(e.clone());
+    }
+    if m.decoded.iter().all(Option::is_some) {
+        let mut all = Vec::with_capacity(m.decoded.iter().flatten().map(Vec::len).sum());
+        for d in m.decoded.iter_mut() {
+            all.append(d.get_or_insert_with(Vec::new));
+        }
+        m.decoded.iter_mut().for_each(|d| *d = None);
+        return Ok(all);
     }
     let mut all = Vec::new();
     for out in m.chunks.iter() {
@@ -418,11 +430,20 @@ fn collect_map<R: DeserializeOwned>(m: &MapInner) -> Result<Vec<R>> {
 
 impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
     fn deliver(&self, index: usize, out: Result<RunOutput>) {
+        let decoded = match &out {
+            Ok(RunOutput {
+                out: Some(bytes),
+                all_ok: true,
+                ..
+            }) => codec::decode::<Vec<R>>(&bytes.0).ok(),
+            _ => None,
+        };
         let mut g = self.slot.lock();
         if g.ready || g.value.chunks.get(index).map_or(true, Option::is_some) || g.value.left == 0 {
             return;
         }
         let m = &mut g.value;
+        m.decoded[index] = decoded;
         m.left -= 1;
         match out {
             Ok(o) => {
@@ -492,11 +513,11 @@ impl<R: DeserializeOwned + Send + 'static> MapResult<R> {
     }
 
     fn get_until(&self, deadline: Deadline) -> Result<Vec<R>> {
-        let (g, ready) = self.sink.slot.wait_until(deadline);
+        let (mut g, ready) = self.sink.slot.wait_until(deadline);
         if !ready {
             return Err(Error::Timeout);
         }
-        collect_map(&g.value)
+        collect_map(&mut g.value)
     }
 
     /// Waits until every chunk has finished. Python: `MapResult.wait()`.
@@ -535,10 +556,10 @@ impl<R: DeserializeOwned + Send + 'static> Future for MapResult<R> {
     type Output = Result<Vec<R>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Vec<R>>> {
-        let g = self.sink.slot.poll_ready(cx);
+        let mut g = self.sink.slot.poll_ready(cx);
         if !g.ready {
             return Poll::Pending;
         }
-        Poll::Ready(collect_map(&g.value))
+        Poll::Ready(collect_map(&mut g.value))
     }
 }

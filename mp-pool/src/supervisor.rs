@@ -190,7 +190,10 @@ impl Supervisor {
         }
     }
 
-    /// Takes batches off the queue for the idle workers.
+    /// Takes batches off the queue for the workers: an idle worker gets a share of the queue;
+    /// under a long queue, a busy one is topped up once it is down to half its share, so that
+    /// it never waits for work (a task only ever waits behind others of its worker when the
+    /// queue is long anyway).
     fn plan(&mut self, st: &mut MutexGuard<'_, State>) -> Vec<(usize, Vec<Task>)> {
         let mut sends = Vec::new();
         if st.queue.is_empty() {
@@ -202,10 +205,14 @@ impl Supervisor {
             if st.queue.is_empty() {
                 break;
             }
-            if !w.ready || w.retiring || w.broken || !w.inflight.is_empty() {
+            if !w.ready || w.retiring || w.broken || w.kill_reason.is_some() {
                 continue;
             }
-            let mut take = per.min(st.queue.len());
+            let held = w.inflight.len();
+            if held > 0 && (per < 4 || held > per / 2) {
+                continue;
+            }
+            let mut take = (per - held.min(per)).min(st.queue.len());
             if let Some(max) = self.max_tasks {
                 take = take.min(max.saturating_sub(w.sent) as usize);
             }

@@ -181,16 +181,16 @@ fn run_chunk<K: Kind>(payload: Vec<u8>) -> RunOutput {
     };
     let f = f.get();
     let mut first_failure = None;
-    let results: Vec<Result<K::Ok, Failure>> = items
+    let results: Vec<Result<K::Ok, Box<Failure>>> = items
         .into_iter()
         .map(|a| {
             let r = match catch_unwind(AssertUnwindSafe(|| K::call(f, a))) {
                 Ok(Ok(v)) => Ok(v),
-                Ok(Err(message)) => Err(plain_failure(message)),
-                Err(payload) => Err(panic_failure(payload)),
+                Ok(Err(message)) => Err(Box::new(plain_failure(message))),
+                Err(payload) => Err(Box::new(panic_failure(payload))),
             };
             if let (Err(e), None) = (&r, &first_failure) {
-                first_failure = Some(e.clone());
+                first_failure = Some(Failure::clone(e));
             }
             r
         })
