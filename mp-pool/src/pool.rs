@@ -49,6 +49,8 @@ pub(crate) struct State {
     pub(crate) streams: usize,
     /// The supervisor has ended: every worker is reaped.
     pub(crate) finished: bool,
+    /// The pids of the current workers.
+    pub(crate) pids: Vec<i32>,
 }
 
 /// What the callers and the supervisor share.
@@ -402,6 +404,7 @@ impl PoolBuilder {
                 sleeping: false,
                 streams: 0,
                 finished: false,
+                pids: workers.iter().map(Worker::pid).collect(),
             }),
             finished_cv: Condvar::new(),
             wake,
@@ -502,6 +505,13 @@ impl Pool {
     /// How many workers the pool keeps.
     pub fn processes(&self) -> usize {
         self.processes
+    }
+
+    /// The pids of the pool's current workers (empty once it has ended). Beyond Python's
+    /// public API (CPython: `[p.pid for p in pool._pool]`): a replaced worker shows as a new
+    /// pid.
+    pub fn worker_pids(&self) -> Vec<i32> {
+        self.shared.lock().pids.clone()
     }
 
     fn submit_one<K: Kind>(

@@ -93,6 +93,11 @@ impl Worker {
         }
     }
 
+    /// The worker's pid.
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// Kills the worker (SIGKILL); harmless if it already ended.
     pub(crate) fn kill(&self) {
         let _ = self.process.kill();
@@ -148,9 +153,16 @@ impl Supervisor {
 
     /// The supervisor thread's body.
     pub(crate) fn run(mut self) {
+        self.publish_pids();
         let end = self.serve();
         self.shutdown(end);
+        self.publish_pids();
         self.shared.finish();
+    }
+
+    fn publish_pids(&self) {
+        let pids = self.workers.iter().map(|w| w.pid).collect();
+        self.shared.lock().pids = pids;
     }
 
     /// Serves until the pool is closed and drained (`None`) or terminated or broken (the
@@ -483,6 +495,7 @@ impl Supervisor {
                 Err(e) => self.shared.set_broken(e),
             }
         }
+        self.publish_pids();
     }
 
     /// Close: every worker is idle; ask each to stop and reap it.
