@@ -57,11 +57,9 @@ pub use mp_sync::{
 };
 
 #[doc(inline)]
-pub use mp_queue::{JoinableQueue, Queue, QueueSizes, SimpleQueue};
+pub use mp_pool::{AsyncResult, IMapIterator, IMapUnorderedIterator, MapResult, Pool, PoolBuilder};
 #[doc(inline)]
-pub use mp_pool::{
-    AsyncResult, IMapIterator, IMapUnorderedIterator, MapResult, Pool, PoolBuilder,
-};
+pub use mp_queue::{JoinableQueue, Queue, QueueSizes, SimpleQueue};
 #[doc(inline)]
 pub use mp_shared::{Array, RawArray, RawValue, SharedAtomic, SharedMemory, Value};
 

@@ -18,10 +18,7 @@ fn main() {
     let inputs: Vec<u64> = (0..500).collect();
     let results = pool.imap(slow_square, inputs).expect("imap");
     println!("{} results to come", results.len());
-    let total: u64 = results
-        .progress()
-        .map(|r| r.expect("a task failed"))
-        .sum();
+    let total: u64 = results.progress().map(|r| r.expect("a task failed")).sum();
     println!("sum of squares: {total}");
     pool.close();
     pool.join().expect("join");

@@ -1,7 +1,7 @@
 //! [`Pool`] and [`PoolBuilder`]: the caller's side.
 
 use std::collections::VecDeque;
-use std::os::fd::{BorrowedFd, OwnedFd, AsFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
@@ -201,7 +201,10 @@ struct SpawnConfig {
 
 type SpawnFactory = Box<dyn FnOnce(SpawnConfig) -> Spawn + Send>;
 
-fn spawner<A, R>(cfg: SpawnConfig, init: Option<(fn(A) -> R, A)>) -> Spawn
+/// An initializer and its arguments, as the builder holds them.
+type InitFn<A, R> = (fn(A) -> R, A);
+
+fn spawner<A, R>(cfg: SpawnConfig, init: Option<InitFn<A, R>>) -> Spawn
 where
     A: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     R: InitOutcome,
@@ -475,7 +478,9 @@ fn default_chunksize(n: usize, workers: usize) -> usize {
 
 fn check_chunksize(chunksize: usize) -> Result<usize> {
     if chunksize == 0 {
-        Err(Error::InvalidArgument("chunksize must be at least 1".into()))
+        Err(Error::InvalidArgument(
+            "chunksize must be at least 1".into(),
+        ))
     } else {
         Ok(chunksize)
     }
@@ -864,9 +869,9 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        Ok(IMapIterator::new(self.imap_core::<A, R, I>(
-            f, iterable, chunksize, true,
-        )?))
+        Ok(IMapIterator::new(
+            self.imap_core::<A, R, I>(f, iterable, chunksize, true)?,
+        ))
     }
 
     /// [`imap`](Self::imap), with results in completion order. Python:
@@ -896,9 +901,9 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        Ok(IMapUnorderedIterator::new(self.imap_core::<A, R, I>(
-            f, iterable, chunksize, false,
-        )?))
+        Ok(IMapUnorderedIterator::new(
+            self.imap_core::<A, R, I>(f, iterable, chunksize, false)?,
+        ))
     }
 
     fn imap_core<A, R, I>(
@@ -992,11 +997,7 @@ impl Pool {
         if !self.shared.wait_finished(deadline) {
             return Ok(false);
         }
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
             let _ = h.join();
         }

@@ -26,18 +26,20 @@ pub(crate) trait Sink: Send + Sync {
 /// Decodes a chunk's results.
 pub(crate) fn decode_chunk<R: DeserializeOwned>(out: &RunOutput) -> Result<Vec<Result<R>>> {
     match &out.out {
-        None => Err(out
-            .first_failure
-            .clone()
-            .map_or_else(|| Error::InvalidArgument("empty task output".into()), Error::from)),
+        None => Err(out.first_failure.clone().map_or_else(
+            || Error::InvalidArgument("empty task output".into()),
+            Error::from,
+        )),
         Some(bytes) if out.all_ok => Ok(codec::decode::<Vec<R>>(&bytes.0)?
             .into_iter()
             .map(Ok)
             .collect()),
-        Some(bytes) => Ok(codec::decode::<Vec<std::result::Result<R, Failure>>>(&bytes.0)?
-            .into_iter()
-            .map(|r| r.map_err(Error::from))
-            .collect()),
+        Some(bytes) => Ok(
+            codec::decode::<Vec<std::result::Result<R, Failure>>>(&bytes.0)?
+                .into_iter()
+                .map(|r| r.map_err(Error::from))
+                .collect(),
+        ),
     }
 }
 

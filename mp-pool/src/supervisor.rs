@@ -15,7 +15,7 @@ use rustix::event::PollFlags;
 
 use crate::error::Error;
 use crate::pool::{Shared, State, Status, Task};
-use crate::worker::{FromWorker, TaskWireRef, ToWorkerRef, BytesRef};
+use crate::worker::{BytesRef, FromWorker, TaskWireRef, ToWorkerRef};
 
 /// Starts one worker process on the child end of its connection; the number is for its name.
 pub(crate) type Spawn =
@@ -420,10 +420,8 @@ impl Supervisor {
                 continue;
             };
             if now >= w.head_since + limit {
-                w.kill_reason = Some((
-                    head.task.id,
-                    Error::TimeLimitExceeded { limit, pid: w.pid },
-                ));
+                w.kill_reason =
+                    Some((head.task.id, Error::TimeLimitExceeded { limit, pid: w.pid }));
                 w.kill();
             }
         }

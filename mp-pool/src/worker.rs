@@ -289,12 +289,15 @@ pub(crate) enum FromWorker {
     Retire,
 }
 
+/// An initializer and its arguments, as a worker receives them.
+pub(crate) type Init<A, R> = (Function<fn(A) -> R>, A);
+
 /// What a worker process is started with.
 #[derive(Serialize, Deserialize)]
 #[serde(bound(serialize = "A: Serialize", deserialize = "A: DeserializeOwned"))]
 pub(crate) struct WorkerArgs<A: 'static, R: 'static> {
     pub(crate) conn: Connection,
-    pub(crate) init: Option<(Function<fn(A) -> R>, A)>,
+    pub(crate) init: Option<Init<A, R>>,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_memory: Option<u64>,
 }

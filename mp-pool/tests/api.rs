@@ -47,12 +47,19 @@ fn checked_sqrt(x: i64) -> Result<i64, String> {
 }
 
 fn pool(m: StartMethod) -> Pool {
-    Pool::builder().processes(2).start_method(m).build().expect("pool")
+    Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .build()
+        .expect("pool")
 }
 
 fn finish(p: Pool) {
     p.close();
-    assert!(p.join_timeout(LONG).expect("join"), "the pool's workers did not exit");
+    assert!(
+        p.join_timeout(LONG).expect("join"),
+        "the pool's workers did not exit"
+    );
 }
 
 fn drain<R: serde::de::DeserializeOwned>(
@@ -88,24 +95,42 @@ impl<R: serde::de::DeserializeOwned, I: Iterator> NextTimeout<R>
 fn apply_map_starmap_and_imap_equal_the_sequential_results_under_every_start_method() {
     for m in METHODS {
         let p = pool(m);
-        assert_eq!(p.apply_async(sqr, 10).unwrap().get_timeout(LONG).unwrap(), 100, "{m}");
+        assert_eq!(
+            p.apply_async(sqr, 10).unwrap().get_timeout(LONG).unwrap(),
+            100,
+            "{m}"
+        );
         assert_eq!(p.apply(sqr, 7).unwrap(), 49, "{m}");
         let want: Vec<i64> = (0..100).map(sqr).collect();
-        assert_eq!(p.map_async(sqr, 0..100).unwrap().get_timeout(LONG).unwrap(), want, "{m}");
         assert_eq!(
-            p.map_async_chunksize(sqr, 0..100, 7).unwrap().get_timeout(LONG).unwrap(),
+            p.map_async(sqr, 0..100).unwrap().get_timeout(LONG).unwrap(),
+            want,
+            "{m}"
+        );
+        assert_eq!(
+            p.map_async_chunksize(sqr, 0..100, 7)
+                .unwrap()
+                .get_timeout(LONG)
+                .unwrap(),
             want,
             "{m}"
         );
         let pairs: Vec<(i64, i64)> = (0..50).map(|i| (i, 2 * i)).collect();
         let sums: Vec<i64> = pairs.iter().map(|&(a, b)| a + b).collect();
         assert_eq!(
-            p.starmap_async(add, pairs.clone()).unwrap().get_timeout(LONG).unwrap(),
+            p.starmap_async(add, pairs.clone())
+                .unwrap()
+                .get_timeout(LONG)
+                .unwrap(),
             sums,
             "{m}"
         );
         assert_eq!(drain(p.imap(sqr, 0..100).unwrap()), want, "{m}");
-        assert_eq!(drain(p.imap_chunksize(sqr, 0..100, 9).unwrap()), want, "{m}");
+        assert_eq!(
+            drain(p.imap_chunksize(sqr, 0..100, 9).unwrap()),
+            want,
+            "{m}"
+        );
         let mut got = drain(p.imap_unordered_chunksize(sqr, 0..100, 3).unwrap());
         got.sort_unstable();
         assert_eq!(got, want, "{m}");
@@ -126,10 +151,20 @@ fn apply_map_starmap_and_imap_equal_the_sequential_results_under_every_start_met
 fn the_blocking_forms_map_starmap_and_try_map_match_too() {
     let p = pool(StartMethod::Fork);
     within("blocking forms", move || {
-        assert_eq!(p.map(sqr, 0..10).unwrap(), [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
-        assert_eq!(p.map_chunksize(sqr, 0..10, 3).unwrap(), [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+        assert_eq!(
+            p.map(sqr, 0..10).unwrap(),
+            [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]
+        );
+        assert_eq!(
+            p.map_chunksize(sqr, 0..10, 3).unwrap(),
+            [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]
+        );
         assert_eq!(p.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
-        assert_eq!(p.starmap_chunksize(add, vec![(1, 2), (3, 4), (5, 6)], 2).unwrap(), [3, 7, 11]);
+        assert_eq!(
+            p.starmap_chunksize(add, vec![(1, 2), (3, 4), (5, 6)], 2)
+                .unwrap(),
+            [3, 7, 11]
+        );
         assert_eq!(p.try_map(checked_sqrt, [0, 1, 4, 9]).unwrap(), [0, 1, 2, 3]);
         assert_eq!(p.try_apply(checked_sqrt, 16).unwrap(), 4);
         finish(p);
@@ -142,12 +177,20 @@ fn an_empty_input_gives_an_empty_result() {
     let r = p.map_async(sqr, Vec::<i64>::new()).unwrap();
     assert!(r.ready());
     assert_eq!(r.get_timeout(LONG).unwrap(), Vec::<i64>::new());
-    assert_eq!(drain(p.imap(sqr, Vec::<i64>::new()).unwrap()), Vec::<i64>::new());
+    assert_eq!(
+        drain(p.imap(sqr, Vec::<i64>::new()).unwrap()),
+        Vec::<i64>::new()
+    );
     assert_eq!(
         drain(p.imap_unordered(sqr, Vec::<i64>::new()).unwrap()),
         Vec::<i64>::new()
     );
-    assert!(p.starmap_async(add, Vec::new()).unwrap().get_timeout(LONG).unwrap().is_empty());
+    assert!(p
+        .starmap_async(add, Vec::new())
+        .unwrap()
+        .get_timeout(LONG)
+        .unwrap()
+        .is_empty());
     finish(p);
 }
 
@@ -159,14 +202,26 @@ fn zero_processes_zero_maxtasksperchild_and_zero_chunksize_are_typed_errors() {
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        Pool::builder().processes(1).time_limit(Duration::ZERO).build(),
+        Pool::builder()
+            .processes(1)
+            .time_limit(Duration::ZERO)
+            .build(),
         Err(Error::InvalidArgument(_))
     ));
     let p = Pool::builder().processes(1).build().unwrap();
-    assert!(matches!(p.map_async_chunksize(sqr, 0..3, 0), Err(Error::InvalidArgument(_))));
-    assert!(matches!(p.imap_chunksize(sqr, 0..3, 0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        p.map_async_chunksize(sqr, 0..3, 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        p.imap_chunksize(sqr, 0..3, 0),
+        Err(Error::InvalidArgument(_))
+    ));
     assert_eq!(p.processes(), 1);
-    assert_eq!(Pool::builder().build().unwrap().processes(), mp_core::cpu_count());
+    assert_eq!(
+        Pool::builder().build().unwrap().processes(),
+        mp_core::cpu_count()
+    );
     finish(p);
 }
 
@@ -177,7 +232,10 @@ fn async_results_report_ready_successful_wait_and_a_typed_timeout() {
     assert!(!slow.ready());
     assert!(matches!(slow.successful(), Err(Error::NotReady)));
     let t0 = Instant::now();
-    assert!(matches!(slow.get_timeout(Duration::from_millis(50)), Err(Error::Timeout)));
+    assert!(matches!(
+        slow.get_timeout(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
     assert!(t0.elapsed() >= Duration::from_millis(50));
     assert!(!slow.wait_timeout(Duration::from_millis(10)));
     assert!(slow.wait_deadline(Instant::now() + LONG));
@@ -205,7 +263,11 @@ fn callbacks_and_error_callbacks_run_in_the_parent_before_the_result_is_ready() 
             .apply_async_with(
                 sqr,
                 5,
-                move |r: &i64| s1.lock().unwrap().push(format!("ok {r} in {}", std::process::id())),
+                move |r: &i64| {
+                    s1.lock()
+                        .unwrap()
+                        .push(format!("ok {r} in {}", std::process::id()))
+                },
                 move |e: &Error| s2.lock().unwrap().push(format!("unexpected {e}")),
             )
             .unwrap();
@@ -221,14 +283,22 @@ fn callbacks_and_error_callbacks_run_in_the_parent_before_the_result_is_ready() 
         assert!(bad.get_timeout(LONG).unwrap_err().is_panic());
         let s5 = seen.clone();
         let all = p
-            .map_async_with(sqr, 0..4, move |v: &Vec<i64>| s5.lock().unwrap().push(format!("map {v:?}")), |_| {})
+            .map_async_with(
+                sqr,
+                0..4,
+                move |v: &Vec<i64>| s5.lock().unwrap().push(format!("map {v:?}")),
+                |_| {},
+            )
             .unwrap();
         assert_eq!(all.get_timeout(LONG).unwrap(), [0, 1, 4, 9]);
         let seen = seen.lock().unwrap().clone();
         let me = std::process::id();
         assert!(seen.contains(&format!("ok 25 in {me}")), "{m}: {seen:?}");
         assert!(seen.contains(&"err true".to_string()), "{m}: {seen:?}");
-        assert!(seen.contains(&"map [0, 1, 4, 9]".to_string()), "{m}: {seen:?}");
+        assert!(
+            seen.contains(&"map [0, 1, 4, 9]".to_string()),
+            "{m}: {seen:?}"
+        );
         assert_eq!(seen.len(), 3, "{m}: {seen:?}");
         finish(p);
     }
@@ -237,9 +307,17 @@ fn callbacks_and_error_callbacks_run_in_the_parent_before_the_result_is_ready() 
 #[test]
 fn a_panicking_task_reports_message_and_location_and_its_worker_survives() {
     for m in METHODS {
-        let p = Pool::builder().processes(1).start_method(m).build().unwrap();
+        let p = Pool::builder()
+            .processes(1)
+            .start_method(m)
+            .build()
+            .unwrap();
         let before = p.apply_async(my_pid, 0).unwrap().get_timeout(LONG).unwrap();
-        let e = p.apply_async(panic_on_7, 7).unwrap().get_timeout(LONG).unwrap_err();
+        let e = p
+            .apply_async(panic_on_7, 7)
+            .unwrap()
+            .get_timeout(LONG)
+            .unwrap_err();
         match &e {
             Error::TaskPanicked { message, location } => {
                 assert_eq!(message, "seven is not allowed", "{m}");
@@ -249,11 +327,22 @@ fn a_panicking_task_reports_message_and_location_and_its_worker_survives() {
             other => panic!("{m}: expected TaskPanicked, got {other:?}"),
         }
         assert!(e.to_string().contains("seven is not allowed"), "{m}: {e}");
-        let e = p.try_apply_async(checked_sqrt, -4).unwrap().get_timeout(LONG).unwrap_err();
-        assert!(matches!(&e, Error::Remote { message } if message == "negative input -4"), "{m}: {e:?}");
+        let e = p
+            .try_apply_async(checked_sqrt, -4)
+            .unwrap()
+            .get_timeout(LONG)
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Remote { message } if message == "negative input -4"),
+            "{m}: {e:?}"
+        );
         let after = p.apply_async(my_pid, 0).unwrap().get_timeout(LONG).unwrap();
         assert_eq!(before, after, "{m}: the worker was replaced after a panic");
-        assert_eq!(p.apply_async(sqr, 3).unwrap().get_timeout(LONG).unwrap(), 9, "{m}");
+        assert_eq!(
+            p.apply_async(sqr, 3).unwrap().get_timeout(LONG).unwrap(),
+            9,
+            "{m}"
+        );
         finish(p);
     }
 }
@@ -269,15 +358,23 @@ fn a_map_with_a_failing_item_fails_only_after_every_chunk_has_finished() {
         panic_on_7(x)
     }
     let t0 = Instant::now();
-    let r = p.map_async_chunksize(slow_zero_bad_seven, 0..10, 1).unwrap();
+    let r = p
+        .map_async_chunksize(slow_zero_bad_seven, 0..10, 1)
+        .unwrap();
     let e = r.get_timeout(LONG).unwrap_err();
-    assert!(t0.elapsed() >= Duration::from_millis(300), "returned before the slow chunk ended");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "returned before the slow chunk ended"
+    );
     assert!(e.is_panic(), "{e:?}");
     assert!(!r.successful().unwrap());
     let e = p.try_map(checked_sqrt, [4, -1, 9]).unwrap_err();
     assert!(matches!(e, Error::Remote { .. }), "{e:?}");
     // Other tasks are unaffected.
-    assert_eq!(p.map_async(sqr, 0..5).unwrap().get_timeout(LONG).unwrap(), [0, 1, 4, 9, 16]);
+    assert_eq!(
+        p.map_async(sqr, 0..5).unwrap().get_timeout(LONG).unwrap(),
+        [0, 1, 4, 9, 16]
+    );
     // imap reports each item on its own.
     let items: Vec<bool> = {
         let mut it = p.imap(panic_on_7, 5..10).unwrap();
@@ -295,13 +392,25 @@ fn a_map_with_a_failing_item_fails_only_after_every_chunk_has_finished() {
 fn map_uses_cpythons_default_chunksize() {
     // ceil(n / (4 * workers)): 10 items on 2 workers make chunks of 2, so 5 tasks, each run
     // by one worker; a worker's pid repeats inside a chunk.
-    let p = Pool::builder().processes(2).maxtasksperchild(1).build().unwrap();
-    let pids = p.map_async(my_pid, 0..10).unwrap().get_timeout(LONG).unwrap();
+    let p = Pool::builder()
+        .processes(2)
+        .maxtasksperchild(1)
+        .build()
+        .unwrap();
+    let pids = p
+        .map_async(my_pid, 0..10)
+        .unwrap()
+        .get_timeout(LONG)
+        .unwrap();
     for pair in pids.chunks(2) {
         assert_eq!(pair[0], pair[1], "a chunk of 2 ran on one worker: {pids:?}");
     }
     let distinct: HashSet<i32> = pids.iter().copied().collect();
-    assert_eq!(distinct.len(), 5, "maxtasksperchild(1): one worker per chunk: {pids:?}");
+    assert_eq!(
+        distinct.len(),
+        5,
+        "maxtasksperchild(1): one worker per chunk: {pids:?}"
+    );
     finish(p);
 }
 
@@ -337,12 +446,24 @@ fn terminate_returns_promptly_with_ten_thousand_tasks_queued_and_busy_workers() 
             p.terminate();
             p
         });
-        assert!(t0.elapsed() < Duration::from_secs(10), "{m}: terminate took {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{m}: terminate took {:?}",
+            t0.elapsed()
+        );
         for pid in pids {
-            assert!(mp_testkit::ends_within(pid, LONG), "{m}: worker {pid} still runs");
+            assert!(
+                mp_testkit::ends_within(pid, LONG),
+                "{m}: worker {pid} still runs"
+            );
         }
         for r in &results {
-            assert!(r.get_timeout(Duration::from_secs(1)).unwrap_err().is_terminated(), "{m}");
+            assert!(
+                r.get_timeout(Duration::from_secs(1))
+                    .unwrap_err()
+                    .is_terminated(),
+                "{m}"
+            );
         }
         assert!(p.join_timeout(LONG).unwrap());
         assert!(p.apply_async(sqr, 1).unwrap_err().is_not_running());
@@ -361,7 +482,10 @@ fn dropping_a_pool_terminates_it_and_resolves_its_results() {
     assert!(queued.get_timeout(LONG).unwrap_err().is_terminated());
     assert!(queued2.get_timeout(LONG).unwrap_err().is_terminated());
     for pid in pids {
-        assert!(mp_testkit::ends_within(pid, LONG), "worker {pid} still runs");
+        assert!(
+            mp_testkit::ends_within(pid, LONG),
+            "worker {pid} still runs"
+        );
     }
 }
 
@@ -393,8 +517,16 @@ fn maxtasksperchild_replaces_a_worker_after_n_tasks() {
 
 /// Runs a pool inside a child process and returns its map.
 fn pool_in_child(m: StartMethod) -> Vec<i64> {
-    let p = Pool::builder().processes(2).start_method(m).build().expect("pool in child");
-    let r = p.map_async(sqr, 0..5).expect("map").get_timeout(LONG).expect("get");
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .build()
+        .expect("pool in child");
+    let r = p
+        .map_async(sqr, 0..5)
+        .expect("map")
+        .get_timeout(LONG)
+        .expect("get");
     p.close();
     p.join_timeout(LONG).expect("join");
     r
@@ -415,6 +547,9 @@ fn arguments_holding_handles_are_refused_with_a_clear_error() {
     fn take_conn(_: mp_core::Connection) {}
     let (a, _b) = mp_core::pipe(true).unwrap();
     let e = p.apply_async(take_conn, a).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument(ref m) if m.contains("initializer")), "{e:?}");
+    assert!(
+        matches!(e, Error::InvalidArgument(ref m) if m.contains("initializer")),
+        "{e:?}"
+    );
     finish(p);
 }

@@ -55,7 +55,11 @@ fn boom(_: ()) -> i64 {
 #[test]
 fn async_results_can_be_awaited_on_a_minimal_executor() {
     for m in METHODS {
-        let p = Pool::builder().processes(2).start_method(m).build().unwrap();
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
         let r = p.apply_async(slow_sqr, 6).unwrap();
         let (v, polls) = block_on(r);
         assert_eq!(v.unwrap(), 36, "{m}");

@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use mp_pool::Pool;
-use mp_testkit::{
-    in_scenario, open_fds, run_scenario, say, zombie_children, LONG, METHODS,
-};
+use mp_testkit::{in_scenario, open_fds, run_scenario, say, zombie_children, LONG, METHODS};
 
 fn sqr(x: i64) -> i64 {
     x * x
@@ -31,8 +29,19 @@ fn use_pools() {
             .time_limit(Duration::from_secs(30))
             .build()
             .unwrap();
-        assert_eq!(p.map_async(sqr, 0..50).unwrap().get_timeout(LONG).unwrap().len(), 50);
-        assert!(p.apply_async(abort_now, ()).unwrap().get_timeout(LONG).is_err());
+        assert_eq!(
+            p.map_async(sqr, 0..50)
+                .unwrap()
+                .get_timeout(LONG)
+                .unwrap()
+                .len(),
+            50
+        );
+        assert!(p
+            .apply_async(abort_now, ())
+            .unwrap()
+            .get_timeout(LONG)
+            .is_err());
         let limited = p
             .apply_async_time_limit(sleep_ms, 60_000, Duration::from_millis(100))
             .unwrap();
@@ -45,12 +54,20 @@ fn use_pools() {
         p.close();
         assert!(p.join_timeout(LONG).unwrap());
 
-        let p = Pool::builder().processes(2).start_method(m).build().unwrap();
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
         let _pending = p.apply_async(sleep_ms, 60_000).unwrap();
         p.terminate();
         assert!(p.join_timeout(LONG).unwrap());
 
-        let p = Pool::builder().processes(2).start_method(m).build().unwrap();
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
         let _pending = p.apply_async(sleep_ms, 60_000).unwrap();
         drop(p);
     }
@@ -76,7 +93,9 @@ fn scenario_pool_no_leaks() {
     let after = open_fds();
     let mut failures = Vec::new();
     if after != before {
-        failures.push(format!("fds leaked:\nbefore: {before:?}\nafter:  {after:?}"));
+        failures.push(format!(
+            "fds leaked:\nbefore: {before:?}\nafter:  {after:?}"
+        ));
     }
     let zombies = zombie_children();
     if !zombies.is_empty() {

@@ -37,11 +37,18 @@ fn abort_on_3(x: i64) -> i64 {
 
 fn finish(p: Pool) {
     p.close();
-    assert!(p.join_timeout(LONG).expect("join"), "the pool's workers did not exit");
+    assert!(
+        p.join_timeout(LONG).expect("join"),
+        "the pool's workers did not exit"
+    );
 }
 
 fn one_worker(m: StartMethod) -> Pool {
-    Pool::builder().processes(1).start_method(m).build().expect("pool")
+    Pool::builder()
+        .processes(1)
+        .start_method(m)
+        .build()
+        .expect("pool")
 }
 
 /// The workers' view of the test's counters (given by the initializer): slot 0 holds the pid
@@ -71,7 +78,9 @@ fn a_worker_sigkilled_mid_task_fails_exactly_that_task_with_worker_lost() {
             .build()
             .unwrap();
         let busy = p.apply_async(pid_then_sleep, 60_000).unwrap();
-        let others: Vec<_> = (0..20).map(|i| p.apply_async(sleep_ms, 10 + i % 3).unwrap()).collect();
+        let others: Vec<_> = (0..20)
+            .map(|i| p.apply_async(sleep_ms, 10 + i % 3).unwrap())
+            .collect();
         eventually("the long task starts", || seen.get(0) != 0);
         let victim = seen.get(0) as i32;
         assert!(p.worker_pids().contains(&victim), "{m}");
@@ -123,9 +132,15 @@ fn a_killed_worker_of_a_single_worker_pool_is_replaced_and_the_queue_goes_on() {
             }
             other => panic!("{m}: expected WorkerLost, got {other:?}"),
         }
-        let got: Vec<i64> = behind.iter().map(|r| r.get_timeout(LONG).unwrap()).collect();
+        let got: Vec<i64> = behind
+            .iter()
+            .map(|r| r.get_timeout(LONG).unwrap())
+            .collect();
         assert_eq!(got, [0, 1, 4, 9, 16], "{m}");
-        assert_ne!(p.apply_async(my_pid, 0).unwrap().get_timeout(LONG).unwrap(), victim);
+        assert_ne!(
+            p.apply_async(my_pid, 0).unwrap().get_timeout(LONG).unwrap(),
+            victim
+        );
         finish(p);
     }
 }
@@ -133,8 +148,16 @@ fn a_killed_worker_of_a_single_worker_pool_is_replaced_and_the_queue_goes_on() {
 #[test]
 fn a_worker_that_aborts_fails_its_task_and_a_map_returns_that_error_after_the_rest() {
     for m in METHODS {
-        let p = Pool::builder().processes(2).start_method(m).build().unwrap();
-        let e = p.apply_async(abort_on_3, 3).unwrap().get_timeout(LONG).unwrap_err();
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        let e = p
+            .apply_async(abort_on_3, 3)
+            .unwrap()
+            .get_timeout(LONG)
+            .unwrap_err();
         assert!(
             matches!(e, Error::WorkerLost { exitcode: -6, .. }),
             "{m}: expected WorkerLost by SIGABRT, got {e:?}"
@@ -149,7 +172,10 @@ fn a_worker_that_aborts_fails_its_task_and_a_map_returns_that_error_after_the_re
         let r = p.map_async_chunksize(slow_or_abort, 0..8, 1).unwrap();
         let e = r.get_timeout(LONG).unwrap_err();
         assert!(e.is_worker_lost(), "{m}: {e:?}");
-        assert!(t0.elapsed() >= Duration::from_millis(300), "{m}: before the rest finished");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(300),
+            "{m}: before the rest finished"
+        );
         // imap: exactly the lost item fails.
         let mut it = p.imap(abort_on_3, 0..6).unwrap();
         let mut oks = Vec::new();
@@ -172,7 +198,9 @@ fn a_task_past_the_pools_time_limit_is_killed_and_the_others_are_unaffected() {
             .unwrap();
         let t0 = Instant::now();
         let long = p.apply_async(sleep_ms, 60_000).unwrap();
-        let short: Vec<_> = (0..5).map(|_| p.apply_async(sleep_ms, 20).unwrap()).collect();
+        let short: Vec<_> = (0..5)
+            .map(|_| p.apply_async(sleep_ms, 20).unwrap())
+            .collect();
         match long.get_timeout(LONG) {
             Err(Error::TimeLimitExceeded { limit, .. }) => {
                 assert_eq!(limit, Duration::from_millis(500), "{m}");
@@ -180,12 +208,22 @@ fn a_task_past_the_pools_time_limit_is_killed_and_the_others_are_unaffected() {
             other => panic!("{m}: expected TimeLimitExceeded, got {other:?}"),
         }
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(500), "{m}: killed early, after {took:?}");
-        assert!(took < Duration::from_secs(10), "{m}: killed late, after {took:?}");
+        assert!(
+            took >= Duration::from_millis(500),
+            "{m}: killed early, after {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "{m}: killed late, after {took:?}"
+        );
         for r in &short {
             assert_eq!(r.get_timeout(LONG).unwrap(), 20, "{m}");
         }
-        assert_eq!(p.apply_async(sqr, 4).unwrap().get_timeout(LONG).unwrap(), 16, "{m}");
+        assert_eq!(
+            p.apply_async(sqr, 4).unwrap().get_timeout(LONG).unwrap(),
+            16,
+            "{m}"
+        );
         finish(p);
     }
 }
@@ -218,10 +256,19 @@ fn cancel_removes_a_queued_task_and_kills_a_running_one() {
         let queued = p.apply_async(my_pid, 0).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         assert!(queued.cancel(), "{m}");
-        assert!(matches!(queued.get_timeout(LONG), Err(Error::Cancelled)), "{m}");
+        assert!(
+            matches!(queued.get_timeout(LONG), Err(Error::Cancelled)),
+            "{m}"
+        );
         assert!(running.cancel(), "{m}");
-        assert!(matches!(running.get_timeout(LONG), Err(Error::Cancelled)), "{m}");
-        assert!(ends_within(first_pid, LONG), "{m}: the running task's worker was not killed");
+        assert!(
+            matches!(running.get_timeout(LONG), Err(Error::Cancelled)),
+            "{m}"
+        );
+        assert!(
+            ends_within(first_pid, LONG),
+            "{m}: the running task's worker was not killed"
+        );
         // Done results cannot be cancelled; the pool goes on with a new worker.
         let done = p.apply_async(my_pid, 0).unwrap();
         let pid = done.get_timeout(LONG).unwrap();
@@ -252,23 +299,37 @@ fn a_task_cancelled_while_waiting_in_its_workers_batch_is_skipped() {
         .initializer(init, counters.clone())
         .build()
         .unwrap();
-    let rs: Vec<_> = (0..40).map(|_| p.apply_async(count, 100).unwrap()).collect();
+    let rs: Vec<_> = (0..40)
+        .map(|_| p.apply_async(count, 100).unwrap())
+        .collect();
     std::thread::sleep(Duration::from_millis(30));
     let cancelled = rs[1..].iter().filter(|r| r.cancel()).count();
     assert!(cancelled >= 30, "only {cancelled} cancelled");
     assert_eq!(rs[0].get_timeout(LONG).unwrap(), 100);
-    assert_eq!(p.apply_async(count, 0).unwrap().get_timeout(LONG).unwrap(), 0);
+    assert_eq!(
+        p.apply_async(count, 0).unwrap().get_timeout(LONG).unwrap(),
+        0
+    );
     let ran = counters.get(0);
-    assert!(ran <= 2 + (39 - cancelled as u64), "{ran} tasks ran of which {cancelled} were cancelled");
+    assert!(
+        ran <= 2 + (39 - cancelled as u64),
+        "{ran} tasks ran of which {cancelled} were cancelled"
+    );
     finish(p);
 }
 
 #[test]
 fn terminate_resolves_every_pending_result_at_once() {
     for m in METHODS {
-        let p = Pool::builder().processes(2).start_method(m).build().unwrap();
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
         let running = p.apply_async(sleep_ms, 60_000).unwrap();
-        let map = p.map_async_chunksize(sleep_ms, vec![60_000; 10], 1).unwrap();
+        let map = p
+            .map_async_chunksize(sleep_ms, vec![60_000; 10], 1)
+            .unwrap();
         let mut lazy = p.imap(sleep_ms, vec![60_000; 100]).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         let p = within("terminate", move || {
@@ -276,7 +337,10 @@ fn terminate_resolves_every_pending_result_at_once() {
             p
         });
         let quick = Duration::from_secs(2);
-        assert!(running.get_timeout(quick).unwrap_err().is_terminated(), "{m}");
+        assert!(
+            running.get_timeout(quick).unwrap_err().is_terminated(),
+            "{m}"
+        );
         assert!(map.get_timeout(quick).unwrap_err().is_terminated(), "{m}");
         let first = lazy.next_timeout(quick).expect("an item");
         assert!(first.unwrap_err().is_terminated(), "{m}");
@@ -288,21 +352,34 @@ fn terminate_resolves_every_pending_result_at_once() {
 fn imap_pulls_an_endless_input_lazily_with_a_bounded_number_in_flight() {
     let pulled = Arc::new(AtomicUsize::new(0));
     let counter = pulled.clone();
-    let p = Pool::builder().processes(2).imap_buffersize(16).build().unwrap();
+    let p = Pool::builder()
+        .processes(2)
+        .imap_buffersize(16)
+        .build()
+        .unwrap();
     let endless = (0i64..).inspect(move |_| {
         counter.fetch_add(1, Ordering::Relaxed);
     });
     let mut it = p.imap(sqr, endless).unwrap();
     let early = pulled.load(Ordering::Relaxed);
-    assert!(early <= 16, "imap took {early} items before the first next()");
+    assert!(
+        early <= 16,
+        "imap took {early} items before the first next()"
+    );
     for i in 0..2_000i64 {
         assert_eq!(it.next_timeout(LONG).unwrap().unwrap(), i * i);
         let n = pulled.load(Ordering::Relaxed);
-        assert!(n <= i as usize + 1 + 16, "{n} items pulled after {} results", i + 1);
+        assert!(
+            n <= i as usize + 1 + 16,
+            "{n} items pulled after {} results",
+            i + 1
+        );
     }
     drop(it);
     let mut un = p.imap_unordered_chunksize(sqr, 0i64.., 4).unwrap();
-    let got: HashSet<i64> = (0..100).map(|_| un.next_timeout(LONG).unwrap().unwrap()).collect();
+    let got: HashSet<i64> = (0..100)
+        .map(|_| un.next_timeout(LONG).unwrap().unwrap())
+        .collect();
     assert_eq!(got.len(), 100);
     drop(un);
     finish(p);
@@ -316,11 +393,15 @@ fn imap_iterators_are_exact_size_when_their_input_is() {
     assert_eq!(it.len(), 100);
     it.next_timeout(LONG).unwrap().unwrap();
     assert_eq!(it.len(), 99);
-    let rest: Vec<i64> = (0..99).map(|_| it.next_timeout(LONG).unwrap().unwrap()).collect();
+    let rest: Vec<i64> = (0..99)
+        .map(|_| it.next_timeout(LONG).unwrap().unwrap())
+        .collect();
     assert_eq!(rest.len(), 99);
     assert_eq!(it.len(), 0);
     assert!(it.next_timeout(LONG).is_none());
-    let un = p.imap_unordered_chunksize(sqr, vec![1, 2, 3, 4, 5], 2).unwrap();
+    let un = p
+        .imap_unordered_chunksize(sqr, vec![1, 2, 3, 4, 5], 2)
+        .unwrap();
     assert_eq!(un.len(), 5);
     // A hand-written progress count, as a progress bar would keep.
     let total = un.len();
@@ -363,18 +444,33 @@ fn a_panicking_callback_is_caught_and_logged_and_the_pool_keeps_serving() {
         .unwrap();
     assert_eq!(r.get_timeout(LONG).unwrap(), 9);
     let r = p
-        .apply_async_with(abort_on_3, 3, |_: &i64| {}, |_: &Error| panic!("error callback boom"))
+        .apply_async_with(
+            abort_on_3,
+            3,
+            |_: &i64| {},
+            |_: &Error| panic!("error callback boom"),
+        )
         .unwrap();
     assert!(r.get_timeout(LONG).unwrap_err().is_worker_lost());
     let m = p
-        .map_async_with(sqr, 0..3, |_: &Vec<i64>| panic!("map callback boom"), |_| {})
+        .map_async_with(
+            sqr,
+            0..3,
+            |_: &Vec<i64>| panic!("map callback boom"),
+            |_| {},
+        )
         .unwrap();
     assert_eq!(m.get_timeout(LONG).unwrap(), [0, 1, 4]);
-    assert_eq!(p.apply_async(sqr, 5).unwrap().get_timeout(LONG).unwrap(), 25);
+    assert_eq!(
+        p.apply_async(sqr, 5).unwrap().get_timeout(LONG).unwrap(),
+        25
+    );
     let logged = keep.0.lock().unwrap().clone();
     for what in ["callback boom", "error callback boom", "map callback boom"] {
         assert!(
-            logged.iter().any(|l| l.starts_with("ERROR") && l.contains(what)),
+            logged
+                .iter()
+                .any(|l| l.starts_with("ERROR") && l.contains(what)),
             "{what} not logged: {logged:?}"
         );
     }
@@ -409,7 +505,13 @@ fn an_initializer_runs_in_every_worker_and_a_failing_one_fails_the_pools_creatio
             .build()
             .unwrap();
         let vals = p.map_async_chunksize(read_value, vec![(); 8], 1).unwrap();
-        assert!(vals.get_timeout(LONG).unwrap().iter().all(|v| *v == Some(42)), "{m}");
+        assert!(
+            vals.get_timeout(LONG)
+                .unwrap()
+                .iter()
+                .all(|v| *v == Some(42)),
+            "{m}"
+        );
         finish(p);
         let t0 = Instant::now();
         let e = Pool::builder()
@@ -418,7 +520,10 @@ fn an_initializer_runs_in_every_worker_and_a_failing_one_fails_the_pools_creatio
             .initializer(failing_init, "no database".to_string())
             .build()
             .unwrap_err();
-        assert!(matches!(&e, Error::Initializer(msg) if msg.contains("no database")), "{m}: {e:?}");
+        assert!(
+            matches!(&e, Error::Initializer(msg) if msg.contains("no database")),
+            "{m}: {e:?}"
+        );
         let e = Pool::builder()
             .processes(2)
             .start_method(m)
@@ -459,7 +564,10 @@ fn a_replacement_worker_whose_initializer_fails_fails_the_next_call_instead_of_r
         matches!(p.apply_async(sqr, 2), Err(Error::Initializer(_)))
     });
     let e = p.apply_async(sqr, 2).unwrap_err();
-    assert!(matches!(&e, Error::Initializer(m) if m.contains("refused")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Initializer(m) if m.contains("refused")),
+        "{e:?}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(counters.get(0), 2, "the pool respawned workers");
     p.terminate();
@@ -484,7 +592,11 @@ fn a_worker_past_its_memory_cap_after_a_task_is_replaced() {
         let a = p.apply_async(my_pid, 0).unwrap().get_timeout(LONG).unwrap();
         let b = p.apply_async(my_pid, 0).unwrap().get_timeout(LONG).unwrap();
         assert_eq!(a, b, "{m}: replaced under the cap");
-        let fat = p.apply_async(leak_64_mib, ()).unwrap().get_timeout(LONG).unwrap();
+        let fat = p
+            .apply_async(leak_64_mib, ())
+            .unwrap()
+            .get_timeout(LONG)
+            .unwrap();
         assert_eq!(fat, a, "{m}");
         let after = p.apply_async(my_pid, 0).unwrap().get_timeout(LONG).unwrap();
         assert_ne!(after, fat, "{m}: the fat worker was not replaced");
