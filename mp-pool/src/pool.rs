@@ -380,7 +380,7 @@ impl PoolBuilder {
             Err(e)
         };
         for no in 1..=processes {
-            match Worker::start(&spawn, no) {
+            match Worker::start(&spawn, no, has_init) {
                 Ok(w) => workers.push(w),
                 Err(e) => return fail(&mut workers, e),
             }

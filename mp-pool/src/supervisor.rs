@@ -43,6 +43,8 @@ pub(crate) struct Worker {
     /// result).
     head_since: Instant,
     ready: bool,
+    /// It sent `Ready` (its initializer, if any, succeeded).
+    said_ready: bool,
     retiring: bool,
     sent: u64,
     /// The supervisor killed this worker: for this task id, with this error.
@@ -52,8 +54,10 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Starts worker number `no`.
-    pub(crate) fn start(spawn: &Spawn, no: usize) -> crate::Result<Worker> {
+    /// Starts worker number `no`. Without an initializer (`has_init` false) it takes tasks at
+    /// once (they wait in its connection while it starts); with one, only once it said
+    /// `Ready`.
+    pub(crate) fn start(spawn: &Spawn, no: usize, has_init: bool) -> crate::Result<Worker> {
         let (parent, child) = mp_core::pipe(true)?;
         let process = spawn(child, no)?;
         let pid = process.pid()?.unwrap_or(0);
@@ -63,7 +67,8 @@ impl Worker {
             pid,
             inflight: VecDeque::new(),
             head_since: Instant::now(),
-            ready: false,
+            ready: !has_init,
+            said_ready: false,
             retiring: false,
             sent: 0,
             kill_reason: None,
@@ -76,6 +81,7 @@ impl Worker {
         match self.conn.recv::<FromWorker>() {
             Ok(FromWorker::Ready) => {
                 self.ready = true;
+                self.said_ready = true;
                 Ok(())
             }
             Ok(FromWorker::InitFailed(f)) => Err(Error::Initializer(f.to_string())),
@@ -386,7 +392,10 @@ impl Supervisor {
     fn on_message(&mut self, i: usize, msg: FromWorker) {
         let w = &mut self.workers[i];
         match msg {
-            FromWorker::Ready => w.ready = true,
+            FromWorker::Ready => {
+                w.ready = true;
+                w.said_ready = true;
+            }
             FromWorker::InitFailed(f) => {
                 self.shared.set_broken(Error::Initializer(f.to_string()));
             }
@@ -463,7 +472,7 @@ impl Supervisor {
             .filter(|f| !f.cancelled)
             .map(|f| f.task)
             .collect();
-        let early = !w.ready && !w.retiring;
+        let early = !w.said_ready && !w.retiring;
         let mut st = self.shared.lock();
         for t in again.into_iter().rev() {
             st.queue.push_front(t);
@@ -488,7 +497,7 @@ impl Supervisor {
         if replace {
             let no = self.next_no;
             self.next_no += 1;
-            match Worker::start(&self.spawn, no) {
+            match Worker::start(&self.spawn, no, self.has_init) {
                 Ok(w) => self.workers.push(w),
                 Err(e) => self.shared.set_broken(e),
             }
