@@ -23,6 +23,11 @@ pub(crate) type Spawn =
 
 /// The most tasks sent to a worker in one message.
 const MAX_BATCH: usize = 64;
+/// The most payload bytes sent to a busy worker at once. A busy worker reads its connection
+/// only between tasks, so what the supervisor sends it must fit in the socket's buffer
+/// (about 200 KiB): the supervisor never blocks on a worker that is itself blocked writing a
+/// result the supervisor would read. An idle worker is waiting in `recv` and takes any size.
+const TOP_UP_BYTES: usize = 64 << 10;
 /// How many workers in a row may die before saying they are ready, before the pool gives up.
 const MAX_EARLY_DEATHS: u32 = 5;
 
@@ -233,6 +238,19 @@ impl Supervisor {
             let mut take = (per - held.min(per)).min(st.queue.len());
             if let Some(max) = self.max_tasks {
                 take = take.min(max.saturating_sub(w.sent) as usize);
+            }
+            if held > 0 {
+                let mut bytes = 0;
+                let fits = st
+                    .queue
+                    .iter()
+                    .take(take)
+                    .take_while(|t| {
+                        bytes += t.payload.len();
+                        bytes <= TOP_UP_BYTES
+                    })
+                    .count();
+                take = fits;
             }
             if take == 0 {
                 continue;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use mp_core::codec::Bytes;
 use mp_core::StartMethod;
 use mp_pool::{Error, Pool};
 use mp_testkit::{ends_within, eventually, kill_pid, within, Counters, KILLED, LONG, METHODS};
@@ -601,6 +602,35 @@ fn a_worker_past_its_memory_cap_after_a_task_is_replaced() {
         let after = p.apply_async(my_pid, 0).unwrap().get_timeout(LONG).unwrap();
         assert_ne!(after, fat, "{m}: the fat worker was not replaced");
         assert!(ends_within(fat, LONG), "{m}");
+        finish(p);
+    }
+}
+
+fn echo_big(v: Bytes) -> Bytes {
+    v
+}
+
+#[test]
+fn big_arguments_and_big_results_never_deadlock_the_supervisor() {
+    // 300 kB each way, more than a socket's buffer: a busy worker writing a result while the
+    // supervisor writes it more work would block both, if the supervisor sent big work to
+    // busy workers.
+    for m in METHODS {
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        let items: Vec<Bytes> = (0..40u8).map(|i| Bytes(vec![i; 300_000])).collect();
+        let r = p.map_async_chunksize(echo_big, items.clone(), 1).unwrap();
+        assert_eq!(r.get_timeout(LONG).unwrap(), items, "{m}");
+        let rs: Vec<_> = items
+            .iter()
+            .map(|v| p.apply_async(echo_big, v.clone()).unwrap())
+            .collect();
+        for (r, v) in rs.iter().zip(&items) {
+            assert_eq!(&r.get_timeout(LONG).unwrap(), v, "{m}");
+        }
         finish(p);
     }
 }
