@@ -206,8 +206,8 @@ impl Supervisor {
             for (i, batch) in sends {
                 self.send_batch(i, batch);
             }
-            for id in cancels {
-                self.cancel_inflight(id);
+            if !cancels.is_empty() {
+                self.cancel_inflight(&cancels);
             }
             self.wait_and_handle();
         }
@@ -286,24 +286,29 @@ impl Supervisor {
         }
     }
 
-    fn cancel_inflight(&mut self, id: u64) {
+    /// Cancels tasks that workers hold: a running one has its worker killed; one not yet
+    /// started is skipped (one `Skip` message per worker for all of them).
+    fn cancel_inflight(&mut self, ids: &[u64]) {
         for w in &mut self.workers {
-            let Some(pos) = w.inflight.iter().position(|f| f.task.id == id) else {
-                continue;
-            };
-            if pos == 0 {
-                if w.kill_reason.is_none() {
-                    w.kill_reason = Some((id, Error::Cancelled));
-                    w.kill();
-                }
-            } else {
-                w.inflight[pos].cancelled = true;
-                if w.conn.send(&ToWorkerRef::Skip(&[id])).is_err() {
-                    w.broken = true;
-                    w.kill();
+            let mut skip = Vec::new();
+            for &id in ids {
+                let Some(pos) = w.inflight.iter().position(|f| f.task.id == id) else {
+                    continue;
+                };
+                if pos == 0 {
+                    if w.kill_reason.is_none() {
+                        w.kill_reason = Some((id, Error::Cancelled));
+                        w.kill();
+                    }
+                } else {
+                    w.inflight[pos].cancelled = true;
+                    skip.push(id);
                 }
             }
-            return;
+            if !skip.is_empty() && w.conn.send(&ToWorkerRef::Skip(&skip)).is_err() {
+                w.broken = true;
+                w.kill();
+            }
         }
     }
 
