@@ -28,6 +28,11 @@ const MAX_BATCH: usize = 64;
 /// (about 200 KiB): the supervisor never blocks on a worker that is itself blocked writing a
 /// result the supervisor would read. An idle worker is waiting in `recv` and takes any size.
 const TOP_UP_BYTES: usize = 64 << 10;
+/// Tasks that take longer than this on average go to workers one at a time (no batches, no
+/// top-ups): a long task never waits behind another in a worker while a second worker idles.
+const SLOW_TASK: Duration = Duration::from_millis(1);
+/// What the average task time is taken to be before any task has finished.
+const FIRST_GUESS: Duration = Duration::from_millis(10);
 /// How many workers in a row may die before saying they are ready, before the pool gives up.
 const MAX_EARLY_DEATHS: u32 = 5;
 
@@ -138,6 +143,8 @@ pub(crate) struct Supervisor {
     pub(crate) has_init: bool,
     pub(crate) next_no: usize,
     early_deaths: u32,
+    /// A moving average of how long tasks take (from their start to their result).
+    avg_task: Duration,
 }
 
 impl Supervisor {
@@ -159,6 +166,7 @@ impl Supervisor {
             has_init,
             next_no,
             early_deaths: 0,
+            avg_task: FIRST_GUESS,
         }
     }
 
@@ -223,7 +231,12 @@ impl Supervisor {
             return sends;
         }
         let n = self.workers.len().max(1);
-        let per = st.queue.len().div_ceil(2 * n).clamp(1, MAX_BATCH);
+        let slow = self.avg_task > SLOW_TASK;
+        let per = if slow {
+            1
+        } else {
+            st.queue.len().div_ceil(2 * n).clamp(1, MAX_BATCH)
+        };
         for (i, w) in self.workers.iter().enumerate() {
             if st.queue.is_empty() {
                 break;
@@ -423,7 +436,10 @@ impl Supervisor {
                 self.shared.set_broken(Error::Initializer(f.to_string()));
             }
             FromWorker::Done { id, output } => {
-                w.head_since = Instant::now();
+                let now = Instant::now();
+                let took = now.saturating_duration_since(w.head_since);
+                self.avg_task = (self.avg_task * 7 + took) / 8;
+                w.head_since = now;
                 if let Some(f) = take_inflight(&mut w.inflight, id) {
                     if !f.cancelled {
                         f.task.sink.deliver(f.task.index, Ok(output));

@@ -634,3 +634,23 @@ fn big_arguments_and_big_results_never_deadlock_the_supervisor() {
         finish(p);
     }
 }
+
+#[test]
+fn a_short_task_never_waits_behind_a_long_one_while_another_worker_is_free() {
+    let p = Pool::builder().processes(2).build().unwrap();
+    let long = p.apply_async(sleep_ms, 2_000).unwrap();
+    let t0 = Instant::now();
+    let short: Vec<_> = (0..5)
+        .map(|_| p.apply_async(sleep_ms, 100).unwrap())
+        .collect();
+    for r in &short {
+        assert_eq!(r.get_timeout(LONG).unwrap(), 100);
+    }
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_millis(1_600),
+        "the short tasks waited for the long one: {took:?}"
+    );
+    assert_eq!(long.get_timeout(LONG).unwrap(), 2_000);
+    finish(p);
+}
