@@ -24,7 +24,7 @@ import sys
 import time
 
 REPS = 5
-SPIN_ITERS = 200_000
+SPIN_SECONDS = 0.002
 
 
 def _square(x):
@@ -32,14 +32,13 @@ def _square(x):
 
 
 def _spin(x):
-    # The same loop as the Rust side's: a xorshift over SPIN_ITERS steps (~2 ms in Rust; the
-    # CPython figure is what Python's pool does with CPU-bound tasks of its own, so only the
-    # Rust side is held to the limit).
+    # ~2 ms of CPU, as the Rust side's calibrated xorshift loop: a figure of the pool's
+    # overhead on CPU-bound work (only the Rust side is held to its limit, the sequential time
+    # of the same calls / 2).
+    end = time.thread_time() + SPIN_SECONDS
     s = x + 1
-    for _ in range(SPIN_ITERS // 100):
-        s ^= (s << 13) & 0xFFFFFFFFFFFFFFFF
-        s ^= s >> 7
-        s ^= (s << 17) & 0xFFFFFFFFFFFFFFFF
+    while time.thread_time() < end:
+        s = (s * 6364136223846793005 + 1) & 0xFFFFFFFFFFFFFFFF
     return s
 
 

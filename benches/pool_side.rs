@@ -50,7 +50,7 @@ fn square(x: u64) -> u64 {
 }
 
 /// Iterations of [`spin`]: about 2 ms of CPU.
-const SPIN_ITERS: u64 = 2_000_000;
+const SPIN_ITERS: u64 = 900_000;
 /// Tasks of `pool_map_cpu`.
 const TASKS: u64 = 200;
 
