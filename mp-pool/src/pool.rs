@@ -934,7 +934,8 @@ impl Pool {
 
     /// No more tasks: the workers finish what is queued, then exit. Python: `Pool.close()`.
     /// Later calls that submit work fail with [`Error::NotRunning`]; `imap` iterators already
-    /// open keep feeding their input.
+    /// open keep feeding their input, and the workers stay until each is exhausted or dropped
+    /// (so [`join`](Self::join) waits for them: drop an iterator you stop reading).
     pub fn close(&self) {
         let mut st = self.shared.lock();
         if matches!(st.status, Status::Running) {

@@ -333,8 +333,10 @@ impl Supervisor {
                 continue;
             }
             if let Some(head) = w.inflight.front() {
-                if let Some(limit) = head.task.limit.or(self.time_limit) {
-                    deadline = deadline.min(Deadline::at(w.head_since + limit));
+                let limit = head.task.limit.or(self.time_limit);
+                // A limit too long for the clock is no limit.
+                if let Some(end) = limit.and_then(|l| w.head_since.checked_add(l)) {
+                    deadline = deadline.min(Deadline::at(end));
                 }
             }
         }
@@ -467,7 +469,7 @@ impl Supervisor {
             let Some(limit) = head.task.limit.or(self.time_limit) else {
                 continue;
             };
-            if now >= w.head_since + limit {
+            if w.head_since.checked_add(limit).is_some_and(|end| now >= end) {
                 w.kill_reason =
                     Some((head.task.id, Error::TimeLimitExceeded { limit, pid: w.pid }));
                 w.kill();

@@ -218,6 +218,13 @@ fn zero_processes_zero_maxtasksperchild_and_zero_chunksize_are_typed_errors() {
         Err(Error::InvalidArgument(_))
     ));
     assert_eq!(p.processes(), 1);
+    let q = Pool::builder()
+        .processes(1)
+        .context(mp_core::get_context(Some(StartMethod::Spawn)))
+        .build()
+        .unwrap();
+    assert_eq!(q.apply_async(sqr, 9).unwrap().get_timeout(LONG).unwrap(), 81);
+    finish(q);
     assert_eq!(
         Pool::builder().build().unwrap().processes(),
         mp_core::cpu_count()
