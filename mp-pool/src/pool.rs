@@ -627,7 +627,8 @@ impl Pool {
     /// of them runs in this process (on the pool's supervisor thread) when the task ends,
     /// before the result is ready. A callback that panics is caught and logged (`log::error!`);
     /// the pool goes on (CPython's pool hangs, gh-83371). Keep callbacks short: they delay the
-    /// delivery of other results.
+    /// delivery of other results; a callback must not wait for another result of its pool (the
+    /// thread that would deliver it is the one running the callback), as in CPython.
     pub fn apply_async_with<A, R>(
         &self,
         f: fn(A) -> R,
