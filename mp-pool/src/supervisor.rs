@@ -469,7 +469,10 @@ impl Supervisor {
             let Some(limit) = head.task.limit.or(self.time_limit) else {
                 continue;
             };
-            if w.head_since.checked_add(limit).is_some_and(|end| now >= end) {
+            if w.head_since
+                .checked_add(limit)
+                .is_some_and(|end| now >= end)
+            {
                 w.kill_reason =
                     Some((head.task.id, Error::TimeLimitExceeded { limit, pid: w.pid }));
                 w.kill();

@@ -223,7 +223,10 @@ fn zero_processes_zero_maxtasksperchild_and_zero_chunksize_are_typed_errors() {
         .context(mp_core::get_context(Some(StartMethod::Spawn)))
         .build()
         .unwrap();
-    assert_eq!(q.apply_async(sqr, 9).unwrap().get_timeout(LONG).unwrap(), 81);
+    assert_eq!(
+        q.apply_async(sqr, 9).unwrap().get_timeout(LONG).unwrap(),
+        81
+    );
     finish(q);
     assert_eq!(
         Pool::builder().build().unwrap().processes(),
