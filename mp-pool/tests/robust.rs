@@ -654,3 +654,66 @@ fn a_short_task_never_waits_behind_a_long_one_while_another_worker_is_free() {
     assert_eq!(long.get_timeout(LONG).unwrap(), 2_000);
     finish(p);
 }
+
+fn jitter_sqr((x, ms): (i64, u64)) -> i64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    x * x
+}
+
+#[test]
+fn workers_killed_at_random_moments_never_hang_a_call_nor_corrupt_a_result() {
+    // Random SIGKILLs of random workers while tasks of random lengths (and a map and an imap)
+    // run: every result resolves, each to its right value or to WorkerLost, and the pool
+    // keeps two workers.
+    for m in METHODS {
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        let mut rng = mp_testkit::Rng::new(0x5eed ^ m as u64);
+        let mut lost = 0;
+        for round in 0..8 {
+            let rs: Vec<_> = (0..30i64)
+                .map(|x| p.apply_async(jitter_sqr, (x, rng.below(8))).unwrap())
+                .collect();
+            let map = p
+                .map_async_chunksize(jitter_sqr, (0..20i64).map(|x| (x, 1)), 3)
+                .unwrap();
+            let mut it = p.imap(jitter_sqr, (0..20i64).map(|x| (x, 1))).unwrap();
+            std::thread::sleep(Duration::from_millis(rng.below(30)));
+            let pids = p.worker_pids();
+            if let Some(&victim) = pids.get(rng.below(2) as usize) {
+                kill_pid(victim);
+            }
+            for (x, r) in rs.iter().enumerate() {
+                match r.get_timeout(LONG) {
+                    Ok(v) => assert_eq!(v, (x as i64) * (x as i64), "{m} round {round}"),
+                    Err(Error::WorkerLost { .. }) => lost += 1,
+                    Err(e) => panic!("{m} round {round}: {e:?}"),
+                }
+            }
+            match map.get_timeout(LONG) {
+                Ok(v) => assert_eq!(v, (0..20).map(sqr).collect::<Vec<_>>(), "{m}"),
+                Err(e) => assert!(e.is_worker_lost(), "{m} round {round}: {e:?}"),
+            }
+            let mut n = 0;
+            while let Some(r) = it.next_timeout(LONG) {
+                match r {
+                    Ok(v) => assert_eq!(v, n * n, "{m} round {round}"),
+                    Err(e) => assert!(e.is_worker_lost(), "{m} round {round}: {e:?}"),
+                }
+                n += 1;
+            }
+            assert_eq!(n, 20, "{m} round {round}");
+        }
+        assert!(lost <= 8, "{m}: {lost} apply results lost to 8 kills");
+        eventually("two workers", || p.worker_pids().len() == 2);
+        assert_eq!(
+            p.apply_async(sqr, 11).unwrap().get_timeout(LONG).unwrap(),
+            121,
+            "{m}"
+        );
+        finish(p);
+    }
+}
