@@ -75,6 +75,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod frames;
 mod imap;
 mod pool;
 mod result;

@@ -14,6 +14,7 @@ use mp_core::{Connection, Deadline, Process};
 use rustix::event::PollFlags;
 
 use crate::error::Error;
+use crate::frames::{Filled, FrameReader};
 use crate::pool::{Shared, State, Status, Task};
 use crate::worker::{BytesRef, FromWorker, TaskWireRef, ToWorkerRef};
 
@@ -61,6 +62,8 @@ pub(crate) struct Worker {
     kill_reason: Option<(u64, Error)>,
     /// Its connection broke (EOF): the process is ending.
     broken: bool,
+    /// What it wrote, read in bulk.
+    reader: FrameReader,
 }
 
 impl Worker {
@@ -83,6 +86,7 @@ impl Worker {
             sent: 0,
             kill_reason: None,
             broken: false,
+            reader: FrameReader::default(),
         })
     }
 
@@ -401,28 +405,64 @@ impl Supervisor {
         }
     }
 
-    /// Reads every message waiting from worker `i`; false once its connection is broken.
+    /// Reads every message waiting from worker `i` (one `read`, then every whole frame it
+    /// brought); false once its connection is broken (EOF or garbage).
     fn drain(&mut self, i: usize) -> bool {
-        loop {
-            let msg = self.workers[i].conn.recv::<FromWorker>();
-            match msg {
-                Ok(msg) => self.on_message(i, msg),
-                Err(e) => {
-                    let w = &mut self.workers[i];
-                    w.broken = true;
-                    if !e.is_eof() {
+        let (msgs, alive) = {
+            let w = &mut self.workers[i];
+            let Ok(fd) = w.conn.fileno() else {
+                w.broken = true;
+                return false;
+            };
+            let mut alive = match w.reader.fill(fd) {
+                Ok(Filled::Data) => true,
+                Ok(Filled::Eof) => false,
+                Err(_) => {
+                    w.kill();
+                    false
+                }
+            };
+            let mut msgs = Vec::new();
+            loop {
+                match w.reader.next_frame() {
+                    Ok(Some(payload)) => match mp_core::codec::decode::<FromWorker>(payload) {
+                        Ok(m) => msgs.push(m),
+                        Err(_) => {
+                            w.kill();
+                            alive = false;
+                            break;
+                        }
+                    },
+                    Ok(None) => break,
+                    Err(_) => {
                         w.kill();
+                        alive = false;
+                        break;
                     }
-                    return false;
                 }
             }
-            match self.workers[i].conn.try_poll() {
-                Ok(true) => {}
-                Ok(false) => return true,
-                Err(_) => {
-                    self.workers[i].broken = true;
-                    return false;
-                }
+            if !alive {
+                w.broken = true;
+            }
+            (msgs, alive)
+        };
+        for msg in msgs {
+            self.on_message(i, msg);
+        }
+        alive
+    }
+
+    /// Reads what a worker that ended left in its connection.
+    fn drain_dead(&mut self, i: usize) {
+        for _ in 0..1_000_000 {
+            let readable = match self.workers[i].conn.fileno() {
+                Ok(fd) => mp_core::io::wait_any(&[(fd, PollFlags::IN)], Deadline::now())
+                    .map(|r| !r.is_empty())
+                    .unwrap_or(false),
+                Err(_) => false,
+            };
+            if !readable || !self.drain(i) {
+                return;
             }
         }
     }
@@ -484,7 +524,7 @@ impl Supervisor {
     /// on its tasks, replace it.
     fn on_death(&mut self, i: usize) {
         if !self.workers[i].broken {
-            self.drain(i);
+            self.drain_dead(i);
         }
         let w = self.workers.remove(i);
         let code = w.reap();
