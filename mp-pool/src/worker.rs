@@ -17,6 +17,7 @@ use std::collections::{HashSet, VecDeque};
 use std::fmt::Display;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
 
 use mp_core::codec::{self, Bytes};
 use mp_core::{Connection, FnPtr, Function};
@@ -292,6 +293,9 @@ pub(crate) enum FromWorker {
 /// An initializer and its arguments, as a worker receives them.
 pub(crate) type Init<A, R> = (Function<fn(A) -> R>, A);
 
+/// How often a busy worker looks for messages between the tasks of its batch.
+const LOOK_EVERY: Duration = Duration::from_micros(100);
+
 /// What a worker process is started with.
 #[derive(Serialize, Deserialize)]
 #[serde(bound(serialize = "A: Serialize", deserialize = "A: DeserializeOwned"))]
@@ -334,9 +338,15 @@ where
     let mut local: VecDeque<TaskWire> = VecDeque::new();
     let mut skip: HashSet<u64> = HashSet::new();
     let mut done: u64 = 0;
+    let mut last_look = Instant::now();
     loop {
-        // Between the tasks of a batch, look for a Skip or Stop without waiting.
-        let look = local.is_empty() || matches!(conn.try_poll(), Ok(true));
+        // Between the tasks of a batch, look for a Skip or Stop without waiting (every
+        // LOOK_EVERY at most: a cancel only matters for tasks that take longer than that).
+        let look = local.is_empty()
+            || (last_look.elapsed() >= LOOK_EVERY && {
+                last_look = Instant::now();
+                matches!(conn.try_poll(), Ok(true))
+            });
         if look {
             match conn.recv::<ToWorker>() {
                 Ok(ToWorker::Tasks(batch)) => local.extend(batch),
