@@ -241,7 +241,12 @@ impl Supervisor {
         } else {
             st.queue.len().div_ceil(2 * n).clamp(1, MAX_BATCH)
         };
-        for (i, w) in self.workers.iter().enumerate() {
+        // Workers known to be up (they said Ready) first: a task does not wait for a worker
+        // that is still starting while another is free.
+        let mut order: Vec<usize> = (0..self.workers.len()).collect();
+        order.sort_by_key(|&i| !self.workers[i].said_ready);
+        for i in order {
+            let w = &self.workers[i];
             if st.queue.is_empty() {
                 break;
             }
