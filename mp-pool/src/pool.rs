@@ -818,9 +818,7 @@ impl Pool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<(A, B)> = iterable.into_iter().collect();
-        self.submit_map::<Star2<A, B, R>>(f, items, Some(chunksize), Callbacks::none())?
-            .get()
+        self.starmap_async_chunksize(f, iterable, chunksize)?.get()
     }
 
     /// Queues a [`starmap`](Self::starmap). Python: `Pool.starmap_async(func, iterable)`.
@@ -836,6 +834,44 @@ impl Pool {
     {
         let items: Vec<(A, B)> = iterable.into_iter().collect();
         self.submit_map::<Star2<A, B, R>>(f, items, None, Callbacks::none())
+    }
+
+    /// [`starmap_async`](Self::starmap_async) with an explicit `chunksize` (≥ 1).
+    pub fn starmap_async_chunksize<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        iterable: impl IntoIterator<Item = (A, B)>,
+        chunksize: usize,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<(A, B)> = iterable.into_iter().collect();
+        self.submit_map::<Star2<A, B, R>>(f, items, Some(chunksize), Callbacks::none())
+    }
+
+    /// [`starmap_async`](Self::starmap_async) with Python's `callback` and `error_callback`
+    /// (see [`apply_async_with`](Self::apply_async_with)).
+    pub fn starmap_async_with<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        iterable: impl IntoIterator<Item = (A, B)>,
+        callback: impl FnOnce(&Vec<R>) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<(A, B)> = iterable.into_iter().collect();
+        let cb = Callbacks {
+            ok: Some(Box::new(callback)),
+            err: Some(Box::new(error_callback)),
+        };
+        self.submit_map::<Star2<A, B, R>>(f, items, None, cb)
     }
 
     // ----- imap -----

@@ -125,6 +125,14 @@ fn apply_map_starmap_and_imap_equal_the_sequential_results_under_every_start_met
             sums,
             "{m}"
         );
+        assert_eq!(
+            p.starmap_async_chunksize(add, pairs.clone(), 4)
+                .unwrap()
+                .get_timeout(LONG)
+                .unwrap(),
+            sums,
+            "{m}"
+        );
         assert_eq!(drain(p.imap(sqr, 0..100).unwrap()), want, "{m}");
         assert_eq!(
             drain(p.imap_chunksize(sqr, 0..100, 9).unwrap()),
@@ -292,6 +300,16 @@ fn callbacks_and_error_callbacks_run_in_the_parent_before_the_result_is_ready() 
         assert_eq!(ok.get_timeout(LONG).unwrap(), 25);
         assert!(bad.get_timeout(LONG).unwrap_err().is_panic());
         let s5 = seen.clone();
+        let s6 = seen.clone();
+        let star = p
+            .starmap_async_with(
+                add,
+                vec![(1, 2)],
+                move |v: &Vec<i64>| s6.lock().unwrap().push(format!("star {v:?}")),
+                |_| {},
+            )
+            .unwrap();
+        assert_eq!(star.get_timeout(LONG).unwrap(), [3]);
         let all = p
             .map_async_with(
                 sqr,
@@ -309,7 +327,8 @@ fn callbacks_and_error_callbacks_run_in_the_parent_before_the_result_is_ready() 
             seen.contains(&"map [0, 1, 4, 9]".to_string()),
             "{m}: {seen:?}"
         );
-        assert_eq!(seen.len(), 3, "{m}: {seen:?}");
+        assert!(seen.contains(&"star [3]".to_string()), "{m}: {seen:?}");
+        assert_eq!(seen.len(), 4, "{m}: {seen:?}");
         finish(p);
     }
 }
