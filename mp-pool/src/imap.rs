@@ -270,7 +270,7 @@ macro_rules! imap_iterator {
                 self.core.next_until(Deadline::after(timeout))
             }
 
-            /// [`next_timeout`](Self::next_timeout) with a deadline.
+            /// [`next_timeout`](Self::next_timeout) with a deadline (beyond Python).
             pub fn next_deadline(&mut self, deadline: impl Into<Deadline>) -> Option<Result<R>> {
                 self.core.next_until(deadline.into())
             }

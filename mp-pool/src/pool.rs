@@ -325,7 +325,7 @@ impl PoolBuilder {
         self
     }
 
-    /// Starts the workers and returns the pool.
+    /// Starts the workers and returns the pool. Python: `Pool(...)` itself.
     ///
     /// Errors: [`Error::InvalidArgument`] for a zero `processes`, `maxtasksperchild`,
     /// memory cap, time limit or buffer size; [`Error::Initializer`] when the initializer
@@ -507,7 +507,7 @@ impl Pool {
         }
     }
 
-    /// How many workers the pool keeps.
+    /// How many workers the pool keeps (Python: `pool._processes`).
     pub fn processes(&self) -> usize {
         self.processes
     }
@@ -675,7 +675,7 @@ impl Pool {
     }
 
     /// [`apply_async`](Self::apply_async) for a function that returns `Result<T, E>` (see
-    /// [`try_apply`](Self::try_apply)).
+    /// [`try_apply`](Self::try_apply)). Python: `apply_async` of a function that may raise.
     pub fn try_apply_async<A, T, E>(
         &self,
         f: fn(A) -> std::result::Result<T, E>,
@@ -734,7 +734,8 @@ impl Pool {
         self.submit_map::<Plain<A, R>>(f, items, None, Callbacks::none())
     }
 
-    /// [`map_async`](Self::map_async) with an explicit `chunksize` (≥ 1).
+    /// [`map_async`](Self::map_async) with an explicit `chunksize` (≥ 1). Python:
+    /// `map_async(func, iterable, chunksize)`.
     pub fn map_async_chunksize<A, R>(
         &self,
         f: fn(A) -> R,
@@ -771,7 +772,7 @@ impl Pool {
     }
 
     /// [`map`](Self::map) for a function that returns `Result<T, E>`: the first `Err` to
-    /// arrive becomes [`Error::Remote`].
+    /// arrive becomes [`Error::Remote`]. Python: `map` of a function that may raise.
     pub fn try_map<A, T, E>(
         &self,
         f: fn(A) -> std::result::Result<T, E>,
@@ -806,7 +807,8 @@ impl Pool {
         self.starmap_async(f, iterable)?.get()
     }
 
-    /// [`starmap`](Self::starmap) with an explicit `chunksize` (≥ 1).
+    /// [`starmap`](Self::starmap) with an explicit `chunksize` (≥ 1). Python:
+    /// `starmap(func, iterable, chunksize)`.
     pub fn starmap_chunksize<A, B, R>(
         &self,
         f: fn(A, B) -> R,
@@ -836,7 +838,8 @@ impl Pool {
         self.submit_map::<Star2<A, B, R>>(f, items, None, Callbacks::none())
     }
 
-    /// [`starmap_async`](Self::starmap_async) with an explicit `chunksize` (≥ 1).
+    /// [`starmap_async`](Self::starmap_async) with an explicit `chunksize` (≥ 1). Python:
+    /// `starmap_async(func, iterable, chunksize)`.
     pub fn starmap_async_chunksize<A, B, R>(
         &self,
         f: fn(A, B) -> R,
@@ -926,7 +929,8 @@ impl Pool {
         self.imap_unordered_chunksize(f, iterable, 1)
     }
 
-    /// [`imap_unordered`](Self::imap_unordered) with a `chunksize` (≥ 1).
+    /// [`imap_unordered`](Self::imap_unordered) with a `chunksize` (≥ 1). Python:
+    /// `imap_unordered(func, iterable, chunksize)`.
     pub fn imap_unordered_chunksize<A, R, I>(
         &self,
         f: fn(A) -> R,
@@ -1018,7 +1022,7 @@ impl Pool {
         self.join_until(Deadline::after(timeout))
     }
 
-    /// [`join_timeout`](Self::join_timeout) with a deadline.
+    /// [`join_timeout`](Self::join_timeout) with a deadline (beyond Python).
     pub fn join_deadline(&self, deadline: impl Into<Deadline>) -> Result<bool> {
         self.join_until(deadline.into())
     }

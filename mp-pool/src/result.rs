@@ -270,7 +270,8 @@ impl<R: DeserializeOwned + Send + 'static> AsyncResult<R> {
         self.get_until(Deadline::after(timeout))
     }
 
-    /// [`get_timeout`](Self::get_timeout) with a deadline.
+    /// [`get_timeout`](Self::get_timeout) with a deadline (beyond Python: a deadline bounds
+    /// several waits as one).
     pub fn get_deadline(&self, deadline: impl Into<Deadline>) -> Result<R> {
         self.get_until(deadline.into())
     }
@@ -297,7 +298,7 @@ impl<R: DeserializeOwned + Send + 'static> AsyncResult<R> {
         self.sink.slot.wait_until(Deadline::after(timeout)).1
     }
 
-    /// [`wait_timeout`](Self::wait_timeout) with a deadline.
+    /// [`wait_timeout`](Self::wait_timeout) with a deadline (beyond Python).
     pub fn wait_deadline(&self, deadline: impl Into<Deadline>) -> bool {
         self.sink.slot.wait_until(deadline.into()).1
     }
@@ -509,7 +510,8 @@ impl<R: DeserializeOwned + Send + 'static> MapResult<R> {
         self.get_until(Deadline::after(timeout))
     }
 
-    /// [`get_timeout`](Self::get_timeout) with a deadline.
+    /// [`get_timeout`](Self::get_timeout) with a deadline (beyond Python: a deadline bounds
+    /// several waits as one).
     pub fn get_deadline(&self, deadline: impl Into<Deadline>) -> Result<Vec<R>> {
         self.get_until(deadline.into())
     }
@@ -527,13 +529,13 @@ impl<R: DeserializeOwned + Send + 'static> MapResult<R> {
         let _ready = self.sink.slot.wait_until(Deadline::NEVER).1;
     }
 
-    /// Waits at most `timeout`; returns whether the map is ready (see
-    /// [`AsyncResult::wait_timeout`]).
+    /// Waits at most `timeout`; returns whether the map is ready. Python: `MapResult.wait(t)`
+    /// (see [`AsyncResult::wait_timeout`]).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.sink.slot.wait_until(Deadline::after(timeout)).1
     }
 
-    /// [`wait_timeout`](Self::wait_timeout) with a deadline.
+    /// [`wait_timeout`](Self::wait_timeout) with a deadline (beyond Python).
     pub fn wait_deadline(&self, deadline: impl Into<Deadline>) -> bool {
         self.sink.slot.wait_until(deadline.into()).1
     }

@@ -213,7 +213,7 @@ fn run_chunk<K: Kind>(payload: Vec<u8>) -> RunOutput {
 }
 
 /// What an initializer's return value says: `()` always succeeds, a `Result` fails with its
-/// `Err`'s `Display`.
+/// `Err`'s `Display` (Python: an exception raised by the `initializer`).
 pub trait InitOutcome: 'static {
     /// `Ok` or the error's message.
     fn into_outcome(self) -> Result<(), String>;
