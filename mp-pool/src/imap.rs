@@ -12,7 +12,7 @@ use crate::pool::{Shared, Task};
 use crate::result::{decode_chunk, Sink};
 use crate::worker::{RunOutput, Runner};
 
-type Encode<A> = Box<dyn Fn(&[A]) -> Result<Vec<u8>>>;
+type Encode<A> = Box<dyn Fn(&[A]) -> Result<Vec<u8>> + Send>;
 
 /// Where an imap's chunks land, in completion order.
 struct ImapSink {

@@ -582,3 +582,28 @@ fn arguments_holding_handles_are_refused_with_a_clear_error() {
     );
     finish(p);
 }
+
+#[test]
+fn pools_results_and_iterators_cross_threads() {
+    fn is_send_sync<T: Send + Sync>() {}
+    fn is_send<T: Send>() {}
+    is_send_sync::<Pool>();
+    is_send_sync::<mp_pool::AsyncResult<i64>>();
+    is_send_sync::<mp_pool::MapResult<i64>>();
+    is_send::<mp_pool::IMapIterator<i64, std::vec::IntoIter<i64>>>();
+    is_send::<mp_pool::IMapUnorderedIterator<i64, std::ops::Range<i64>>>();
+    let p = pool(StartMethod::Fork);
+    let it = p.imap(sqr, vec![1, 2, 3]).unwrap();
+    let got = std::thread::spawn(move || {
+        let mut it = it;
+        let mut v = Vec::new();
+        while let Some(r) = it.next_timeout(LONG) {
+            v.push(r.unwrap());
+        }
+        v
+    })
+    .join()
+    .unwrap();
+    assert_eq!(got, [1, 4, 9]);
+    finish(p);
+}
