@@ -45,7 +45,9 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "lock_handoff" => Some(("round_trips/s", futex_pingpong(100_000))),
         "queue_1mib" => Some(("MB/s", socket_1mib(200))),
         "queue_latency" => Some(("us", 1e6 / futex_pingpong(20_000))),
-        other => crate::connection_side::limit(other).or_else(|| crate::sweep_side::limit(other)),
+        other => crate::connection_side::limit(other)
+            .or_else(|| crate::sweep_side::limit(other))
+            .or_else(|| crate::pool_side::limit(other)),
     }
 }
 

@@ -28,6 +28,11 @@ pub fn figures() -> &'static [&'static str] {
         "listener_pingpong",
         "value_2proc_increments",
         "atomic_2proc_increments",
+        "pool_map_100k",
+        "pool_imap_10k",
+        "pool_apply_async_10k",
+        "pool_startup",
+        "pool_map_cpu",
     ]
 }
 
@@ -52,6 +57,7 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
             return crate::connection_side::run(other)
                 .or_else(|| crate::shared_side::run(other))
                 .or_else(|| crate::sweep_side::run(other))
+                .or_else(|| crate::pool_side::run(other))
         }
     })
 }

@@ -15,6 +15,8 @@ mod listener_client;
 mod lock;
 #[path = "pipe.rs"]
 mod pipe;
+#[path = "pool.rs"]
+mod pool;
 #[path = "queue.rs"]
 mod queue;
 #[path = "value_array.rs"]
@@ -53,6 +55,9 @@ fn main() {
 
     section("Value and Array: shared memory a child writes");
     value_array::main();
+
+    section("Pool: apply_async(f, 10).get(timeout=1), map(f, range(10)), a worker killed mid-task");
+    pool::main();
 
     section("Listener and Client: an authenticated connection over TCP");
     listener_client::main();

@@ -16,6 +16,9 @@
 //! - **Shared memory** ([`sharedctypes`], the `mp-shared` crate): [`Value`], [`Array`],
 //!   [`RawValue`], [`RawArray`], [`SharedAtomic`], and named [`SharedMemory`] with a resource
 //!   tracker that cleans up after crashed processes.
+//! - **Pools** ([`pool`], the `mp-pool` crate): [`Pool`] ([`PoolBuilder`]), [`AsyncResult`],
+//!   [`MapResult`], [`IMapIterator`], [`IMapUnorderedIterator`]: Python's `Pool`, whose
+//!   results never hang on a dead worker and obey time limits.
 //! - **Connections** ([`connection`], the `mp-connection` crate): `Listener`, `Client`,
 //!   `Address`, the CPython-compatible HMAC handshake and `wait`.
 //! - **Shared segments, handles and function identities**: [`SharedSegment`], [`handle`],
@@ -55,6 +58,8 @@ pub use mp_sync::{
 };
 
 #[doc(inline)]
+pub use mp_pool::{AsyncResult, IMapIterator, IMapUnorderedIterator, MapResult, Pool, PoolBuilder};
+#[doc(inline)]
 pub use mp_queue::{JoinableQueue, Queue, QueueSizes, SimpleQueue};
 #[doc(inline)]
 pub use mp_shared::{Array, RawArray, RawValue, SharedAtomic, SharedMemory, Value};
@@ -66,6 +71,9 @@ pub use mp_connection as connection;
 /// The whole of `mp-core`, for items not re-exported at the top.
 #[doc(inline)]
 pub use mp_core;
+/// Python's `multiprocessing.pool`: the `mp-pool` crate.
+#[doc(inline)]
+pub use mp_pool as pool;
 /// Python's `multiprocessing.queues`: the `mp-queue` crate.
 #[doc(inline)]
 pub use mp_queue as queues;
@@ -96,6 +104,9 @@ pub enum Error {
     /// Listeners, clients and the handshake ([`mp_connection::Error`]).
     #[error(transparent)]
     Connection(#[from] mp_connection::Error),
+    /// Pools and their results ([`mp_pool::Error`]).
+    #[error(transparent)]
+    Pool(#[from] mp_pool::Error),
 }
 
 impl<T> From<OwnerDied<T>> for Error {
@@ -126,6 +137,7 @@ impl Error {
             Error::Queue(mp_queue::Error::Core(e)) => e.is_timeout(),
             Error::Sync(mp_sync::Error::Core(e)) => e.is_timeout(),
             Error::Shared(mp_shared::Error::Core(e)) => e.is_timeout(),
+            Error::Pool(e) => e.is_timeout(),
             _ => false,
         }
     }

@@ -245,3 +245,22 @@ fn connection_is_reexported_and_serves_a_child() {
         Some(0)
     );
 }
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+fn pool_reexport_runs_the_seed_example() {
+    let pool = multiprocessing::Pool::new(2).expect("pool");
+    let r: multiprocessing::AsyncResult<u64> = pool.apply_async(square, 10).expect("apply_async");
+    assert_eq!(r.get_timeout(Duration::from_secs(30)).expect("get"), 100);
+    assert_eq!(
+        pool.map(square, 0..10).expect("map"),
+        [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]
+    );
+    pool.close();
+    assert!(pool.join_timeout(Duration::from_secs(30)).expect("join"));
+    let e: multiprocessing::Error = pool.apply_async(square, 1).unwrap_err().into();
+    assert!(matches!(e, multiprocessing::Error::Pool(ref p) if p.is_not_running()));
+}

@@ -1,0 +1,126 @@
+//! The Rust side (and the limit) of the Pool figures: the same workloads as
+//! `bench/cpython_pool.py`, run with `multiprocessing::Pool` (fork). Every figure is a time in
+//! milliseconds (lower is better).
+//!
+//! | figure                 | workload                                                      | limit                          |
+//! | ---------------------- | ------------------------------------------------------------- | ------------------------------ |
+//! | `pool_map_100k`        | `Pool(2).map(square, 0..100_000)`, default chunksize          | none                           |
+//! | `pool_imap_10k`        | `imap(square, 0..10_000)`, chunksize 1, all collected         | none                           |
+//! | `pool_apply_async_10k` | 10 000 `apply_async(square, i)`, then every `get()`           | none                           |
+//! | `pool_startup`         | `Pool(2)` created, one `apply`, `close`, `join`               | none                           |
+//! | `pool_map_cpu`         | `Pool(2).map(spin, 0..200)`: 200 tasks of ~2 ms of CPU each   | the same 200 calls in-process / 2 |
+//!
+//! Except for `pool_startup`, the pool is created (and has answered one task) before the clock
+//! starts, and is closed and joined after it stops.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use multiprocessing::{Pool, StartMethod};
+
+/// Measures one repetition of figure `name`, returning `(unit, value)`, or `None` when `name`
+/// is not a Pool figure.
+pub fn run(name: &str) -> Option<(&'static str, f64)> {
+    Some(match name {
+        "pool_map_100k" => ("ms", timed(map_100k)),
+        "pool_imap_10k" => ("ms", timed(imap_10k)),
+        "pool_apply_async_10k" => ("ms", timed(apply_async_10k)),
+        "pool_startup" => ("ms", startup()),
+        "pool_map_cpu" => ("ms", timed(map_cpu)),
+        _ => return None,
+    })
+}
+
+/// The limit of figure `name`, when it has one.
+pub fn limit(name: &str) -> Option<(&'static str, f64)> {
+    match name {
+        "pool_map_cpu" => {
+            let t0 = Instant::now();
+            for i in 0..TASKS {
+                black_box(spin(black_box(i)));
+            }
+            Some(("ms", t0.elapsed().as_secs_f64() * 1e3 / 2.0))
+        }
+        _ => None,
+    }
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Iterations of [`spin`]: about 2 ms of CPU.
+const SPIN_ITERS: u64 = 900_000;
+/// Tasks of `pool_map_cpu`.
+const TASKS: u64 = 200;
+
+/// About 2 ms of CPU: a xorshift over [`SPIN_ITERS`] steps.
+fn spin(x: u64) -> u64 {
+    let mut s = x + 1;
+    for _ in 0..SPIN_ITERS {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s = black_box(s);
+    }
+    s
+}
+
+fn pool() -> Pool {
+    Pool::builder()
+        .processes(2)
+        .start_method(StartMethod::Fork)
+        .build()
+        .expect("pool")
+}
+
+/// Milliseconds of `body` on a warmed-up pool of 2.
+fn timed(body: fn(&Pool)) -> f64 {
+    let p = pool();
+    assert_eq!(p.apply(square, 1).expect("warm-up"), 1);
+    let t0 = Instant::now();
+    body(&p);
+    let elapsed = t0.elapsed();
+    p.close();
+    p.join().expect("join");
+    elapsed.as_secs_f64() * 1e3
+}
+
+fn map_100k(p: &Pool) {
+    let r = p.map(square, 0..100_000).expect("map");
+    assert_eq!(r[99_999], 99_999 * 99_999);
+}
+
+fn imap_10k(p: &Pool) {
+    let r: Vec<u64> = p
+        .imap(square, 0..10_000)
+        .expect("imap")
+        .map(|r| r.expect("item"))
+        .collect();
+    assert_eq!(r[9_999], 9_999 * 9_999);
+}
+
+fn apply_async_10k(p: &Pool) {
+    let rs: Vec<_> = (0..10_000u64)
+        .map(|i| p.apply_async(square, i).expect("apply_async"))
+        .collect();
+    let mut last = 0;
+    for r in &rs {
+        last = r.get().expect("get");
+    }
+    assert_eq!(last, 9_999 * 9_999);
+}
+
+fn map_cpu(p: &Pool) {
+    let r = p.map(spin, 0..TASKS).expect("map");
+    assert_eq!(r.len(), TASKS as usize);
+}
+
+fn startup() -> f64 {
+    let t0 = Instant::now();
+    let p = pool();
+    assert_eq!(p.apply(square, 3).expect("apply"), 9);
+    p.close();
+    p.join().expect("join");
+    t0.elapsed().as_secs_f64() * 1e3
+}

@@ -1,0 +1,393 @@
+//! The worker side: what a pool's worker process runs, the messages it exchanges with the
+//! pool, and the type-erased chunk runners that let one non-generic worker loop run any
+//! `fn(A) -> R`.
+//!
+//! A task crosses as a [`Runner`] (a monomorphization of [`run_chunk`] for the task's kind,
+//! sent as a [`Function`], i.e. its identity in this binary) and a payload: the encoded pair of
+//! the task's own `Function` and its chunk of arguments. The worker calls the runner on the
+//! payload; the runner decodes, calls the function on each item under `catch_unwind`, and
+//! encodes the results. So the function identity crosses once per chunk, not once per item,
+//! and the worker survives every panic.
+//!
+//! Every result is written to the pool before the next task starts, so when a worker dies the
+//! pool knows exactly which task it was running: the first one of its batch without a result.
+
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
+use std::fmt::Display;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use mp_core::codec::{self, Bytes};
+use mp_core::{Connection, FnPtr, Function};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::Failure;
+
+/// The erased shape of every chunk runner: an encoded `(Function<F>, Vec<Args>)` in, results out.
+pub(crate) type Runner = fn(Vec<u8>) -> RunOutput;
+
+/// What a runner returns for one chunk.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct RunOutput {
+    /// The encoded results: a `Vec<Ok>` when `all_ok`, else a `Vec<Result<Ok, Failure>>`;
+    /// `None` when the chunk as a whole failed (`first_failure` says why).
+    pub(crate) out: Option<Bytes>,
+    /// Whether every item succeeded.
+    pub(crate) all_ok: bool,
+    /// The first item's failure, in item order (what a `map` reports).
+    pub(crate) first_failure: Option<Failure>,
+}
+
+/// A kind of task: how its function is called on one item.
+pub(crate) trait Kind: 'static {
+    /// The function pointer type.
+    type F: FnPtr;
+    /// One item's arguments.
+    type Args: Serialize + DeserializeOwned + 'static;
+    /// One item's successful result.
+    type Ok: Serialize + DeserializeOwned + 'static;
+    /// Calls `f` on one item; `Err` carries the `Display` of an error the function returned.
+    fn call(f: Self::F, args: Self::Args) -> Result<Self::Ok, String>;
+}
+
+/// `fn(A) -> R`.
+pub(crate) struct Plain<A, R>(PhantomData<fn(A) -> R>);
+/// `fn(A) -> Result<T, E>`, whose `Err` is the task's failure.
+pub(crate) struct Fallible<A, T, E>(PhantomData<fn(A) -> Result<T, E>>);
+/// `fn(A, B) -> R` over tuples.
+pub(crate) struct Star2<A, B, R>(PhantomData<fn(A, B) -> R>);
+
+impl<A, R> Kind for Plain<A, R>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    type F = fn(A) -> R;
+    type Args = A;
+    type Ok = R;
+    fn call(f: Self::F, args: A) -> Result<R, String> {
+        Ok(f(args))
+    }
+}
+
+impl<A, T, E> Kind for Fallible<A, T, E>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    T: Serialize + DeserializeOwned + 'static,
+    E: Display + 'static,
+{
+    type F = fn(A) -> Result<T, E>;
+    type Args = A;
+    type Ok = T;
+    fn call(f: Self::F, args: A) -> Result<T, String> {
+        f(args).map_err(|e| e.to_string())
+    }
+}
+
+impl<A, B, R> Kind for Star2<A, B, R>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    B: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    type F = fn(A, B) -> R;
+    type Args = (A, B);
+    type Ok = R;
+    fn call(f: Self::F, (a, b): (A, B)) -> Result<R, String> {
+        Ok(f(a, b))
+    }
+}
+
+/// The runner of kind `K`, to send with a task.
+pub(crate) fn runner<K: Kind>() -> Function<Runner> {
+    Function::new(run_chunk::<K> as Runner)
+}
+
+/// Encodes the payload of a chunk: `f`'s identity and the arguments. Arguments holding
+/// handles are refused (as CPython refuses to pickle a `Queue` into a task).
+pub(crate) fn encode_chunk<F: FnPtr, A: Serialize>(f: F, items: &[A]) -> crate::Result<Vec<u8>> {
+    let (bytes, fds) =
+        mp_core::handle::collect_handles(|| codec::encode(&(Function::new(f), items)));
+    if !fds.is_empty() {
+        return Err(crate::Error::InvalidArgument(
+            "task arguments cannot hold handles (connections, locks, queues); pass those to \
+             the workers through the pool's initializer"
+                .into(),
+        ));
+    }
+    Ok(bytes?)
+}
+
+thread_local! {
+    /// Where the last panic of this thread happened (set by the worker's panic hook).
+    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Records each panic's location instead of printing it: a task's panic is reported to the
+/// caller, as CPython reports a task's exception.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(ToString::to_string);
+        PANIC_AT.with(|p| *p.borrow_mut() = at);
+    }));
+}
+
+/// The failure for a caught panic's payload.
+fn panic_failure(payload: Box<dyn std::any::Any + Send>) -> Failure {
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    };
+    Failure {
+        panicked: true,
+        message,
+        location: PANIC_AT.with(|p| p.borrow_mut().take()),
+    }
+}
+
+fn plain_failure(message: String) -> Failure {
+    Failure {
+        panicked: false,
+        message,
+        location: None,
+    }
+}
+
+/// Serializes the `Ok` values of results that are all `Ok`.
+struct AllOk<'a, T, E>(&'a [Result<T, E>]);
+
+impl<T: Serialize, E> Serialize for AllOk<'_, T, E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().filter_map(|r| r.as_ref().ok()))
+    }
+}
+
+/// Runs one chunk of kind `K` (in a worker): decodes the function and the arguments, calls it
+/// on each item under `catch_unwind`, encodes the results.
+fn run_chunk<K: Kind>(payload: Vec<u8>) -> RunOutput {
+    let whole = |message: String| RunOutput {
+        out: None,
+        all_ok: false,
+        first_failure: Some(plain_failure(message)),
+    };
+    let (f, items): (Function<K::F>, Vec<K::Args>) = match codec::decode(&payload) {
+        Ok(v) => v,
+        Err(e) => return whole(format!("the worker could not decode the task: {e}")),
+    };
+    let f = f.get();
+    let mut first_failure = None;
+    let results: Vec<Result<K::Ok, Box<Failure>>> = items
+        .into_iter()
+        .map(|a| {
+            let r = match catch_unwind(AssertUnwindSafe(|| K::call(f, a))) {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(message)) => Err(Box::new(plain_failure(message))),
+                Err(payload) => Err(Box::new(panic_failure(payload))),
+            };
+            if let (Err(e), None) = (&r, &first_failure) {
+                first_failure = Some(Failure::clone(e));
+            }
+            r
+        })
+        .collect();
+    let all_ok = first_failure.is_none();
+    let encoded = if all_ok {
+        codec::encode(&AllOk(&results))
+    } else {
+        codec::encode(&results)
+    };
+    match encoded {
+        Ok(b) => RunOutput {
+            out: Some(Bytes(b)),
+            all_ok,
+            first_failure,
+        },
+        Err(e) => whole(format!("the worker could not encode the result: {e}")),
+    }
+}
+
+/// What an initializer's return value says: `()` always succeeds, a `Result` fails with its
+/// `Err`'s `Display` (Python: an exception raised by the `initializer`).
+pub trait InitOutcome: 'static {
+    /// `Ok` or the error's message.
+    fn into_outcome(self) -> Result<(), String>;
+}
+
+impl InitOutcome for () {
+    fn into_outcome(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Display + 'static> InitOutcome for Result<(), E> {
+    fn into_outcome(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+// ----- messages -----
+
+/// One task as a worker receives it.
+#[derive(Deserialize)]
+pub(crate) struct TaskWire {
+    id: u64,
+    runner: Function<Runner>,
+    payload: Bytes,
+}
+
+/// One task as the pool sends it (the same encoding as [`TaskWire`], borrowing the payload).
+#[derive(Serialize)]
+pub(crate) struct TaskWireRef<'a> {
+    pub(crate) id: u64,
+    pub(crate) runner: Function<Runner>,
+    pub(crate) payload: BytesRef<'a>,
+}
+
+/// Borrowed bytes that encode as one MessagePack `bin`, like [`Bytes`].
+pub(crate) struct BytesRef<'a>(pub(crate) &'a [u8]);
+
+impl Serialize for BytesRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// Pool to worker.
+#[derive(Deserialize)]
+enum ToWorker {
+    Tasks(Vec<TaskWire>),
+    Skip(Vec<u64>),
+    Stop,
+}
+
+/// Pool to worker, as sent (variants in [`ToWorker`]'s order).
+#[derive(Serialize)]
+pub(crate) enum ToWorkerRef<'a> {
+    Tasks(Vec<TaskWireRef<'a>>),
+    Skip(&'a [u64]),
+    Stop,
+}
+
+/// Worker to pool.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum FromWorker {
+    /// The initializer (if any) succeeded; tasks may come.
+    Ready,
+    /// The initializer failed or panicked; the worker exits.
+    InitFailed(Failure),
+    /// A task's results.
+    Done { id: u64, output: RunOutput },
+    /// A task the pool cancelled before it started, not run.
+    Skipped { id: u64 },
+    /// The worker leaves after its last result (maxtasksperchild, memory cap); tasks of its
+    /// batch after that one were not started.
+    Retire,
+}
+
+/// An initializer and its arguments, as a worker receives them.
+pub(crate) type Init<A, R> = (Function<fn(A) -> R>, A);
+
+/// How often a busy worker looks for messages between the tasks of its batch.
+const LOOK_EVERY: Duration = Duration::from_micros(100);
+
+/// What a worker process is started with.
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "A: Serialize", deserialize = "A: DeserializeOwned"))]
+pub(crate) struct WorkerArgs<A: 'static, R: 'static> {
+    pub(crate) conn: Connection,
+    pub(crate) init: Option<Init<A, R>>,
+    pub(crate) max_tasks: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
+}
+
+/// The worker loop (the target of every worker process): runs the initializer, then tasks
+/// until the pool says stop or goes away.
+pub(crate) fn worker_main<A, R>(args: WorkerArgs<A, R>)
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: InitOutcome,
+{
+    install_panic_hook();
+    let WorkerArgs {
+        mut conn,
+        init,
+        max_tasks,
+        max_memory,
+    } = args;
+    if let Some((f, a)) = init {
+        let f = f.get();
+        let outcome = match catch_unwind(AssertUnwindSafe(|| f(a).into_outcome())) {
+            Ok(Ok(())) => None,
+            Ok(Err(message)) => Some(plain_failure(message)),
+            Err(payload) => Some(panic_failure(payload)),
+        };
+        if let Some(failure) = outcome {
+            let _ = conn.send(&FromWorker::InitFailed(failure));
+            return;
+        }
+    }
+    if conn.send(&FromWorker::Ready).is_err() {
+        return;
+    }
+    let mut local: VecDeque<TaskWire> = VecDeque::new();
+    let mut skip: HashSet<u64> = HashSet::new();
+    let mut done: u64 = 0;
+    let mut last_look = Instant::now();
+    loop {
+        // Between the tasks of a batch, look for a Skip or Stop without waiting (every
+        // LOOK_EVERY at most: a cancel only matters for tasks that take longer than that).
+        let look = local.is_empty()
+            || (last_look.elapsed() >= LOOK_EVERY && {
+                last_look = Instant::now();
+                matches!(conn.try_poll(), Ok(true))
+            });
+        if look {
+            match conn.recv::<ToWorker>() {
+                Ok(ToWorker::Tasks(batch)) => local.extend(batch),
+                Ok(ToWorker::Skip(ids)) => skip.extend(ids),
+                Ok(ToWorker::Stop) | Err(_) => return,
+            }
+            continue;
+        }
+        let Some(task) = local.pop_front() else {
+            continue;
+        };
+        if skip.remove(&task.id) {
+            if conn.send(&FromWorker::Skipped { id: task.id }).is_err() {
+                return;
+            }
+            continue;
+        }
+        let run = task.runner.get();
+        let (output, _) = mp_core::handle::with_handles(Vec::new(), || run(task.payload.0));
+        if conn
+            .send(&FromWorker::Done {
+                id: task.id,
+                output,
+            })
+            .is_err()
+        {
+            return;
+        }
+        done += 1;
+        let retire = max_tasks.is_some_and(|n| done >= n)
+            || max_memory.is_some_and(|cap| resident_bytes().is_some_and(|rss| rss > cap));
+        if retire {
+            let _ = conn.send(&FromWorker::Retire);
+            return;
+        }
+    }
+}
+
+/// This process's resident memory, from `/proc/self/statm`.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * rustix::param::page_size() as u64)
+}
