@@ -13,6 +13,8 @@ mod info;
 mod listener_client;
 #[path = "lock.rs"]
 mod lock;
+#[path = "manager.rs"]
+mod manager;
 #[path = "pipe.rs"]
 mod pipe;
 #[path = "queue.rs"]
@@ -53,6 +55,9 @@ fn main() {
 
     section("Value and Array: shared memory a child writes");
     value_array::main();
+
+    section("Manager: a child fills a dict and reverses a list held by a server process");
+    manager::main();
 
     section("Listener and Client: an authenticated connection over TCP");
     listener_client::main();

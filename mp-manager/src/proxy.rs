@@ -1,0 +1,325 @@
+//! Typed proxies of the built-in types: `DictProxy<K, V>`, `ListProxy<T>`, `NamespaceProxy`.
+//!
+//! A proxy is a handle: `Clone + Send + Sync` (clones share one connection), passed to a child
+//! under every start method or sent over a duplex `Connection` (the receiver connects to the
+//! server itself). Every method is one request to the server. Values are copies: mutating a
+//! value fetched from a proxy changes nothing on the server until it is assigned back, as
+//! Python's documentation warns.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rmpv::Value;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+use crate::manager::{from_value, to_value, ProxyWire, Remote, Typed};
+
+macro_rules! proxy_handle {
+    ($name:ident $(< $($p:ident),* >)?) => {
+        impl $(< $($p),* >)? Clone for $name $(< $($p),* >)? {
+            fn clone(&self) -> Self {
+                $name { remote: Arc::clone(&self.remote), _t: std::marker::PhantomData }
+            }
+        }
+
+        impl $(< $($p),* >)? fmt::Debug for $name $(< $($p),* >)? {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("token", self.remote.token())
+                    .finish()
+            }
+        }
+
+        impl $(< $($p),* >)? Serialize for $name $(< $($p),* >)? {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                use serde::ser::Error as _;
+                self.remote.to_wire().map_err(S::Error::custom)?.serialize(s)
+            }
+        }
+
+        impl<'de, $($($p),*)?> Deserialize<'de> for $name $(< $($p),* >)? {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                use serde::de::Error as _;
+                let wire = ProxyWire::deserialize(d)?;
+                let remote = Remote::from_wire(wire).map_err(D::Error::custom)?;
+                Ok($name { remote, _t: std::marker::PhantomData })
+            }
+        }
+
+        impl $(< $($p),* >)? $name $(< $($p),* >)? {
+            pub(crate) fn from_remote(remote: Arc<Remote>) -> Self {
+                $name { remote, _t: std::marker::PhantomData }
+            }
+
+            /// The object's id on its server (Python: `proxy._id`).
+            pub fn id(&self) -> u64 {
+                self.remote.token().id
+            }
+        }
+    };
+}
+
+/// A proxy of a dict on a manager's server: keys compare by value, insertion order is kept.
+///
+/// Python: `manager.dict()` → `DictProxy`. `d[k]` is [`get_item`](Self::get_item) (a missing
+/// key is [`Error::is_key_error`]), `d[k] = v` is [`set`](Self::set), `del d[k]` is
+/// [`remove`](Self::remove), `k in d` is [`contains`](Self::contains).
+pub struct DictProxy<K, V> {
+    remote: Arc<Remote>,
+    _t: Typed<(K, V)>,
+}
+
+proxy_handle!(DictProxy<K, V>);
+
+impl<K, V> DictProxy<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
+        self.remote.call(method, args)
+    }
+
+    /// `d[k]`: the value of `k`; a missing key is [`Error::is_key_error`].
+    pub fn get_item(&self, k: &K) -> Result<V> {
+        from_value(self.call("__getitem__", vec![to_value(k)?])?)
+    }
+
+    /// `d.get(k)`: the value of `k`, `None` when missing.
+    pub fn get(&self, k: &K) -> Result<Option<V>> {
+        match self.get_item(k) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_key_error() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `d[k] = v`.
+    pub fn set(&self, k: K, v: V) -> Result<()> {
+        self.call("__setitem__", vec![to_value(&k)?, to_value(&v)?])
+            .map(drop)
+    }
+
+    /// `del d[k]`; a missing key is [`Error::is_key_error`].
+    pub fn remove(&self, k: &K) -> Result<()> {
+        self.call("__delitem__", vec![to_value(k)?]).map(drop)
+    }
+
+    /// `k in d`.
+    pub fn contains(&self, k: &K) -> Result<bool> {
+        match self.call("__contains__", vec![to_value(k)?])? {
+            Value::Boolean(b) => Ok(b),
+            other => Err(Error::Codec(format!("__contains__ gave {other}"))),
+        }
+    }
+
+    /// `len(d)`.
+    pub fn len(&self) -> Result<usize> {
+        from_value(self.call("__len__", Vec::new())?)
+    }
+
+    /// `len(d) == 0`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `list(d.keys())`, in insertion order.
+    pub fn keys(&self) -> Result<Vec<K>> {
+        from_value(self.call("keys", Vec::new())?)
+    }
+
+    /// `list(d.values())`, in insertion order.
+    pub fn values(&self) -> Result<Vec<V>> {
+        from_value(self.call("values", Vec::new())?)
+    }
+
+    /// `list(d.items())`, in insertion order.
+    pub fn items(&self) -> Result<Vec<(K, V)>> {
+        from_value(self.call("items", Vec::new())?)
+    }
+
+    /// `d.copy()`: the pairs, in insertion order (a plain copy, no longer shared).
+    pub fn copy(&self) -> Result<Vec<(K, V)>> {
+        from_value(self.call("copy", Vec::new())?)
+    }
+
+    /// `d.update(pairs)`.
+    pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        self.call("update", vec![to_value(&pairs)?]).map(drop)
+    }
+
+    /// `d.pop(k)`; a missing key is [`Error::is_key_error`].
+    pub fn pop(&self, k: &K) -> Result<V> {
+        from_value(self.call("pop", vec![to_value(k)?])?)
+    }
+
+    /// `d.popitem()`: the last pair inserted; an empty dict is [`Error::is_key_error`].
+    pub fn popitem(&self) -> Result<(K, V)> {
+        from_value(self.call("popitem", Vec::new())?)
+    }
+
+    /// `d.setdefault(k, default)`: the value of `k`, set to `default` first if missing.
+    pub fn setdefault(&self, k: K, default: V) -> Result<V> {
+        from_value(self.call("setdefault", vec![to_value(&k)?, to_value(&default)?])?)
+    }
+
+    /// `d.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        self.call("clear", Vec::new()).map(drop)
+    }
+}
+
+/// A proxy of a list on a manager's server.
+///
+/// Python: `manager.list()` → `ListProxy`. Indices follow Python's rules (`-1` is the last
+/// item; out of range is [`Error::is_index_error`]); `l[a:b]` is [`slice`](Self::slice).
+pub struct ListProxy<T> {
+    remote: Arc<Remote>,
+    _t: Typed<T>,
+}
+
+proxy_handle!(ListProxy<T>);
+
+impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
+        self.remote.call(method, args)
+    }
+
+    /// `l.append(x)`.
+    pub fn append(&self, x: T) -> Result<()> {
+        self.call("append", vec![to_value(&x)?]).map(drop)
+    }
+
+    /// `l.extend(items)`.
+    pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
+        let items: Vec<T> = items.into_iter().collect();
+        self.call("extend", vec![to_value(&items)?]).map(drop)
+    }
+
+    /// `l[i]`.
+    pub fn get(&self, i: isize) -> Result<T> {
+        from_value(self.call("__getitem__", vec![Value::from(i as i64)])?)
+    }
+
+    /// `l[i] = x`.
+    pub fn set(&self, i: isize, x: T) -> Result<()> {
+        self.call("__setitem__", vec![Value::from(i as i64), to_value(&x)?])
+            .map(drop)
+    }
+
+    /// `del l[i]`.
+    pub fn delete(&self, i: isize) -> Result<()> {
+        self.call("__delitem__", vec![Value::from(i as i64)])
+            .map(drop)
+    }
+
+    /// `l[start:stop]` (`None`: from the start, to the end; negative from the end).
+    pub fn slice(&self, start: Option<isize>, stop: Option<isize>) -> Result<Vec<T>> {
+        let bound = |b: Option<isize>| b.map_or(Value::Nil, |b| Value::from(b as i64));
+        from_value(self.call("getslice", vec![bound(start), bound(stop)])?)
+    }
+
+    /// `l.insert(i, x)`.
+    pub fn insert(&self, i: isize, x: T) -> Result<()> {
+        self.call("insert", vec![Value::from(i as i64), to_value(&x)?])
+            .map(drop)
+    }
+
+    /// `l.pop()`: the last item; an empty list is [`Error::is_index_error`].
+    pub fn pop(&self) -> Result<T> {
+        from_value(self.call("pop", Vec::new())?)
+    }
+
+    /// `l.pop(i)`.
+    pub fn pop_at(&self, i: isize) -> Result<T> {
+        from_value(self.call("pop", vec![Value::from(i as i64)])?)
+    }
+
+    /// `l.remove(x)`: the first equal item; none is [`Error::is_value_error`].
+    pub fn remove(&self, x: &T) -> Result<()> {
+        self.call("remove", vec![to_value(x)?]).map(drop)
+    }
+
+    /// `l.index(x)`; none is [`Error::is_value_error`].
+    pub fn index(&self, x: &T) -> Result<usize> {
+        from_value(self.call("index", vec![to_value(x)?])?)
+    }
+
+    /// `l.count(x)`.
+    pub fn count(&self, x: &T) -> Result<usize> {
+        from_value(self.call("count", vec![to_value(x)?])?)
+    }
+
+    /// `x in l`.
+    pub fn contains(&self, x: &T) -> Result<bool> {
+        from_value(self.call("__contains__", vec![to_value(x)?])?)
+    }
+
+    /// `len(l)`.
+    pub fn len(&self) -> Result<usize> {
+        from_value(self.call("__len__", Vec::new())?)
+    }
+
+    /// `len(l) == 0`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `l.reverse()`.
+    pub fn reverse(&self) -> Result<()> {
+        self.call("reverse", Vec::new()).map(drop)
+    }
+
+    /// `l[:]`: a plain copy of the items.
+    pub fn copy(&self) -> Result<Vec<T>> {
+        from_value(self.call("copy", Vec::new())?)
+    }
+
+    /// `l.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        self.call("clear", Vec::new()).map(drop)
+    }
+}
+
+/// A proxy of a namespace on a manager's server: named attributes of any serde type.
+///
+/// Python: `manager.Namespace()`; `ns.x` is [`get`](Self::get) (a missing attribute is an
+/// `AttributeError`, [`Error::Remote`]), `ns.x = v` is [`set`](Self::set).
+pub struct NamespaceProxy {
+    remote: Arc<Remote>,
+    _t: Typed<()>,
+}
+
+proxy_handle!(NamespaceProxy);
+
+impl NamespaceProxy {
+    /// `ns.name`, decoded as `T`.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        from_value(
+            self.remote
+                .call("__getattribute__", vec![Value::from(name)])?,
+        )
+    }
+
+    /// `ns.name = value`.
+    pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
+        self.remote
+            .call("__setattr__", vec![Value::from(name), to_value(value)?])
+            .map(drop)
+    }
+
+    /// `del ns.name`.
+    pub fn delete(&self, name: &str) -> Result<()> {
+        self.remote
+            .call("__delattr__", vec![Value::from(name)])
+            .map(drop)
+    }
+
+    /// The attribute names, sorted (Python: `dir(ns)` without the dunders).
+    pub fn names(&self) -> Result<Vec<String>> {
+        from_value(self.remote.call("__dir__", Vec::new())?)
+    }
+}
