@@ -68,6 +68,37 @@ impl Error {
             }
         )
     }
+    /// True for a [`Error::Remote`] of kind `Empty` (a queue's get timed out).
+    pub fn is_empty(&self) -> bool {
+        matches!(
+            self,
+            Error::Remote {
+                kind: RemoteKind::Empty,
+                ..
+            }
+        )
+    }
+    /// True for a [`Error::Remote`] of kind `Full` (a queue's put timed out).
+    pub fn is_full(&self) -> bool {
+        matches!(
+            self,
+            Error::Remote {
+                kind: RemoteKind::Full,
+                ..
+            }
+        )
+    }
+    /// True when a manager lock was acquired from a process that died holding it (the caller
+    /// holds it now).
+    pub fn is_owner_died(&self) -> bool {
+        matches!(
+            self,
+            Error::Remote {
+                kind: RemoteKind::OwnerDied,
+                ..
+            }
+        )
+    }
     /// True for any [`Error::Remote`].
     pub fn is_remote(&self) -> bool {
         matches!(self, Error::Remote { .. })

@@ -51,8 +51,11 @@
 //! - Dict keys compare by their MessagePack value (integers of any width alike); Python's also
 //!   makes `1 == 1.0 == True`.
 //! - Proxies serialize only inside a handle transfer (to a child, over a duplex `Connection`).
-//! - Built here so far: `dict`, `list`, `Namespace`; the other types, `register` of user types,
-//!   remote managers and `SharedMemoryManager` are not yet provided.
+//! - A manager `Lock` held by a process that dies is freed, and its next owner is told
+//!   ([`Error::is_owner_died`]); Python's stays locked forever.
+//! - Built here so far: `dict`, `list`, `Namespace`, `Queue`, `Event`, `Lock`, `RLock`,
+//!   `Value`; `JoinableQueue`, `Semaphore`, `Condition`, `Barrier`, `Array`, `register` of user
+//!   types and `SharedMemoryManager` are not yet provided.
 #![deny(unsafe_code)]
 
 mod error;
@@ -65,6 +68,8 @@ mod server;
 pub use error::{Error, Result};
 pub use manager::Manager;
 pub use protocol::{RemoteKind, Token};
-pub use proxy::{DictProxy, ListProxy, NamespaceProxy};
+pub use proxy::{
+    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
+};
 pub use rmpv;
 pub use server::Server;

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::protocol::{Reply, Request, Token};
-use crate::proxy::{DictProxy, ListProxy, NamespaceProxy};
+use crate::proxy::{
+    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
+};
 use crate::server::Server;
 
 /// How long a starting server may take to report its address.
@@ -203,6 +205,44 @@ impl Manager {
     pub fn list_from<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<ListProxy<T>> {
         let items = to_value(items)?;
         Ok(ListProxy::from_remote(self.create("list", vec![items])?))
+    }
+
+    /// A new queue without a size limit. Python: `manager.Queue()`.
+    pub fn queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy::from_remote(self.create("Queue", Vec::new())?))
+    }
+
+    /// A new queue of at most `maxsize` items (0: no limit). Python: `manager.Queue(maxsize)`.
+    pub fn queue_with_maxsize<T: Serialize + DeserializeOwned>(
+        &self,
+        maxsize: usize,
+    ) -> Result<QueueProxy<T>> {
+        let maxsize = Value::from(maxsize as u64);
+        Ok(QueueProxy::from_remote(
+            self.create("Queue", vec![maxsize])?,
+        ))
+    }
+
+    /// A new event, not set. Python: `manager.Event()`.
+    pub fn event(&self) -> Result<EventProxy> {
+        Ok(EventProxy::from_remote(self.create("Event", Vec::new())?))
+    }
+
+    /// A new lock. Python: `manager.Lock()`.
+    pub fn lock(&self) -> Result<LockProxy> {
+        Ok(LockProxy::from_remote(self.create("Lock", Vec::new())?))
+    }
+
+    /// A new recursive lock. Python: `manager.RLock()`.
+    pub fn rlock(&self) -> Result<LockProxy> {
+        Ok(LockProxy::from_remote(self.create("RLock", Vec::new())?))
+    }
+
+    /// A new value holding `x`. Python: `manager.Value(typecode, x)` (the type is `T`).
+    pub fn value<T: Serialize + DeserializeOwned>(&self, x: T) -> Result<ValueProxy<T>> {
+        Ok(ValueProxy::from_remote(
+            self.create("Value", vec![to_value(&x)?])?,
+        ))
     }
 
     /// A new, empty namespace. Python: `manager.Namespace()`.

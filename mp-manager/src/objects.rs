@@ -1,7 +1,9 @@
 //! The built-in objects a server holds (`dict`, `list`, `Namespace`), dynamically typed, and
 //! their methods, called by name.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use rmpv::Value;
 
@@ -17,13 +19,28 @@ fn fail<T>(kind: RemoteKind, message: impl Into<String>) -> Result<T, Fail> {
     Err((kind, message.into()))
 }
 
-/// One object on the server.
+/// One object on the server. Each kind synchronizes itself, so that a call that blocks (a
+/// queue's `get`, a lock's `acquire`) never holds anything another client needs to wake it.
 #[derive(Debug)]
 pub(crate) enum Object {
-    Dict(Dict),
-    List(Vec<Value>),
-    Namespace(BTreeMap<String, Value>),
+    Dict(Mutex<Dict>),
+    List(Mutex<Vec<Value>>),
+    Namespace(Mutex<BTreeMap<String, Value>>),
+    Value(Mutex<Value>),
+    Queue(Queue),
+    Event(Event),
+    Lock(Lock),
 }
+
+/// Who is calling: its connection, and how to tell that it has gone away (a blocking call
+/// gives up then, so a killed client never leaves a thread waiting forever).
+pub(crate) struct Caller<'a> {
+    pub(crate) conn: u64,
+    pub(crate) gone: &'a dyn Fn() -> bool,
+}
+
+/// How long a blocking call sleeps before it checks that its caller is still there.
+const CHECK: Duration = Duration::from_millis(100);
 
 impl Object {
     /// Makes an object of `typeid` from its constructor arguments.
@@ -36,15 +53,15 @@ impl Object {
                 if let Some(items) = first {
                     dict.update(items)?;
                 }
-                Ok(Object::Dict(dict))
+                Ok(Object::Dict(Mutex::new(dict)))
             }
-            "list" => Ok(Object::List(match first {
+            "list" => Ok(Object::List(Mutex::new(match first {
                 None => Vec::new(),
                 Some(Value::Array(items)) => items,
                 Some(other) => {
                     return fail(RemoteKind::TypeError, format!("list({other}): not a list"))
                 }
-            })),
+            }))),
             "Namespace" => {
                 let mut ns = BTreeMap::new();
                 if let Some(Value::Map(pairs)) = first {
@@ -52,19 +69,312 @@ impl Object {
                         ns.insert(name(&k)?, v);
                     }
                 }
-                Ok(Object::Namespace(ns))
+                Ok(Object::Namespace(Mutex::new(ns)))
             }
+            "Value" => Ok(Object::Value(Mutex::new(first.unwrap_or(Value::Nil)))),
+            "Queue" => {
+                let maxsize = match first {
+                    Some(Value::Integer(n)) => n.as_u64().unwrap_or(0),
+                    _ => 0,
+                };
+                Ok(Object::Queue(Queue {
+                    items: Mutex::new(VecDeque::new()),
+                    changed: Condvar::new(),
+                    maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
+                }))
+            }
+            "Event" => Ok(Object::Event(Event::default())),
+            "Lock" => Ok(Object::Lock(Lock::new(false))),
+            "RLock" => Ok(Object::Lock(Lock::new(true))),
             other => fail(RemoteKind::Other, format!("unknown type id {other:?}")),
         }
     }
 
-    /// Calls `method` with `args`.
-    pub(crate) fn call(&mut self, method: &str, args: Vec<Value>) -> Outcome {
+    /// Calls `method` with `args` for `caller`.
+    pub(crate) fn call(&self, method: &str, args: Vec<Value>, caller: &Caller<'_>) -> Outcome {
         match self {
-            Object::Dict(d) => d.call(method, args),
-            Object::List(l) => list_call(l, method, args),
-            Object::Namespace(ns) => namespace_call(ns, method, args),
+            Object::Dict(d) => lock(d).call(method, args),
+            Object::List(l) => list_call(&mut lock(l), method, args),
+            Object::Namespace(ns) => namespace_call(&mut lock(ns), method, args),
+            Object::Value(v) => value_call(&mut lock(v), method, args),
+            Object::Queue(q) => q.call(method, args, caller),
+            Object::Event(e) => e.call(method, args, caller),
+            Object::Lock(l) => l.call(method, args, caller),
         }
+    }
+
+    /// Releases what connection `conn` held of this object (it closed): a lock it owned is
+    /// freed and marked so that its next owner learns the previous one died.
+    pub(crate) fn release_for(&self, conn: u64) {
+        if let Object::Lock(l) = self {
+            l.owner_gone(conn);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The deadline of a blocking call: `block=False` means now, `timeout=None` forever.
+fn deadline_of(block: Option<Value>, timeout: Option<Value>) -> Option<Option<Instant>> {
+    let block = !matches!(block, Some(Value::Boolean(false)));
+    if !block {
+        return Some(Some(Instant::now()));
+    }
+    match timeout {
+        None | Some(Value::Nil) => Some(None),
+        Some(t) => {
+            let secs = t.as_f64().or_else(|| t.as_u64().map(|n| n as f64))?;
+            if !(secs.is_finite() && secs >= 0.0) {
+                return None;
+            }
+            Some(Some(
+                Instant::now() + Duration::from_secs_f64(secs.min(1e9)),
+            ))
+        }
+    }
+}
+
+/// Waits on `cv` until `ready` or the deadline; gives up (`Err`) when the caller is gone.
+fn wait_until<'a, T>(
+    cv: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+    caller: &Caller<'_>,
+    mut ready: impl FnMut(&mut T) -> bool,
+) -> Result<(MutexGuard<'a, T>, bool), Fail> {
+    loop {
+        if ready(&mut guard) {
+            return Ok((guard, true));
+        }
+        let now = Instant::now();
+        let slice = match deadline {
+            Some(d) if d <= now => return Ok((guard, false)),
+            Some(d) => (d - now).min(CHECK),
+            None => CHECK,
+        };
+        guard = cv
+            .wait_timeout(guard, slice)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        if (caller.gone)() {
+            return fail(RemoteKind::Other, "the caller went away");
+        }
+    }
+}
+
+/// A queue of values: Python's `queue.Queue` behind `manager.Queue()`.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    items: Mutex<VecDeque<Value>>,
+    changed: Condvar,
+    maxsize: usize,
+}
+
+impl Queue {
+    fn call(&self, method: &str, args: Vec<Value>, caller: &Caller<'_>) -> Outcome {
+        let mut a = Args::new(method, args);
+        match method {
+            "put" | "put_nowait" => {
+                let item = a.next()?;
+                let deadline = if method == "put_nowait" {
+                    Some(Some(Instant::now()))
+                } else {
+                    deadline_of(a.optional(), a.optional())
+                };
+                let Some(deadline) = deadline else {
+                    return fail(
+                        RemoteKind::ValueError,
+                        "'timeout' must be a non-negative number",
+                    );
+                };
+                let max = if self.maxsize == 0 {
+                    usize::MAX
+                } else {
+                    self.maxsize
+                };
+                let guard = lock(&self.items);
+                let (mut items, room) =
+                    wait_until(&self.changed, guard, deadline, caller, |q| q.len() < max)?;
+                if !room {
+                    return fail(RemoteKind::Full, "the queue is full");
+                }
+                items.push_back(item);
+                self.changed.notify_all();
+                Ok(Value::Nil)
+            }
+            "get" | "get_nowait" => {
+                let deadline = if method == "get_nowait" {
+                    Some(Some(Instant::now()))
+                } else {
+                    deadline_of(a.optional(), a.optional())
+                };
+                let Some(deadline) = deadline else {
+                    return fail(
+                        RemoteKind::ValueError,
+                        "'timeout' must be a non-negative number",
+                    );
+                };
+                let guard = lock(&self.items);
+                let (mut items, any) =
+                    wait_until(&self.changed, guard, deadline, caller, |q| !q.is_empty())?;
+                match items.pop_front() {
+                    Some(item) if any => {
+                        self.changed.notify_all();
+                        Ok(item)
+                    }
+                    _ => fail(RemoteKind::Empty, "the queue is empty"),
+                }
+            }
+            "qsize" => Ok(Value::from(lock(&self.items).len() as u64)),
+            "empty" => Ok(Value::Boolean(lock(&self.items).is_empty())),
+            "full" => Ok(Value::Boolean(
+                self.maxsize > 0 && lock(&self.items).len() >= self.maxsize,
+            )),
+            other => no_method("Queue", other),
+        }
+    }
+}
+
+/// Python's `threading.Event` behind `manager.Event()`.
+#[derive(Debug, Default)]
+pub(crate) struct Event {
+    flag: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Event {
+    fn call(&self, method: &str, args: Vec<Value>, caller: &Caller<'_>) -> Outcome {
+        let mut a = Args::new(method, args);
+        match method {
+            "set" => {
+                *lock(&self.flag) = true;
+                self.changed.notify_all();
+                Ok(Value::Nil)
+            }
+            "clear" => {
+                *lock(&self.flag) = false;
+                Ok(Value::Nil)
+            }
+            "is_set" => Ok(Value::Boolean(*lock(&self.flag))),
+            "wait" => {
+                let Some(deadline) = deadline_of(None, a.optional()) else {
+                    return fail(
+                        RemoteKind::ValueError,
+                        "'timeout' must be a non-negative number",
+                    );
+                };
+                let guard = lock(&self.flag);
+                let (flag, set) = wait_until(&self.changed, guard, deadline, caller, |f| *f)?;
+                drop(flag);
+                Ok(Value::Boolean(set))
+            }
+            other => no_method("Event", other),
+        }
+    }
+}
+
+/// Python's `threading.Lock` / `RLock` behind `manager.Lock()` / `RLock()`, owned by a
+/// connection. A connection that closes while owning it (its process killed) frees it, and
+/// its next owner is told (`OwnerDied`), as mp-sync's locks do.
+#[derive(Debug)]
+pub(crate) struct Lock {
+    state: Mutex<LockState>,
+    changed: Condvar,
+    recursive: bool,
+}
+
+#[derive(Debug, Default)]
+struct LockState {
+    owner: Option<u64>,
+    count: u64,
+    owner_died: bool,
+}
+
+impl Lock {
+    fn new(recursive: bool) -> Lock {
+        Lock {
+            state: Mutex::new(LockState::default()),
+            changed: Condvar::new(),
+            recursive,
+        }
+    }
+
+    fn owner_gone(&self, conn: u64) {
+        let mut st = lock(&self.state);
+        if st.owner == Some(conn) {
+            st.owner = None;
+            st.count = 0;
+            st.owner_died = true;
+            self.changed.notify_all();
+        }
+    }
+
+    fn call(&self, method: &str, args: Vec<Value>, caller: &Caller<'_>) -> Outcome {
+        let mut a = Args::new(method, args);
+        match method {
+            "acquire" => {
+                let Some(deadline) = deadline_of(a.optional(), a.optional()) else {
+                    return fail(
+                        RemoteKind::ValueError,
+                        "'timeout' must be a non-negative number",
+                    );
+                };
+                let me = caller.conn;
+                let mut st = lock(&self.state);
+                if self.recursive && st.owner == Some(me) {
+                    st.count += 1;
+                    return Ok(Value::Boolean(true));
+                }
+                let (mut st, got) =
+                    wait_until(&self.changed, st, deadline, caller, |s| s.owner.is_none())?;
+                if !got {
+                    return Ok(Value::Boolean(false));
+                }
+                st.owner = Some(me);
+                st.count = 1;
+                if std::mem::take(&mut st.owner_died) {
+                    return fail(
+                        RemoteKind::OwnerDied,
+                        "acquired; the previous owner died holding it",
+                    );
+                }
+                Ok(Value::Boolean(true))
+            }
+            "release" => {
+                let mut st = lock(&self.state);
+                match st.owner {
+                    None => fail(RemoteKind::ValueError, "release of an unlocked lock"),
+                    Some(o) if self.recursive && o != caller.conn => {
+                        fail(RemoteKind::ValueError, "cannot release un-acquired lock")
+                    }
+                    Some(_) => {
+                        st.count = st.count.saturating_sub(1);
+                        if st.count == 0 || !self.recursive {
+                            st.owner = None;
+                            st.count = 0;
+                            self.changed.notify_all();
+                        }
+                        Ok(Value::Nil)
+                    }
+                }
+            }
+            "locked" => Ok(Value::Boolean(lock(&self.state).owner.is_some())),
+            other => no_method(if self.recursive { "RLock" } else { "Lock" }, other),
+        }
+    }
+}
+
+fn value_call(v: &mut Value, method: &str, args: Vec<Value>) -> Outcome {
+    let mut a = Args::new(method, args);
+    match method {
+        "get" => Ok(v.clone()),
+        "set" => {
+            *v = a.next()?;
+            Ok(Value::Nil)
+        }
+        other => no_method("Value", other),
     }
 }
 
@@ -488,7 +798,15 @@ mod tests {
     use super::*;
 
     fn call(o: &mut Object, m: &str, args: Vec<Value>) -> Outcome {
-        o.call(m, args)
+        let gone = || false;
+        o.call(
+            m,
+            args,
+            &Caller {
+                conn: 0,
+                gone: &gone,
+            },
+        )
     }
 
     #[test]

@@ -94,6 +94,13 @@ pub enum RemoteKind {
     TypeError,
     /// Python's `AttributeError`: no such method, or one not exposed, or no such attribute.
     AttributeError,
+    /// Python's `queue.Empty`: nothing to get before the timeout.
+    Empty,
+    /// Python's `queue.Full`: no room before the timeout.
+    Full,
+    /// The lock was acquired, but its previous owner died holding it (beyond Python; mp-sync's
+    /// `OwnerDied`). The caller holds the lock.
+    OwnerDied,
     /// Anything else (an unknown type id, an object already freed...).
     Other,
 }

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rmpv::Value;
 use serde::de::DeserializeOwned;
@@ -321,5 +322,182 @@ impl NamespaceProxy {
     /// The attribute names, sorted (Python: `dir(ns)` without the dunders).
     pub fn names(&self) -> Result<Vec<String>> {
         from_value(self.remote.call("__dir__", Vec::new())?)
+    }
+}
+
+/// Seconds as a MessagePack float, for a timeout argument.
+fn secs(d: Duration) -> Value {
+    Value::from(d.as_secs_f64())
+}
+
+/// A proxy of a queue on a manager's server.
+///
+/// Python: `manager.Queue()` → a proxy of `queue.Queue`. The timeout forms follow the stack's
+/// contract: [`get`](Self::get) waits forever, [`get_timeout`](Self::get_timeout) gives
+/// [`Error::is_empty`] after the timeout, [`get_nowait`](Self::get_nowait) at once; `put`
+/// likewise with [`Error::is_full`]. A blocking call waits on the server, and gives up there if
+/// this process goes away.
+pub struct QueueProxy<T> {
+    remote: Arc<Remote>,
+    _t: Typed<T>,
+}
+
+proxy_handle!(QueueProxy<T>);
+
+impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
+    /// `q.put(item)`: waits for room (a queue with a `maxsize`).
+    pub fn put(&self, item: T) -> Result<()> {
+        self.remote.call("put", vec![to_value(&item)?]).map(drop)
+    }
+
+    /// `q.put(item, timeout=t)`: [`Error::is_full`] if no room came.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
+        self.remote
+            .call(
+                "put",
+                vec![to_value(&item)?, Value::Boolean(true), secs(timeout)],
+            )
+            .map(drop)
+    }
+
+    /// `q.put_nowait(item)`.
+    pub fn put_nowait(&self, item: T) -> Result<()> {
+        self.remote
+            .call("put_nowait", vec![to_value(&item)?])
+            .map(drop)
+    }
+
+    /// `q.get()`: waits for an item.
+    pub fn get(&self) -> Result<T> {
+        from_value(self.remote.call("get", Vec::new())?)
+    }
+
+    /// `q.get(timeout=t)`: [`Error::is_empty`] if none came.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        from_value(
+            self.remote
+                .call("get", vec![Value::Boolean(true), secs(timeout)])?,
+        )
+    }
+
+    /// `q.get_nowait()`.
+    pub fn get_nowait(&self) -> Result<T> {
+        from_value(self.remote.call("get_nowait", Vec::new())?)
+    }
+
+    /// `q.qsize()`.
+    pub fn qsize(&self) -> Result<usize> {
+        from_value(self.remote.call("qsize", Vec::new())?)
+    }
+
+    /// `q.empty()`.
+    pub fn empty(&self) -> Result<bool> {
+        from_value(self.remote.call("empty", Vec::new())?)
+    }
+
+    /// `q.full()`.
+    pub fn full(&self) -> Result<bool> {
+        from_value(self.remote.call("full", Vec::new())?)
+    }
+}
+
+/// A proxy of an event on a manager's server. Python: `manager.Event()`.
+pub struct EventProxy {
+    remote: Arc<Remote>,
+    _t: Typed<()>,
+}
+
+proxy_handle!(EventProxy);
+
+impl EventProxy {
+    /// `e.set()`.
+    pub fn set(&self) -> Result<()> {
+        self.remote.call("set", Vec::new()).map(drop)
+    }
+
+    /// `e.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        self.remote.call("clear", Vec::new()).map(drop)
+    }
+
+    /// `e.is_set()`.
+    pub fn is_set(&self) -> Result<bool> {
+        from_value(self.remote.call("is_set", Vec::new())?)
+    }
+
+    /// `e.wait()`: until set.
+    pub fn wait(&self) -> Result<bool> {
+        from_value(self.remote.call("wait", Vec::new())?)
+    }
+
+    /// `e.wait(timeout)`: `Ok(false)` if not set in time.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        from_value(self.remote.call("wait", vec![secs(timeout)])?)
+    }
+}
+
+/// A proxy of a lock (`Lock` or `RLock`) on a manager's server, owned by this proxy's
+/// connection.
+///
+/// Python: `manager.Lock()` / `manager.RLock()`. [`acquire`](Self::acquire) returns `Ok(true)`,
+/// [`acquire_timeout`](Self::acquire_timeout) `Ok(false)` on timeout. A process that dies
+/// holding it frees it: the next acquirer gets [`Error::is_owner_died`] *with the lock held*
+/// (mp-sync's rule), where Python would leave it locked forever.
+pub struct LockProxy {
+    remote: Arc<Remote>,
+    _t: Typed<()>,
+}
+
+proxy_handle!(LockProxy);
+
+impl LockProxy {
+    /// `l.acquire()`.
+    pub fn acquire(&self) -> Result<bool> {
+        from_value(self.remote.call("acquire", Vec::new())?)
+    }
+
+    /// `l.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        from_value(
+            self.remote
+                .call("acquire", vec![Value::Boolean(true), secs(timeout)])?,
+        )
+    }
+
+    /// `l.acquire(False)`.
+    pub fn try_acquire(&self) -> Result<bool> {
+        from_value(self.remote.call("acquire", vec![Value::Boolean(false)])?)
+    }
+
+    /// `l.release()`; an unlocked lock (or an `RLock` owned by another) is
+    /// [`Error::is_value_error`].
+    pub fn release(&self) -> Result<()> {
+        self.remote.call("release", Vec::new()).map(drop)
+    }
+
+    /// Whether anyone holds it (Python 3.13's `Lock.locked()`).
+    pub fn locked(&self) -> Result<bool> {
+        from_value(self.remote.call("locked", Vec::new())?)
+    }
+}
+
+/// A proxy of a value on a manager's server. Python: `manager.Value(typecode, value)`, whose
+/// `.value` is [`get`](Self::get) / [`set`](Self::set).
+pub struct ValueProxy<T> {
+    remote: Arc<Remote>,
+    _t: Typed<T>,
+}
+
+proxy_handle!(ValueProxy<T>);
+
+impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
+    /// `v.value`.
+    pub fn get(&self) -> Result<T> {
+        from_value(self.remote.call("get", Vec::new())?)
+    }
+
+    /// `v.value = x`.
+    pub fn set(&self, x: T) -> Result<()> {
+        self.remote.call("set", vec![to_value(&x)?]).map(drop)
     }
 }

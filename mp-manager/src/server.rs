@@ -13,7 +13,7 @@ use mp_connection::{Address, Connection, Listener};
 use rmpv::Value;
 
 use crate::error::Result;
-use crate::objects::Object;
+use crate::objects::{Caller, Object};
 use crate::protocol::{RemoteKind, Reply, Request, Token};
 
 /// How often `serve_forever` looks whether it was asked to stop.
@@ -33,12 +33,13 @@ pub struct Server {
 struct State {
     objects: Mutex<HashMap<u64, Entry>>,
     next_id: AtomicU64,
+    next_conn: AtomicU64,
     stop: AtomicBool,
 }
 
 #[derive(Debug)]
 struct Entry {
-    object: Arc<Mutex<Object>>,
+    object: Arc<Object>,
     refs: u64,
 }
 
@@ -96,6 +97,7 @@ impl Server {
 
 /// Serves one connection until it closes, then drops the references it held.
 fn serve_connection(state: &State, mut conn: Connection) {
+    let me = state.next_conn.fetch_add(1, Ordering::Relaxed);
     // References this connection holds, by object id.
     let mut held: HashMap<u64, u64> = HashMap::new();
     loop {
@@ -118,7 +120,14 @@ fn serve_connection(state: &State, mut conn: Connection) {
                 break;
             }
         };
-        let reply = handle(state, &mut held, request);
+        // A blocking call gives up when its client goes away: the connection then reads as
+        // ready (end of file), since a client sends nothing while it waits for a reply.
+        let gone = || conn.try_poll().unwrap_or(true);
+        let caller = Caller {
+            conn: me,
+            gone: &gone,
+        };
+        let reply = handle(state, &mut held, request, &caller);
         if let Err(e) = conn.send(&reply) {
             log::info!("manager: cannot answer a client: {e}");
             break;
@@ -126,6 +135,9 @@ fn serve_connection(state: &State, mut conn: Connection) {
     }
     let mut objects = lock(&state.objects);
     for (id, n) in held {
+        if let Some(entry) = objects.get(&id) {
+            entry.object.release_for(me);
+        }
         decref(&mut objects, id, n);
     }
 }
@@ -146,7 +158,12 @@ fn error(kind: RemoteKind, message: impl Into<String>) -> Reply {
     }
 }
 
-fn handle(state: &State, held: &mut HashMap<u64, u64>, request: Request) -> Reply {
+fn handle(
+    state: &State,
+    held: &mut HashMap<u64, u64>,
+    request: Request,
+    caller: &Caller<'_>,
+) -> Reply {
     match request {
         Request::Create { typeid, args } => match Object::create(&typeid, args) {
             Ok(object) => {
@@ -154,7 +171,7 @@ fn handle(state: &State, held: &mut HashMap<u64, u64>, request: Request) -> Repl
                 lock(&state.objects).insert(
                     id,
                     Entry {
-                        object: Arc::new(Mutex::new(object)),
+                        object: Arc::new(object),
                         refs: 1,
                     },
                 );
@@ -166,8 +183,8 @@ fn handle(state: &State, held: &mut HashMap<u64, u64>, request: Request) -> Repl
         Request::Call { id, method, args } => {
             let object = lock(&state.objects).get(&id).map(|e| Arc::clone(&e.object));
             match object {
-                // The object's own lock, not the table's: calls on other objects go on.
-                Some(object) => match lock(&object).call(&method, args) {
+                // Outside the table's lock: calls on other objects go on meanwhile.
+                Some(object) => match object.call(&method, args, caller) {
                     Ok(value) => Reply::Return(value),
                     Err((kind, message)) => error(kind, message),
                 },

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use mp_connection::Client;
 use mp_core::{current_process, get_context, Connection};
 use mp_manager::protocol::{Reply, Request};
-use mp_manager::{DictProxy, ListProxy, Manager, NamespaceProxy, RemoteKind};
+use mp_manager::{
+    DictProxy, EventProxy, ListProxy, LockProxy, Manager, NamespaceProxy, QueueProxy, RemoteKind,
+};
 use mp_testkit::{eventually, start, LONG, METHODS};
 
 /// The child of Python's example: fills the dict, reverses the list.
@@ -314,4 +316,123 @@ fn shutdown_ends_the_server_process() {
     assert!(mp_testkit::ends_within(pid, LONG));
     assert!(!mp_testkit::zombie_children().contains(&pid), "reaped");
     assert!(d.get_item(&1).unwrap_err().is_server_gone());
+}
+
+/// Puts `n` items, then `None`.
+fn produce((q, n): (QueueProxy<Option<u32>>, u32)) {
+    for i in 0..n {
+        q.put(Some(i)).unwrap();
+    }
+    q.put(None).unwrap();
+}
+
+#[test]
+fn a_queue_proxy_carries_items_between_processes_with_timeouts() {
+    for m in METHODS {
+        let manager = Manager::new().unwrap();
+        let q = manager.queue::<Option<u32>>().unwrap();
+        let child = start(m, produce, (q.clone(), 100));
+        let mut got = Vec::new();
+        while let Some(i) = q.get_timeout(LONG).unwrap() {
+            got.push(i);
+        }
+        child.finish();
+        assert_eq!(got, (0..100).collect::<Vec<_>>(), "{m}");
+        let started = Instant::now();
+        assert!(q
+            .get_timeout(Duration::from_millis(200))
+            .unwrap_err()
+            .is_empty());
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        assert!(q.get_nowait().unwrap_err().is_empty());
+        assert!(q.empty().unwrap());
+    }
+    let manager = Manager::new().unwrap();
+    let small = manager.queue_with_maxsize::<i32>(2).unwrap();
+    small.put(1).unwrap();
+    small.put_nowait(2).unwrap();
+    assert!(small.full().unwrap());
+    assert!(small.put_nowait(3).unwrap_err().is_full());
+    assert!(small
+        .put_timeout(3, Duration::from_millis(50))
+        .unwrap_err()
+        .is_full());
+    assert_eq!(small.qsize().unwrap(), 2);
+    assert_eq!(small.get().unwrap(), 1);
+}
+
+fn set_event(e: EventProxy) {
+    std::thread::sleep(Duration::from_millis(100));
+    e.set().unwrap();
+}
+
+#[test]
+fn an_event_and_a_value_proxy_work_across_processes() {
+    let manager = Manager::new().unwrap();
+    let e = manager.event().unwrap();
+    assert!(!e.wait_timeout(Duration::from_millis(50)).unwrap());
+    let child = start(mp_core::StartMethod::Spawn, set_event, e.clone());
+    assert!(e.wait_timeout(LONG).unwrap());
+    assert!(e.is_set().unwrap());
+    child.finish();
+    e.clear().unwrap();
+    assert!(!e.is_set().unwrap());
+    let v = manager.value(0.5f64).unwrap();
+    assert_eq!(v.get().unwrap(), 0.5);
+    v.set(2.5).unwrap();
+    assert_eq!(v.get().unwrap(), 2.5);
+}
+
+/// Takes the lock, says so, then waits to be killed holding it.
+fn hold_the_lock((l, mut ready): (LockProxy, Connection)) {
+    assert!(l.acquire().unwrap());
+    ready.send(&()).unwrap();
+    std::thread::sleep(LONG);
+}
+
+#[test]
+fn a_manager_lock_held_by_a_killed_process_is_freed_with_owner_died() {
+    for m in METHODS {
+        let manager = Manager::new().unwrap();
+        let l = manager.lock().unwrap();
+        let (mut ours, theirs) = mp_core::pipe(true).unwrap();
+        let child = start(m, hold_the_lock, (l.clone(), theirs));
+        ours.recv_timeout::<()>(LONG).unwrap();
+        assert!(l.locked().unwrap());
+        assert!(!l.try_acquire().unwrap());
+        child.kill_and_reap();
+        // The next acquirer gets it, and is told.
+        let err = l.acquire_timeout(LONG).unwrap_err();
+        assert!(err.is_owner_died(), "{m}: {err}");
+        assert!(l.locked().unwrap(), "held by us now");
+        l.release().unwrap();
+        assert!(l.acquire().unwrap(), "{m}: an ordinary lock again");
+        l.release().unwrap();
+        assert!(l.release().unwrap_err().is_value_error());
+    }
+    let manager = Manager::new().unwrap();
+    let r = manager.rlock().unwrap();
+    assert!(r.acquire().unwrap());
+    assert!(r.acquire().unwrap(), "recursive");
+    r.release().unwrap();
+    r.release().unwrap();
+    assert!(!r.locked().unwrap());
+}
+
+/// Blocks on an empty queue forever.
+fn block_on_get(q: QueueProxy<i32>) {
+    let _ = q.get();
+}
+
+#[test]
+fn a_killed_client_blocked_on_the_server_costs_it_nothing() {
+    let manager = Manager::new().unwrap();
+    let q = manager.queue::<i32>().unwrap();
+    let child = start(mp_core::StartMethod::Fork, block_on_get, q.clone());
+    std::thread::sleep(mp_testkit::SETTLE);
+    child.kill_and_reap();
+    // Its blocked get gave up on the server: an item put now is ours, not lost to it.
+    q.put(5).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(q.get_timeout(LONG).unwrap(), 5);
 }
