@@ -27,6 +27,7 @@ import multiprocessing
 import statistics
 
 import cpython_connection
+import cpython_manager
 import cpython_shared
 import cpython_sweep
 import sys
@@ -279,6 +280,7 @@ FIGURES = {
     "listener_auth": cpython_connection.figure_listener_auth,
     "listener_pingpong": cpython_connection.figure_listener_pingpong,
     "value_2proc_increments": cpython_shared.figure_value_2proc_increments,
+    **cpython_manager.FIGURES,
 }
 
 

@@ -45,7 +45,9 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "lock_handoff" => Some(("round_trips/s", futex_pingpong(100_000))),
         "queue_1mib" => Some(("MB/s", socket_1mib(200))),
         "queue_latency" => Some(("us", 1e6 / futex_pingpong(20_000))),
-        other => crate::connection_side::limit(other).or_else(|| crate::sweep_side::limit(other)),
+        other => crate::connection_side::limit(other)
+            .or_else(|| crate::sweep_side::limit(other))
+            .or_else(|| crate::manager_side::limit(other)),
     }
 }
 
@@ -142,6 +144,11 @@ fn socket_pingpong(round_trips: u32) -> f64 {
     let elapsed = start.elapsed().as_secs_f64();
     wait_ok(child);
     f64::from(round_trips) / elapsed
+}
+
+/// Microseconds per 8-byte round trip over a socketpair to a forked echo child.
+pub fn socket_round_trip_us(round_trips: u32) -> f64 {
+    1e6 / socket_pingpong(round_trips)
 }
 
 /// Sends `message` and reads the echo back into it.

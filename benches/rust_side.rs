@@ -28,6 +28,9 @@ pub fn figures() -> &'static [&'static str] {
         "listener_pingpong",
         "value_2proc_increments",
         "atomic_2proc_increments",
+        "manager_dict_ops",
+        "manager_queue",
+        "manager_startup",
     ]
 }
 
@@ -52,6 +55,7 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
             return crate::connection_side::run(other)
                 .or_else(|| crate::shared_side::run(other))
                 .or_else(|| crate::sweep_side::run(other))
+                .or_else(|| crate::manager_side::run(other))
         }
     })
 }

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use mp_connection::{Address, Connection, Listener};
 use rmpv::Value;
@@ -15,9 +14,6 @@ use rmpv::Value;
 use crate::error::Result;
 use crate::objects::{Caller, Object};
 use crate::protocol::{RemoteKind, Reply, Request, Token};
-
-/// How often `serve_forever` looks whether it was asked to stop.
-const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// A manager's server, bound and ready to serve.
 ///
@@ -35,6 +31,8 @@ struct State {
     next_id: AtomicU64,
     next_conn: AtomicU64,
     stop: AtomicBool,
+    /// Wakes `serve_forever`'s accept when a client asks for a shutdown.
+    waker: Mutex<Option<mp_connection::IncomingWaker>>,
 }
 
 #[derive(Debug)]
@@ -71,13 +69,14 @@ impl Server {
 
     /// Serves until a client sends `shutdown`. Python: `Server.serve_forever()`.
     ///
-    /// Returns after the shutdown request (within 100 ms); connections still open are served
+    /// Returns right after the shutdown request; connections still open are served
     /// by their threads until they close (in a manager's own server process, the process then
     /// exits and closes them). Errors: the listener's own (OS errors of `accept`).
     pub fn serve_forever(&self) -> Result<()> {
         let mut incoming = self.listener.incoming()?;
+        *lock(&self.state.waker) = Some(incoming.waker());
         while !self.state.stop.load(Ordering::SeqCst) {
-            match incoming.accept_timeout(STOP_CHECK) {
+            match incoming.accept() {
                 Ok(conn) => {
                     let state = Arc::clone(&self.state);
                     let spawned = std::thread::Builder::new()
@@ -87,7 +86,7 @@ impl Server {
                         log::warn!("manager: cannot start a thread, client dropped: {e}");
                     }
                 }
-                Err(e) if e.is_timeout() => {}
+                Err(mp_connection::Error::Interrupted) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -127,10 +126,18 @@ fn serve_connection(state: &State, mut conn: Connection) {
             conn: me,
             gone: &gone,
         };
+        let shutdown = request == Request::Shutdown;
         let reply = handle(state, &mut held, request, &caller);
         if let Err(e) = conn.send(&reply) {
             log::info!("manager: cannot answer a client: {e}");
             break;
+        }
+        if shutdown {
+            // After the reply: a server process may exit as soon as `serve_forever` returns.
+            state.stop.store(true, Ordering::SeqCst);
+            if let Some(waker) = lock(&state.waker).as_ref() {
+                waker.wake();
+            }
         }
     }
     let mut objects = lock(&state.objects);
@@ -215,9 +222,7 @@ fn handle(
             None => error(RemoteKind::Other, format!("no object {id} on this server")),
         },
         Request::NumObjects => Reply::Return(Value::from(lock(&state.objects).len() as u64)),
-        Request::Shutdown => {
-            state.stop.store(true, Ordering::SeqCst);
-            Reply::Return(Value::Nil)
-        }
+        // Stopped once the reply is sent (see `serve_connection`).
+        Request::Shutdown => Reply::Return(Value::Nil),
     }
 }
