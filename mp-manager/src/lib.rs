@@ -69,7 +69,7 @@ pub use error::{Error, Result};
 pub use manager::Manager;
 pub use protocol::{RemoteKind, Token};
 pub use proxy::{
-    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
+    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, Proxy, QueueProxy, ValueProxy,
 };
 pub use rmpv;
 pub use server::Server;

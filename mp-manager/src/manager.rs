@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::protocol::{Reply, Request, Token};
+use crate::proxy::Proxy;
 use crate::proxy::{
     DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
 };
@@ -185,6 +186,20 @@ impl Manager {
             Reply::Return(v) => Err(Error::Codec(format!("expected a proxy, got {v}"))),
             Reply::Error { kind, message } => Err(Error::Remote { kind, message }),
         }
+    }
+
+    /// A proxy of the object the server shares under `name` ([`Server::share`]): Python's
+    /// `manager.get_queue()` after `register('get_queue', callable=lambda: queue)`.
+    pub fn shared<P: Proxy>(&self, name: &str) -> Result<P> {
+        let remote = self.create(name, Vec::new())?;
+        if remote.token().typeid != P::TYPEID {
+            return Err(Error::Codec(format!(
+                "{name:?} is a {}, not a {}",
+                remote.token().typeid,
+                P::TYPEID
+            )));
+        }
+        Ok(P::from_handle(crate::proxy::Handle(remote)))
     }
 
     /// A new empty dict on the server. Python: `manager.dict()`.

@@ -90,6 +90,20 @@ impl Object {
         }
     }
 
+    /// The type id this object was made as.
+    pub(crate) fn typeid(&self) -> &'static str {
+        match self {
+            Object::Dict(_) => "dict",
+            Object::List(_) => "list",
+            Object::Namespace(_) => "Namespace",
+            Object::Value(_) => "Value",
+            Object::Queue(_) => "Queue",
+            Object::Event(_) => "Event",
+            Object::Lock(l) if l.recursive => "RLock",
+            Object::Lock(_) => "Lock",
+        }
+    }
+
     /// Calls `method` with `args` for `caller`.
     pub(crate) fn call(&self, method: &str, args: Vec<Value>, caller: &Caller<'_>) -> Outcome {
         match self {

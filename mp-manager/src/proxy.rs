@@ -17,8 +17,35 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::manager::{from_value, to_value, ProxyWire, Remote, Typed};
 
+/// A typed proxy of one of the server's types: what [`Manager::shared`](crate::Manager::shared)
+/// returns.
+pub trait Proxy: Sized {
+    /// The server type id it proxies (`"Queue"`, `"dict"`, ...).
+    const TYPEID: &'static str;
+    #[doc(hidden)]
+    fn from_handle(handle: Handle) -> Self;
+}
+
+/// The inside of a proxy (opaque; for [`Proxy`]'s implementations).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Handle(pub(crate) Arc<Remote>);
+
 macro_rules! proxy_handle {
-    ($name:ident $(< $($p:ident),* >)?) => {
+    ($name:ident $(< $($p:ident),* >)?, $typeid:literal) => {
+        impl $(< $($p),* >)? Proxy for $name $(< $($p),* >)? {
+            const TYPEID: &'static str = $typeid;
+            fn from_handle(handle: Handle) -> Self {
+                $name { remote: handle.0, _t: std::marker::PhantomData }
+            }
+        }
+
+        impl $(< $($p),* >)? $name $(< $($p),* >)? {
+            pub(crate) fn from_remote(remote: Arc<Remote>) -> Self {
+                $name { remote, _t: std::marker::PhantomData }
+            }
+        }
+
         impl $(< $($p),* >)? Clone for $name $(< $($p),* >)? {
             fn clone(&self) -> Self {
                 $name { remote: Arc::clone(&self.remote), _t: std::marker::PhantomData }
@@ -50,10 +77,6 @@ macro_rules! proxy_handle {
         }
 
         impl $(< $($p),* >)? $name $(< $($p),* >)? {
-            pub(crate) fn from_remote(remote: Arc<Remote>) -> Self {
-                $name { remote, _t: std::marker::PhantomData }
-            }
-
             /// The object's id on its server (Python: `proxy._id`).
             pub fn id(&self) -> u64 {
                 self.remote.token().id
@@ -72,7 +95,7 @@ pub struct DictProxy<K, V> {
     _t: Typed<(K, V)>,
 }
 
-proxy_handle!(DictProxy<K, V>);
+proxy_handle!(DictProxy<K, V>, "dict");
 
 impl<K, V> DictProxy<K, V>
 where
@@ -182,7 +205,7 @@ pub struct ListProxy<T> {
     _t: Typed<T>,
 }
 
-proxy_handle!(ListProxy<T>);
+proxy_handle!(ListProxy<T>, "list");
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
@@ -294,7 +317,7 @@ pub struct NamespaceProxy {
     _t: Typed<()>,
 }
 
-proxy_handle!(NamespaceProxy);
+proxy_handle!(NamespaceProxy, "Namespace");
 
 impl NamespaceProxy {
     /// `ns.name`, decoded as `T`.
@@ -342,7 +365,7 @@ pub struct QueueProxy<T> {
     _t: Typed<T>,
 }
 
-proxy_handle!(QueueProxy<T>);
+proxy_handle!(QueueProxy<T>, "Queue");
 
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// `q.put(item)`: waits for room (a queue with a `maxsize`).
@@ -407,7 +430,7 @@ pub struct EventProxy {
     _t: Typed<()>,
 }
 
-proxy_handle!(EventProxy);
+proxy_handle!(EventProxy, "Event");
 
 impl EventProxy {
     /// `e.set()`.
@@ -448,7 +471,7 @@ pub struct LockProxy {
     _t: Typed<()>,
 }
 
-proxy_handle!(LockProxy);
+proxy_handle!(LockProxy, "Lock");
 
 impl LockProxy {
     /// `l.acquire()`.
@@ -488,7 +511,7 @@ pub struct ValueProxy<T> {
     _t: Typed<T>,
 }
 
-proxy_handle!(ValueProxy<T>);
+proxy_handle!(ValueProxy<T>, "Value");
 
 impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// `v.value`.

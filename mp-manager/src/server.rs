@@ -33,6 +33,8 @@ struct State {
     stop: AtomicBool,
     /// Wakes `serve_forever`'s accept when a client asks for a shutdown.
     waker: Mutex<Option<mp_connection::IncomingWaker>>,
+    /// Objects shared under a name: every `Create` of the name reaches the same object.
+    shared: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Debug)]
@@ -60,6 +62,26 @@ impl Server {
             listener: builder.bind()?,
             state: Arc::default(),
         })
+    }
+
+    /// Makes an object of `typeid` that every client reaches under `name` (a `Create` of
+    /// `name` gives a proxy of that one object, which the server keeps while it runs).
+    ///
+    /// Python: `BaseManager.register(name, callable=lambda: obj)` for an object made before
+    /// `serve_forever`, as the remote-queue example of Python's documentation does.
+    pub fn share(&self, name: &str, typeid: &str) -> Result<()> {
+        let object = Object::create(typeid, Vec::new())
+            .map_err(|(kind, message)| crate::Error::Remote { kind, message })?;
+        let id = self.state.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.state.objects).insert(
+            id,
+            Entry {
+                object: Arc::new(object),
+                refs: 1,
+            },
+        );
+        lock(&self.state.shared).insert(name.to_owned(), id);
+        Ok(())
     }
 
     /// The address clients connect to (a TCP port 0 resolved). Python: `Server.address`.
@@ -158,6 +180,10 @@ fn decref(objects: &mut HashMap<u64, Entry>, id: u64, n: u64) {
     }
 }
 
+fn object_typeid(object: &Object) -> &'static str {
+    object.typeid()
+}
+
 fn error(kind: RemoteKind, message: impl Into<String>) -> Reply {
     Reply::Error {
         kind,
@@ -172,6 +198,21 @@ fn handle(
     caller: &Caller<'_>,
 ) -> Reply {
     match request {
+        Request::Create { typeid, args: _ } if lock(&state.shared).contains_key(&typeid) => {
+            let id = lock(&state.shared)[&typeid];
+            match lock(&state.objects).get_mut(&id) {
+                Some(entry) => {
+                    entry.refs += 1;
+                    *held.entry(id).or_default() += 1;
+                    let typeid = object_typeid(&entry.object).to_owned();
+                    Reply::Proxy(Token { typeid, id })
+                }
+                None => error(
+                    RemoteKind::Other,
+                    format!("shared object {typeid:?} is gone"),
+                ),
+            }
+        }
         Request::Create { typeid, args } => match Object::create(&typeid, args) {
             Ok(object) => {
                 let id = state.next_id.fetch_add(1, Ordering::Relaxed);

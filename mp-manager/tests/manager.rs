@@ -436,3 +436,52 @@ fn a_killed_client_blocked_on_the_server_costs_it_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(q.get_timeout(LONG).unwrap(), 5);
 }
+
+const REMOTE_KEY: &[u8] = b"remote manager key";
+
+/// Python's remote manager: serves a queue on TCP under the name `get_queue`.
+fn queue_server(mut report: Connection) {
+    let server = mp_manager::Server::bind(
+        Some(mp_connection::Address::tcp(
+            std::net::Ipv4Addr::LOCALHOST,
+            0,
+        )),
+        REMOTE_KEY,
+    )
+    .unwrap();
+    server.share("get_queue", "Queue").unwrap();
+    report.send(&server.address().to_string()).unwrap();
+    server.serve_forever().unwrap();
+}
+
+/// Another program's process: connects with the address and the key, puts.
+fn remote_put(address: String) {
+    let m = Manager::connect(address.parse().unwrap(), REMOTE_KEY).unwrap();
+    let q: QueueProxy<String> = m.shared("get_queue").unwrap();
+    q.put("hello".into()).unwrap();
+}
+
+/// A third process: connects, gets.
+fn remote_get(address: String) -> String {
+    let m = Manager::connect(address.parse().unwrap(), REMOTE_KEY).unwrap();
+    let q: QueueProxy<String> = m.shared("get_queue").unwrap();
+    q.get_timeout(LONG).unwrap()
+}
+
+#[test]
+fn a_remote_manager_serves_a_queue_over_tcp_to_two_other_processes() {
+    use mp_core::StartMethod::{Fork, Spawn};
+    let (mut ours, theirs) = mp_core::pipe(true).unwrap();
+    let server = start(Spawn, queue_server, theirs);
+    let address: String = ours.recv_timeout(LONG).unwrap();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    start(Spawn, remote_put, address.clone()).finish();
+    assert_eq!(start(Fork, remote_get, address.clone()).finish(), "hello");
+    // A wrong key is refused; the shared name must be of the proxy's type.
+    let err = Manager::connect(address.parse().unwrap(), b"wrong").unwrap_err();
+    assert!(err.is_authentication(), "{err}");
+    let mut m = Manager::connect(address.parse().unwrap(), REMOTE_KEY).unwrap();
+    assert!(m.shared::<DictProxy<i32, i32>>("get_queue").is_err());
+    m.shutdown().unwrap();
+    server.finish();
+}
