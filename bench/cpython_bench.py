@@ -28,6 +28,7 @@ import statistics
 
 import cpython_connection
 import cpython_pool
+import cpython_manager
 import cpython_shared
 import cpython_sweep
 import sys
@@ -281,6 +282,7 @@ FIGURES = {
     "listener_pingpong": cpython_connection.figure_listener_pingpong,
     "value_2proc_increments": cpython_shared.figure_value_2proc_increments,
     **cpython_pool.FIGURES,
+    **cpython_manager.FIGURES,
 }
 
 

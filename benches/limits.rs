@@ -47,7 +47,8 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "queue_latency" => Some(("us", 1e6 / futex_pingpong(20_000))),
         other => crate::connection_side::limit(other)
             .or_else(|| crate::sweep_side::limit(other))
-            .or_else(|| crate::pool_side::limit(other)),
+            .or_else(|| crate::pool_side::limit(other))
+            .or_else(|| crate::manager_side::limit(other)),
     }
 }
 
@@ -144,6 +145,11 @@ fn socket_pingpong(round_trips: u32) -> f64 {
     let elapsed = start.elapsed().as_secs_f64();
     wait_ok(child);
     f64::from(round_trips) / elapsed
+}
+
+/// Microseconds per 8-byte round trip over a socketpair to a forked echo child.
+pub fn socket_round_trip_us(round_trips: u32) -> f64 {
+    1e6 / socket_pingpong(round_trips)
 }
 
 /// Sends `message` and reads the echo back into it.

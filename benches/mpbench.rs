@@ -27,6 +27,7 @@
 
 mod connection_side;
 mod limits;
+mod manager_side;
 mod pool_side;
 mod rust_side;
 mod shared_side;

@@ -33,6 +33,9 @@ pub fn figures() -> &'static [&'static str] {
         "pool_apply_async_10k",
         "pool_startup",
         "pool_map_cpu",
+        "manager_dict_ops",
+        "manager_queue",
+        "manager_startup",
     ]
 }
 
@@ -58,6 +61,7 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
                 .or_else(|| crate::shared_side::run(other))
                 .or_else(|| crate::sweep_side::run(other))
                 .or_else(|| crate::pool_side::run(other))
+                .or_else(|| crate::manager_side::run(other))
         }
     })
 }

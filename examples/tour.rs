@@ -13,6 +13,8 @@ mod info;
 mod listener_client;
 #[path = "lock.rs"]
 mod lock;
+#[path = "manager.rs"]
+mod manager;
 #[path = "pipe.rs"]
 mod pipe;
 #[path = "pool.rs"]
@@ -58,6 +60,9 @@ fn main() {
 
     section("Pool: apply_async(f, 10).get(timeout=1), map(f, range(10)), a worker killed mid-task");
     pool::main();
+
+    section("Manager: a child fills a dict and reverses a list held by a server process");
+    manager::main();
 
     section("Listener and Client: an authenticated connection over TCP");
     listener_client::main();

@@ -71,6 +71,12 @@ pub use mp_connection as connection;
 /// The whole of `mp-core`, for items not re-exported at the top.
 #[doc(inline)]
 pub use mp_core;
+/// Python's `multiprocessing.managers`: the `mp-manager` crate (with `Manager` re-exported at
+/// the top level too).
+#[doc(inline)]
+pub use mp_manager as managers;
+#[doc(inline)]
+pub use mp_manager::Manager;
 /// Python's `multiprocessing.pool`: the `mp-pool` crate.
 #[doc(inline)]
 pub use mp_pool as pool;
@@ -107,6 +113,9 @@ pub enum Error {
     /// Pools and their results ([`mp_pool::Error`]).
     #[error(transparent)]
     Pool(#[from] mp_pool::Error),
+    /// Managers and proxies ([`mp_manager::Error`]).
+    #[error(transparent)]
+    Manager(#[from] mp_manager::Error),
 }
 
 impl<T> From<OwnerDied<T>> for Error {
@@ -124,6 +133,12 @@ impl Error {
     /// True for a failed handshake (Python: `multiprocessing.AuthenticationError`).
     pub fn is_authentication(&self) -> bool {
         matches!(self, Error::Connection(e) if e.is_authentication())
+            || matches!(self, Error::Manager(e) if e.is_authentication())
+    }
+    /// True for a method that failed on a manager's server (Python: the exception a proxy
+    /// re-raises).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Error::Manager(e) if e.is_remote())
     }
     /// True for a timeout of any layer that raises one (Python: `TimeoutError`,
     /// `socket.timeout`): a connection's `recv`/`send`, `accept`, `Client::connect`, the

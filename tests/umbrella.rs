@@ -264,3 +264,22 @@ fn pool_reexport_runs_the_seed_example() {
     let e: multiprocessing::Error = pool.apply_async(square, 1).unwrap_err().into();
     assert!(matches!(e, multiprocessing::Error::Pool(ref p) if p.is_not_running()));
 }
+
+fn append_seven(l: multiprocessing::managers::ListProxy<i32>) {
+    l.append(7).unwrap();
+}
+
+#[test]
+fn managers_are_reexported_and_serve_a_child() {
+    let manager = multiprocessing::Manager::new().unwrap();
+    let l = manager.list::<i32>().unwrap();
+    let mut p = multiprocessing::Process::new(append_seven, l.clone());
+    p.start().unwrap();
+    assert_eq!(
+        p.join_timeout(std::time::Duration::from_secs(60)).unwrap(),
+        Some(0)
+    );
+    assert_eq!(l.copy().unwrap(), [7]);
+    let err: multiprocessing::Error = l.get(5).unwrap_err().into();
+    assert!(err.is_remote());
+}

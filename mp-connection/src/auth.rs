@@ -347,8 +347,17 @@ pub(crate) fn client_handshake(
     let reply = create_reply(authkey, challenge_message(&challenge)?)?;
     let ours = new_challenge(Digest::Sha256)?;
     send(conn, &reply, deadline)?;
-    send(conn, &ours, deadline)?;
-    check_verdict(&recv(conn, deadline)?)?;
+    // A server that refuses our answer may close before our challenge arrives, and writing it
+    // then fails (EPIPE): read the verdict anyway, which says why.
+    let sent = send(conn, &ours, deadline);
+    match (recv(conn, deadline), sent) {
+        (Ok(verdict), sent) => {
+            check_verdict(&verdict)?;
+            sent?;
+        }
+        (Err(_), Err(e)) => return Err(e),
+        (Err(e), Ok(())) => return Err(e),
+    }
     let their_reply = recv(conn, deadline)?;
     judge_reply(conn, authkey, &ours, &their_reply, deadline)
 }

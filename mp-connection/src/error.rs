@@ -30,6 +30,11 @@ pub enum Error {
     /// The listener was closed by this handle (Python: `OSError("listener is closed")`).
     #[error("{0} is closed")]
     Closed(&'static str),
+    /// An [`Incoming`](crate::Incoming)'s accept was ended by its
+    /// [`IncomingWaker`](crate::IncomingWaker) (beyond Python: how a server's accept loop is
+    /// told to stop).
+    #[error("accept interrupted by a waker")]
+    Interrupted,
     /// An error of the connection layer (`mp_core`): end of file, a message over the size
     /// limit, a malformed frame, ...
     #[error(transparent)]

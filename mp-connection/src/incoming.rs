@@ -79,6 +79,31 @@ struct State {
     ready: VecDeque<Connection>,
     in_flight: usize,
     rejected: u64,
+    /// Set by an [`IncomingWaker`]: the next accept returns [`Error::Interrupted`].
+    woken: bool,
+}
+
+/// Ends an [`Incoming`]'s current or next accept with [`Error::Interrupted`], from any thread:
+/// how a server's accept loop is told to stop without a polling timeout. Made by
+/// [`Incoming::waker`]; `Clone + Send + Sync`.
+#[derive(Clone)]
+pub struct IncomingWaker {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for IncomingWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingWaker").finish_non_exhaustive()
+    }
+}
+
+impl IncomingWaker {
+    /// Interrupts the accept (once: the accept after that waits again).
+    pub fn wake(&self) {
+        self.shared.lock().woken = true;
+        // EAGAIN: a wake-up is pending anyway.
+        let _ = rustix::io::write(&self.shared.wake, &[1]);
+    }
 }
 
 impl std::fmt::Debug for Incoming<'_> {
@@ -138,6 +163,13 @@ impl<'a> Incoming<'a> {
         self
     }
 
+    /// A handle that interrupts this `Incoming`'s accept from another thread.
+    pub fn waker(&self) -> IncomingWaker {
+        IncomingWaker {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// How many handshakes are running now.
     pub fn pending(&self) -> usize {
         self.shared.lock().in_flight
@@ -171,6 +203,9 @@ impl<'a> Incoming<'a> {
             self.drain_wake();
             let can_start = {
                 let mut state = self.shared.lock();
+                if std::mem::take(&mut state.woken) {
+                    return Err(Error::Interrupted);
+                }
                 if let Some(conn) = state.ready.pop_front() {
                     return Ok(conn);
                 }

@@ -113,7 +113,7 @@ pub use auth::{
 };
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
-pub use incoming::{Incoming, DEFAULT_MAX_HANDSHAKES};
+pub use incoming::{Incoming, IncomingWaker, DEFAULT_MAX_HANDSHAKES};
 pub use listener::{
     Listener, ListenerBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
 };

@@ -201,3 +201,22 @@ fn a_client_fails_with_a_timeout_when_the_server_never_speaks() {
         "the default handshake timeout took {took:?}"
     );
 }
+
+#[test]
+fn a_wrong_key_is_always_an_authentication_error_never_a_broken_pipe() {
+    // The client sends its own challenge right after its answer; a server that refuses the
+    // answer may have closed by then, and that write failed with EPIPE, hiding the verdict.
+    let listener = Listener::bind(None, None, Some(KEY)).unwrap();
+    let address = listener.address().clone();
+    let server = thread::spawn(move || {
+        let mut incoming = listener.incoming().unwrap();
+        // Serves nobody: every client has the wrong key.
+        let _ = incoming.accept_timeout(Duration::from_secs(5));
+        incoming.rejected()
+    });
+    for i in 0..100 {
+        let err = Client::connect_timeout(&address, Some(b"wrong"), LIMIT).unwrap_err();
+        assert!(err.is_authentication(), "attempt {i}: {err}");
+    }
+    assert_eq!(server.join().unwrap(), 100);
+}

@@ -1,0 +1,75 @@
+//! Managers and proxies: Python's `multiprocessing.managers` for Rust.
+//!
+//! A manager is a server process that owns objects; proxies in any process call their methods
+//! by name over an authenticated [`Connection`](mp_core::Connection). The server's objects hold
+//! dynamically typed values ([`rmpv::Value`], MessagePack), so a server can serve clients built
+//! from another program; proxies are typed on the client ([`DictProxy<K, V>`],
+//! [`ListProxy<T>`], [`NamespaceProxy`]). Code pointers never cross.
+//!
+//! ```
+//! use mp_core::Process;
+//! use mp_manager::{DictProxy, ListProxy, Manager};
+//!
+//! // Python's example: a child fills a dict and reverses a list.
+//! fn f((d, l): (DictProxy<String, f64>, ListProxy<i32>)) {
+//!     d.set("1".into(), 1.0).unwrap();
+//!     d.set("2".into(), 2.0).unwrap();
+//!     l.reverse().unwrap();
+//! }
+//!
+//! let manager = Manager::new()?;
+//! let d = manager.dict::<String, f64>()?;
+//! let l = manager.list_from(&(0..10).collect::<Vec<i32>>())?;
+//! let mut p = Process::new(f, (d.clone(), l.clone()));
+//! p.start()?;
+//! p.join()?;
+//! assert_eq!(d.items()?, [("1".to_string(), 1.0), ("2".to_string(), 2.0)]);
+//! assert_eq!(l.copy()?, [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # The protocol
+//!
+//! See [`protocol`]: one request, one reply, MessagePack over the stack's framing; objects
+//! named by a [`Token`]; `#RETURN` / `#ERROR` / `#PROXY` replies as CPython's.
+//!
+//! # References
+//!
+//! Each proxy (with its clones in one process) holds one reference through a connection of its
+//! own; the server drops a connection's references when it closes, so an object is freed when
+//! its last proxy in any process is gone, including proxies in processes that were killed
+//! ([`Manager::number_of_objects`] shows it). A proxy sent to another process holds one more
+//! reference while in transit (`Share`), which the receiver takes over (`Adopt`); a proxy that
+//! is never received (its receiver killed first) leaks that reference, as in CPython.
+//!
+//! # Differences from Python
+//!
+//! - The server dying makes every proxy call fail at once with [`Error::ServerGone`], in every
+//!   process; Python's proxies may hang or raise `EOFError` depending on where they were.
+//! - One slow, silent or hostile client never delays the others: handshakes run concurrently
+//!   and each connection has a thread of its own on the server.
+//! - Dict keys compare by their MessagePack value (integers of any width alike); Python's also
+//!   makes `1 == 1.0 == True`.
+//! - Proxies serialize only inside a handle transfer (to a child, over a duplex `Connection`).
+//! - A manager `Lock` held by a process that dies is freed, and its next owner is told
+//!   ([`Error::is_owner_died`]); Python's stays locked forever.
+//! - Built here so far: `dict`, `list`, `Namespace`, `Queue`, `Event`, `Lock`, `RLock`,
+//!   `Value`; `JoinableQueue`, `Semaphore`, `Condition`, `Barrier`, `Array`, `register` of user
+//!   types and `SharedMemoryManager` are not yet provided.
+#![deny(unsafe_code)]
+
+mod error;
+mod manager;
+mod objects;
+pub mod protocol;
+mod proxy;
+mod server;
+
+pub use error::{Error, Result};
+pub use manager::Manager;
+pub use protocol::{RemoteKind, Token};
+pub use proxy::{
+    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, Proxy, QueueProxy, ValueProxy,
+};
+pub use rmpv;
+pub use server::Server;

@@ -1,0 +1,414 @@
+//! `Manager`: starts (or connects to) a server and makes proxies.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use mp_connection::{Address, Client, Connection};
+use mp_core::codec::Bytes;
+use mp_core::{current_process, get_context, pipe, Context, Process};
+use rmpv::Value;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::protocol::{Reply, Request, Token};
+use crate::proxy::Proxy;
+use crate::proxy::{
+    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
+};
+use crate::server::Server;
+
+/// How long a starting server may take to report its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A manager: a server process that owns objects, and the proxies that reach them.
+///
+/// Python: `multiprocessing.Manager()` (a started `SyncManager`) and `BaseManager`.
+/// [`Manager::new`] starts a server process under the default start method
+/// ([`Manager::with_context`] for another) and shuts it down on [`shutdown`](Self::shutdown)
+/// or drop, as Python's `with Manager() as m:` does. [`Manager::connect`] reaches a server
+/// started elsewhere. The key defaults to the process's `authkey`, as in CPython.
+///
+/// ```
+/// use mp_manager::Manager;
+///
+/// let manager = Manager::new()?;
+/// let d = manager.dict::<String, i32>()?;
+/// d.set("one".into(), 1)?;
+/// assert_eq!(d.get(&"one".into())?, Some(1));
+/// let l = manager.list_from(&[1, 2, 3])?;
+/// l.reverse()?;
+/// assert_eq!(l.copy()?, [3, 2, 1]);
+/// # Ok::<(), mp_manager::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Manager {
+    address: Address,
+    authkey: Vec<u8>,
+    process: Option<Process<()>>,
+}
+
+/// The server process's body: binds, reports its address, serves until shut down.
+fn server_main((authkey, mut report): (Bytes, Connection)) {
+    let server = match Server::bind(None, &authkey.0) {
+        Ok(server) => server,
+        Err(e) => {
+            let _ = report.send(&Err::<String, String>(e.to_string()));
+            return;
+        }
+    };
+    if report
+        .send(&Ok::<String, String>(server.address().to_string()))
+        .is_err()
+    {
+        return;
+    }
+    drop(report);
+    if let Err(e) = server.serve_forever() {
+        eprintln!("manager: server stopped: {e}");
+    }
+}
+
+impl Manager {
+    /// Starts a server process (daemonic: it dies with this process) under the default start
+    /// method, with this process's authkey. Python: `multiprocessing.Manager()`.
+    pub fn new() -> Result<Manager> {
+        Self::with_context(get_context(None))
+    }
+
+    /// [`new`](Self::new) under `context`'s start method. Python: `ctx.Manager()`.
+    pub fn with_context(context: Context) -> Result<Manager> {
+        let authkey = current_process().get_authkey();
+        let (mut ours, theirs) = pipe(true)?;
+        let mut process = context
+            .process(server_main, (Bytes(authkey.clone()), theirs))
+            .name("SyncManager-server")
+            .daemon(true);
+        process.start()?;
+        let reported: std::result::Result<String, String> = match ours.recv_timeout(START_TIMEOUT) {
+            Ok(reported) => reported,
+            Err(e) => {
+                let _ = process.kill();
+                let _ = process.join();
+                return Err(Error::InvalidState(format!(
+                    "the manager's server did not start: {e}"
+                )));
+            }
+        };
+        let address = match reported {
+            Ok(address) => address
+                .parse()
+                .map_err(|e| Error::InvalidState(format!("bad server address: {e}")))?,
+            Err(message) => {
+                let _ = process.join();
+                return Err(Error::InvalidState(format!(
+                    "the manager's server did not start: {message}"
+                )));
+            }
+        };
+        Ok(Manager {
+            address,
+            authkey,
+            process: Some(process),
+        })
+    }
+
+    /// A manager for a server started elsewhere. Python: `BaseManager(address, authkey)` then
+    /// `connect()`. Checks the key at once (a wrong one is
+    /// [`Error::is_authentication`]).
+    pub fn connect(address: Address, authkey: &[u8]) -> Result<Manager> {
+        let manager = Manager {
+            address,
+            authkey: authkey.to_vec(),
+            process: None,
+        };
+        manager.request(&Request::NumObjects)?;
+        Ok(manager)
+    }
+
+    /// The server's address. Python: `manager.address`.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The server process's pid, when this manager started it.
+    pub fn pid(&self) -> Option<i32> {
+        self.process.as_ref().and_then(|p| p.pid().ok().flatten())
+    }
+
+    /// How many objects the server holds now. Python: `manager._number_of_objects()`.
+    pub fn number_of_objects(&self) -> Result<u64> {
+        match self.request(&Request::NumObjects)? {
+            Value::Integer(n) => Ok(n.as_u64().unwrap_or(0)),
+            other => Err(Error::Codec(format!("number of objects: {other}"))),
+        }
+    }
+
+    /// Stops the server and waits for its process (when this manager started it).
+    /// Python: `manager.shutdown()`. Proxies fail with [`Error::ServerGone`] afterwards.
+    pub fn shutdown(&mut self) -> Result<()> {
+        let asked = self.request(&Request::Shutdown);
+        if let Some(process) = self.process.take() {
+            // It stops within 100 ms; a server that does not is killed.
+            if process.join_timeout(Duration::from_secs(5))?.is_none() {
+                process.kill()?;
+                process.join()?;
+            }
+        }
+        asked.map(drop)
+    }
+
+    /// One request on a connection of its own.
+    fn request(&self, request: &Request) -> Result<Value> {
+        let mut conn = connect(&self.address, &self.authkey)?;
+        match exchange(&mut conn, request)? {
+            Reply::Return(value) => Ok(value),
+            Reply::Proxy(token) => Err(Error::Codec(format!("unexpected proxy {token:?}"))),
+            Reply::Error { kind, message } => Err(Error::Remote { kind, message }),
+        }
+    }
+
+    /// Creates an object of `typeid` and returns the connection that holds it.
+    fn create(&self, typeid: &str, args: Vec<Value>) -> Result<Arc<Remote>> {
+        let mut conn = connect(&self.address, &self.authkey)?;
+        let request = Request::Create {
+            typeid: typeid.to_owned(),
+            args,
+        };
+        match exchange(&mut conn, &request)? {
+            Reply::Proxy(token) => Ok(Arc::new(Remote {
+                conn: Mutex::new((mp_core::process_id(), conn)),
+                token,
+                address: self.address.clone(),
+                authkey: self.authkey.clone(),
+            })),
+            Reply::Return(v) => Err(Error::Codec(format!("expected a proxy, got {v}"))),
+            Reply::Error { kind, message } => Err(Error::Remote { kind, message }),
+        }
+    }
+
+    /// A proxy of the object the server shares under `name` ([`Server::share`]): Python's
+    /// `manager.get_queue()` after `register('get_queue', callable=lambda: queue)`.
+    pub fn shared<P: Proxy>(&self, name: &str) -> Result<P> {
+        let remote = self.create(name, Vec::new())?;
+        if remote.token().typeid != P::TYPEID {
+            return Err(Error::Codec(format!(
+                "{name:?} is a {}, not a {}",
+                remote.token().typeid,
+                P::TYPEID
+            )));
+        }
+        Ok(P::from_handle(crate::proxy::Handle(remote)))
+    }
+
+    /// A new empty dict on the server. Python: `manager.dict()`.
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        Ok(DictProxy::from_remote(self.create("dict", Vec::new())?))
+    }
+
+    /// A new empty list on the server. Python: `manager.list()`.
+    pub fn list<T: Serialize + DeserializeOwned>(&self) -> Result<ListProxy<T>> {
+        Ok(ListProxy::from_remote(self.create("list", Vec::new())?))
+    }
+
+    /// A new list holding `items`. Python: `manager.list(items)`.
+    pub fn list_from<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<ListProxy<T>> {
+        let items = to_value(items)?;
+        Ok(ListProxy::from_remote(self.create("list", vec![items])?))
+    }
+
+    /// A new queue without a size limit. Python: `manager.Queue()`.
+    pub fn queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy::from_remote(self.create("Queue", Vec::new())?))
+    }
+
+    /// A new queue of at most `maxsize` items (0: no limit). Python: `manager.Queue(maxsize)`.
+    pub fn queue_with_maxsize<T: Serialize + DeserializeOwned>(
+        &self,
+        maxsize: usize,
+    ) -> Result<QueueProxy<T>> {
+        let maxsize = Value::from(maxsize as u64);
+        Ok(QueueProxy::from_remote(
+            self.create("Queue", vec![maxsize])?,
+        ))
+    }
+
+    /// A new event, not set. Python: `manager.Event()`.
+    pub fn event(&self) -> Result<EventProxy> {
+        Ok(EventProxy::from_remote(self.create("Event", Vec::new())?))
+    }
+
+    /// A new lock. Python: `manager.Lock()`.
+    pub fn lock(&self) -> Result<LockProxy> {
+        Ok(LockProxy::from_remote(self.create("Lock", Vec::new())?))
+    }
+
+    /// A new recursive lock. Python: `manager.RLock()`.
+    pub fn rlock(&self) -> Result<LockProxy> {
+        Ok(LockProxy::from_remote(self.create("RLock", Vec::new())?))
+    }
+
+    /// A new value holding `x`. Python: `manager.Value(typecode, x)` (the type is `T`).
+    pub fn value<T: Serialize + DeserializeOwned>(&self, x: T) -> Result<ValueProxy<T>> {
+        Ok(ValueProxy::from_remote(
+            self.create("Value", vec![to_value(&x)?])?,
+        ))
+    }
+
+    /// A new, empty namespace. Python: `manager.Namespace()`.
+    pub fn namespace(&self) -> Result<NamespaceProxy> {
+        Ok(NamespaceProxy::from_remote(
+            self.create("Namespace", Vec::new())?,
+        ))
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if self.process.is_some() {
+            if let Err(e) = self.shutdown() {
+                log::debug!("manager: shutdown at drop: {e}");
+            }
+        }
+    }
+}
+
+fn connect(address: &Address, authkey: &[u8]) -> Result<Connection> {
+    Client::connect(address, Some(authkey)).map_err(|e| {
+        if e.is_authentication() {
+            Error::Connection(e)
+        } else {
+            Error::ServerGone(e.to_string())
+        }
+    })
+}
+
+/// Sends `request` and reads its reply; a closed connection is [`Error::ServerGone`].
+fn exchange(conn: &mut Connection, request: &Request) -> Result<Reply> {
+    let gone = |e: mp_core::Error| Error::ServerGone(e.to_string());
+    conn.send(request).map_err(gone)?;
+    conn.recv::<Reply>().map_err(|e| match e {
+        mp_core::Error::Codec(m) => Error::Codec(m),
+        e => gone(e),
+    })
+}
+
+pub(crate) fn to_value<T: Serialize + ?Sized>(x: &T) -> Result<Value> {
+    rmpv::ext::to_value(x).map_err(|e| Error::Codec(e.to_string()))
+}
+
+pub(crate) fn from_value<T: DeserializeOwned>(v: Value) -> Result<T> {
+    rmpv::ext::from_value(v).map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// One object reached through a connection of its own, which holds the proxy's reference:
+/// dropping the last handle closes it, and the server drops the reference.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    /// The connection, and the process it belongs to: a forked child that inherited the
+    /// proxy in memory opens its own (a socket shared by two processes would mix replies).
+    conn: Mutex<(u32, Connection)>,
+    token: Token,
+    address: Address,
+    authkey: Vec<u8>,
+}
+
+impl Remote {
+    /// This process's connection: after a fork, a new one holding a reference of its own.
+    fn lock(&self) -> Result<MutexGuard<'_, (u32, Connection)>> {
+        let mut guard = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let me = mp_core::process_id();
+        if guard.0 != me {
+            let mut conn = connect(&self.address, &self.authkey)?;
+            match exchange(&mut conn, &Request::IncRef { id: self.token.id })? {
+                Reply::Return(_) => {}
+                Reply::Error { kind, message } => return Err(Error::Remote { kind, message }),
+                Reply::Proxy(t) => return Err(Error::Codec(format!("unexpected proxy {t:?}"))),
+            }
+            *guard = (me, conn);
+        }
+        Ok(guard)
+    }
+
+    /// Calls `method` with `args`. Python: `BaseProxy._callmethod`.
+    pub(crate) fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
+        let request = Request::Call {
+            id: self.token.id,
+            method: method.to_owned(),
+            args,
+        };
+        match exchange(&mut self.lock()?.1, &request)? {
+            Reply::Return(value) => Ok(value),
+            Reply::Error { kind, message } => Err(Error::Remote { kind, message }),
+            Reply::Proxy(token) => Err(Error::Codec(format!("unexpected proxy {token:?}"))),
+        }
+    }
+
+    pub(crate) fn token(&self) -> &Token {
+        &self.token
+    }
+}
+
+/// A proxy as it crosses into another process: its token, its server and the key.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ProxyWire {
+    typeid: String,
+    id: u64,
+    address: String,
+    authkey: Bytes,
+}
+
+impl Remote {
+    /// The wire form, with one reference held on the server for the receiver (`Share`).
+    /// Only inside a handle transfer (to a child, over a `Connection`), where the receiver
+    /// adopts it; elsewhere the reference would leak, so it is an error.
+    pub(crate) fn to_wire(&self) -> std::result::Result<ProxyWire, String> {
+        if !mp_core::handle::is_collecting() {
+            return Err(
+                "handle transfer: a proxy can only be serialized while it is sent to a \
+                        child process or over a Connection"
+                    .to_owned(),
+            );
+        }
+        let request = Request::Share { id: self.token.id };
+        let mut guard = self.lock().map_err(|e| format!("sharing a proxy: {e}"))?;
+        match exchange(&mut guard.1, &request) {
+            Ok(Reply::Return(_)) => Ok(ProxyWire {
+                typeid: self.token.typeid.clone(),
+                id: self.token.id,
+                address: self.address.to_string(),
+                authkey: Bytes(self.authkey.clone()),
+            }),
+            Ok(other) => Err(format!("sharing a proxy: {other:?}")),
+            Err(e) => Err(format!("sharing a proxy: {e}")),
+        }
+    }
+
+    /// Rebuilds a proxy received from another process: connects and adopts the reference the
+    /// sender shared. Python: `RebuildProxy`.
+    pub(crate) fn from_wire(wire: ProxyWire) -> std::result::Result<Arc<Remote>, String> {
+        let address: Address = wire.address.parse().map_err(|e| format!("{e}"))?;
+        let mut conn = connect(&address, &wire.authkey.0).map_err(|e| e.to_string())?;
+        match exchange(&mut conn, &Request::Adopt { id: wire.id }) {
+            Ok(Reply::Return(_)) => Ok(Arc::new(Remote {
+                conn: Mutex::new((mp_core::process_id(), conn)),
+                token: Token {
+                    typeid: wire.typeid,
+                    id: wire.id,
+                },
+                address,
+                authkey: wire.authkey.0,
+            })),
+            Ok(other) => Err(format!("adopting a proxy: {other:?}")),
+            Err(e) => Err(format!("adopting a proxy: {e}")),
+        }
+    }
+}
+
+/// Marker for the typed proxies' element types.
+pub(crate) type Typed<T> = PhantomData<fn() -> T>;

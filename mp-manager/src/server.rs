@@ -1,0 +1,269 @@
+//! The server: owns the objects and answers proxies' requests.
+//!
+//! Connections come from [`Listener::incoming`], so handshakes run concurrently, and each
+//! connection is served on a thread of its own: one slow, silent or hostile client delays no
+//! other. A connection's references are dropped when it closes, however its process ended.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use mp_connection::{Address, Connection, Listener};
+use rmpv::Value;
+
+use crate::error::Result;
+use crate::objects::{Caller, Object};
+use crate::protocol::{RemoteKind, Reply, Request, Token};
+
+/// A manager's server, bound and ready to serve.
+///
+/// Python: `BaseManager.get_server()` → `Server`, whose
+/// [`serve_forever`](Server::serve_forever) serves until a client asks it to shut down.
+#[derive(Debug)]
+pub struct Server {
+    listener: Listener,
+    state: Arc<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    objects: Mutex<HashMap<u64, Entry>>,
+    next_id: AtomicU64,
+    next_conn: AtomicU64,
+    stop: AtomicBool,
+    /// Wakes `serve_forever`'s accept when a client asks for a shutdown.
+    waker: Mutex<Option<mp_connection::IncomingWaker>>,
+    /// Objects shared under a name: every `Create` of the name reaches the same object.
+    shared: Mutex<HashMap<String, u64>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    object: Arc<Object>,
+    refs: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Server {
+    /// Binds a server to `address` (`None`: a fresh Linux abstract name) with `authkey`.
+    ///
+    /// Python: `BaseManager(address, authkey).get_server()`.
+    pub fn bind(address: Option<Address>, authkey: &[u8]) -> Result<Server> {
+        let mut builder = Listener::builder()
+            .authkey(authkey)
+            .family(mp_connection::Family::Abstract);
+        if let Some(address) = address {
+            builder = builder.address(address);
+        }
+        Ok(Server {
+            listener: builder.bind()?,
+            state: Arc::default(),
+        })
+    }
+
+    /// Makes an object of `typeid` that every client reaches under `name` (a `Create` of
+    /// `name` gives a proxy of that one object, which the server keeps while it runs).
+    ///
+    /// Python: `BaseManager.register(name, callable=lambda: obj)` for an object made before
+    /// `serve_forever`, as the remote-queue example of Python's documentation does.
+    pub fn share(&self, name: &str, typeid: &str) -> Result<()> {
+        let object = Object::create(typeid, Vec::new())
+            .map_err(|(kind, message)| crate::Error::Remote { kind, message })?;
+        let id = self.state.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.state.objects).insert(
+            id,
+            Entry {
+                object: Arc::new(object),
+                refs: 1,
+            },
+        );
+        lock(&self.state.shared).insert(name.to_owned(), id);
+        Ok(())
+    }
+
+    /// The address clients connect to (a TCP port 0 resolved). Python: `Server.address`.
+    pub fn address(&self) -> &Address {
+        self.listener.address()
+    }
+
+    /// Serves until a client sends `shutdown`. Python: `Server.serve_forever()`.
+    ///
+    /// Returns right after the shutdown request; connections still open are served
+    /// by their threads until they close (in a manager's own server process, the process then
+    /// exits and closes them). Errors: the listener's own (OS errors of `accept`).
+    pub fn serve_forever(&self) -> Result<()> {
+        let mut incoming = self.listener.incoming()?;
+        *lock(&self.state.waker) = Some(incoming.waker());
+        while !self.state.stop.load(Ordering::SeqCst) {
+            match incoming.accept() {
+                Ok(conn) => {
+                    let state = Arc::clone(&self.state);
+                    let spawned = std::thread::Builder::new()
+                        .name("mp-manager-conn".into())
+                        .spawn(move || serve_connection(&state, conn));
+                    if let Err(e) = spawned {
+                        log::warn!("manager: cannot start a thread, client dropped: {e}");
+                    }
+                }
+                Err(mp_connection::Error::Interrupted) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves one connection until it closes, then drops the references it held.
+fn serve_connection(state: &State, mut conn: Connection) {
+    let me = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    // References this connection holds, by object id.
+    let mut held: HashMap<u64, u64> = HashMap::new();
+    loop {
+        let request = match conn.recv::<Request>() {
+            Ok(request) => request,
+            Err(e) if e.is_eof() => break,
+            // A frame that does not decode was consumed: say so and go on.
+            Err(mp_core::Error::Codec(e)) => {
+                let reply = Reply::Error {
+                    kind: RemoteKind::TypeError,
+                    message: format!("bad request: {e}"),
+                };
+                if conn.send(&reply).is_err() {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                log::info!("manager: client dropped: {e}");
+                break;
+            }
+        };
+        // A blocking call gives up when its client goes away: the connection then reads as
+        // ready (end of file), since a client sends nothing while it waits for a reply.
+        let gone = || conn.try_poll().unwrap_or(true);
+        let caller = Caller {
+            conn: me,
+            gone: &gone,
+        };
+        let shutdown = request == Request::Shutdown;
+        let reply = handle(state, &mut held, request, &caller);
+        if let Err(e) = conn.send(&reply) {
+            log::info!("manager: cannot answer a client: {e}");
+            break;
+        }
+        if shutdown {
+            // After the reply: a server process may exit as soon as `serve_forever` returns.
+            state.stop.store(true, Ordering::SeqCst);
+            if let Some(waker) = lock(&state.waker).as_ref() {
+                waker.wake();
+            }
+        }
+    }
+    let mut objects = lock(&state.objects);
+    for (id, n) in held {
+        if let Some(entry) = objects.get(&id) {
+            entry.object.release_for(me);
+        }
+        decref(&mut objects, id, n);
+    }
+}
+
+fn decref(objects: &mut HashMap<u64, Entry>, id: u64, n: u64) {
+    if let Some(entry) = objects.get_mut(&id) {
+        entry.refs = entry.refs.saturating_sub(n);
+        if entry.refs == 0 {
+            objects.remove(&id);
+        }
+    }
+}
+
+fn object_typeid(object: &Object) -> &'static str {
+    object.typeid()
+}
+
+fn error(kind: RemoteKind, message: impl Into<String>) -> Reply {
+    Reply::Error {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn handle(
+    state: &State,
+    held: &mut HashMap<u64, u64>,
+    request: Request,
+    caller: &Caller<'_>,
+) -> Reply {
+    match request {
+        Request::Create { typeid, args: _ } if lock(&state.shared).contains_key(&typeid) => {
+            let id = lock(&state.shared)[&typeid];
+            match lock(&state.objects).get_mut(&id) {
+                Some(entry) => {
+                    entry.refs += 1;
+                    *held.entry(id).or_default() += 1;
+                    let typeid = object_typeid(&entry.object).to_owned();
+                    Reply::Proxy(Token { typeid, id })
+                }
+                None => error(
+                    RemoteKind::Other,
+                    format!("shared object {typeid:?} is gone"),
+                ),
+            }
+        }
+        Request::Create { typeid, args } => match Object::create(&typeid, args) {
+            Ok(object) => {
+                let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+                lock(&state.objects).insert(
+                    id,
+                    Entry {
+                        object: Arc::new(object),
+                        refs: 1,
+                    },
+                );
+                *held.entry(id).or_default() += 1;
+                Reply::Proxy(Token { typeid, id })
+            }
+            Err((kind, message)) => error(kind, message),
+        },
+        Request::Call { id, method, args } => {
+            let object = lock(&state.objects).get(&id).map(|e| Arc::clone(&e.object));
+            match object {
+                // Outside the table's lock: calls on other objects go on meanwhile.
+                Some(object) => match object.call(&method, args, caller) {
+                    Ok(value) => Reply::Return(value),
+                    Err((kind, message)) => error(kind, message),
+                },
+                None => error(RemoteKind::Other, format!("no object {id} on this server")),
+            }
+        }
+        Request::Share { id } => match lock(&state.objects).get_mut(&id) {
+            Some(entry) => {
+                entry.refs += 1;
+                Reply::Return(Value::Nil)
+            }
+            None => error(RemoteKind::Other, format!("no object {id} on this server")),
+        },
+        Request::Adopt { id } => {
+            if lock(&state.objects).contains_key(&id) {
+                *held.entry(id).or_default() += 1;
+                Reply::Return(Value::Nil)
+            } else {
+                error(RemoteKind::Other, format!("no object {id} on this server"))
+            }
+        }
+        Request::IncRef { id } => match lock(&state.objects).get_mut(&id) {
+            Some(entry) => {
+                entry.refs += 1;
+                *held.entry(id).or_default() += 1;
+                Reply::Return(Value::Nil)
+            }
+            None => error(RemoteKind::Other, format!("no object {id} on this server")),
+        },
+        Request::NumObjects => Reply::Return(Value::from(lock(&state.objects).len() as u64)),
+        // Stopped once the reply is sent (see `serve_connection`).
+        Request::Shutdown => Reply::Return(Value::Nil),
+    }
+}
