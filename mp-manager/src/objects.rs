@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rmpv::Value;
 
+use crate::exposed::ExposedObject;
 use crate::protocol::RemoteKind;
 
 /// A method's failure: Python's exception class and message.
@@ -30,6 +31,8 @@ pub(crate) enum Object {
     Queue(Queue),
     Event(Event),
     Lock(Lock),
+    /// A registered user type.
+    Custom(Mutex<Box<dyn ExposedObject>>),
 }
 
 /// Who is calling: its connection, and how to tell that it has gone away (a blocking call
@@ -101,6 +104,7 @@ impl Object {
             Object::Event(_) => "Event",
             Object::Lock(l) if l.recursive => "RLock",
             Object::Lock(_) => "Lock",
+            Object::Custom(c) => lock(c).typeid(),
         }
     }
 
@@ -114,6 +118,7 @@ impl Object {
             Object::Queue(q) => q.call(method, args, caller),
             Object::Event(e) => e.call(method, args, caller),
             Object::Lock(l) => l.call(method, args, caller),
+            Object::Custom(c) => lock(c).call(method, args),
         }
     }
 

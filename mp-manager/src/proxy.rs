@@ -26,10 +26,36 @@ pub trait Proxy: Sized {
     fn from_handle(handle: Handle) -> Self;
 }
 
-/// The inside of a proxy (opaque; for [`Proxy`]'s implementations).
+/// The inside of a proxy (opaque; for [`Proxy`]'s implementations, such as the ones
+/// [`exposed!`](crate::exposed) writes).
 #[doc(hidden)]
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Handle(pub(crate) Arc<Remote>);
+
+impl Handle {
+    /// Calls `method` on the object.
+    #[doc(hidden)]
+    pub fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
+        self.0.call(method, args)
+    }
+}
+
+impl Serialize for Handle {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        self.0.to_wire().map_err(S::Error::custom)?.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Handle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let wire = ProxyWire::deserialize(d)?;
+        Remote::from_wire(wire)
+            .map(Handle)
+            .map_err(D::Error::custom)
+    }
+}
 
 macro_rules! proxy_handle {
     ($name:ident $(< $($p:ident),* >)?, $typeid:literal) => {

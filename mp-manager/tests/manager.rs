@@ -485,3 +485,96 @@ fn a_remote_manager_serves_a_queue_over_tcp_to_two_other_processes() {
     m.shutdown().unwrap();
     server.finish();
 }
+
+/// Python's `MathsClass`, registered on a manager.
+#[derive(Default)]
+struct MathsClass {
+    calls: u32,
+}
+
+impl MathsClass {
+    fn add(&mut self, x: i64, y: i64) -> i64 {
+        self.calls += 1;
+        x + y
+    }
+    fn mul(&mut self, x: i64, y: i64) -> i64 {
+        self.calls += 1;
+        x * y
+    }
+    fn calls(&mut self) -> u32 {
+        self.calls
+    }
+    #[allow(dead_code)]
+    fn secret(&mut self) -> u32 {
+        42
+    }
+}
+
+mp_manager::exposed! {
+    impl MathsClass as MathsProxy {
+        fn add(&mut self, x: i64, y: i64) -> i64;
+        fn mul(&mut self, x: i64, y: i64) -> i64;
+        fn calls(&mut self) -> u32;
+    }
+}
+
+fn use_maths(maths: MathsProxy) -> i64 {
+    maths.add(4, 3).unwrap() + maths.mul(7, 8).unwrap()
+}
+
+#[test]
+fn a_registered_user_type_is_called_by_name_from_every_start_method() {
+    for m in METHODS {
+        let manager = Manager::builder()
+            .context(get_context(Some(m)))
+            .register::<MathsClass>()
+            .start()
+            .unwrap();
+        let maths: MathsProxy = manager.create().unwrap();
+        assert_eq!(maths.add(4, 3).unwrap(), 7);
+        assert_eq!(maths.mul(7, 8).unwrap(), 56);
+        // The same object, from a child.
+        assert_eq!(start(m, use_maths, maths.clone()).finish(), 63, "{m}");
+        assert_eq!(maths.calls().unwrap(), 4, "{m}: one object on the server");
+    }
+}
+
+#[test]
+fn an_unexposed_method_or_bad_arguments_are_remote_errors() {
+    let manager = Manager::builder().register::<MathsClass>().start().unwrap();
+    let key = current_process().get_authkey();
+    let maths: MathsProxy = manager.create().unwrap();
+    let mut raw = Client::connect_timeout(manager.address(), Some(&key), LONG).unwrap();
+    let id = {
+        raw.send(&Request::Create {
+            typeid: "MathsClass".into(),
+            args: vec![],
+        })
+        .unwrap();
+        match raw.recv_timeout::<Reply>(LONG).unwrap() {
+            Reply::Proxy(token) => token.id,
+            other => panic!("{other:?}"),
+        }
+    };
+    for (method, args, kind) in [
+        ("secret", vec![], RemoteKind::AttributeError),
+        ("add", vec![1.into()], RemoteKind::TypeError),
+        ("add", vec!["x".into(), 2.into()], RemoteKind::TypeError),
+    ] {
+        raw.send(&Request::Call {
+            id,
+            method: method.into(),
+            args,
+        })
+        .unwrap();
+        match raw.recv_timeout::<Reply>(LONG).unwrap() {
+            Reply::Error { kind: k, .. } => assert_eq!(k, kind, "{method}"),
+            other => panic!("{method}: {other:?}"),
+        }
+    }
+    // The server and the other proxies go on.
+    assert_eq!(maths.add(1, 1).unwrap(), 2);
+    // An unregistered manager has no such type.
+    let plain = Manager::new().unwrap();
+    assert!(plain.create::<MathsProxy>().is_err());
+}
