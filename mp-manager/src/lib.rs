@@ -56,9 +56,10 @@
 //! - User types are registered with [`ManagerBuilder::register`] and exposed with
 //!   [`exposed!`] (a trait and a declarative macro instead of Python's `register(typeid,
 //!   callable, exposed)`); the type id is the type's name and the constructor its `Default`.
-//! - Built here so far: `dict`, `list`, `Namespace`, `Queue`, `Event`, `Lock`, `RLock`,
-//!   `Value`, user types; `JoinableQueue`, `Semaphore`, `Condition`, `Barrier`, `Array`, methods
-//!   returning proxies (`method_to_typeid`) and `SharedMemoryManager` are not yet provided.
+//! - Built here so far: `dict`, `list`, `Namespace`, `Queue`, `JoinableQueue`, `Event`, `Lock`,
+//!   `RLock`, `Semaphore`, `BoundedSemaphore`, `Barrier`, `Value`, `Array`, user types;
+//!   `Condition`, methods returning proxies (`method_to_typeid`), proxies nested in containers
+//!   and `SharedMemoryManager` are not yet provided.
 #![deny(unsafe_code)]
 
 mod error;
@@ -76,8 +77,8 @@ pub use exposed::{Exposed, Fail};
 pub use manager::{Manager, ManagerBuilder};
 pub use protocol::{RemoteKind, Token};
 pub use proxy::{
-    DictProxy, EventProxy, Handle, ListProxy, LockProxy, NamespaceProxy, Proxy, QueueProxy,
-    ValueProxy,
+    ArrayProxy, BarrierProxy, DictProxy, EventProxy, Handle, JoinableQueueProxy, ListProxy,
+    LockProxy, NamespaceProxy, Proxy, QueueProxy, SemaphoreProxy, ValueProxy,
 };
 pub use rmpv;
 #[doc(hidden)]

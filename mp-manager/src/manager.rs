@@ -16,7 +16,8 @@ use crate::exposed::Exposed;
 use crate::protocol::{Reply, Request, Token};
 use crate::proxy::Proxy;
 use crate::proxy::{
-    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
+    ArrayProxy, BarrierProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
+    NamespaceProxy, QueueProxy, SemaphoreProxy, ValueProxy,
 };
 use crate::server::{Constructor, Server};
 
@@ -277,6 +278,42 @@ impl Manager {
         let maxsize = Value::from(maxsize as u64);
         Ok(QueueProxy::from_remote(
             self.create_remote("Queue", vec![maxsize])?,
+        ))
+    }
+
+    /// A new joinable queue without a size limit. Python: `manager.JoinableQueue()`.
+    pub fn joinable_queue<T: Serialize + DeserializeOwned>(&self) -> Result<JoinableQueueProxy<T>> {
+        Ok(JoinableQueueProxy::from_remote(
+            self.create_remote("JoinableQueue", Vec::new())?,
+        ))
+    }
+
+    /// A new semaphore of `value`. Python: `manager.Semaphore(value)`.
+    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        Ok(SemaphoreProxy::from_remote(
+            self.create_remote("Semaphore", vec![Value::from(value)])?,
+        ))
+    }
+
+    /// A new bounded semaphore of `value`. Python: `manager.BoundedSemaphore(value)`.
+    pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        Ok(SemaphoreProxy::from_remote(self.create_remote(
+            "BoundedSemaphore",
+            vec![Value::from(value)],
+        )?))
+    }
+
+    /// A new barrier for `parties`. Python: `manager.Barrier(parties)`.
+    pub fn barrier(&self, parties: u64) -> Result<BarrierProxy> {
+        Ok(BarrierProxy::from_remote(
+            self.create_remote("Barrier", vec![Value::from(parties)])?,
+        ))
+    }
+
+    /// A new array holding `items`. Python: `manager.Array(typecode, items)`.
+    pub fn array<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<ArrayProxy<T>> {
+        Ok(ArrayProxy::from_remote(
+            self.create_remote("Array", vec![to_value(items)?])?,
         ))
     }
 
