@@ -15,6 +15,10 @@ mod listener_client;
 mod lock;
 #[path = "manager.rs"]
 mod manager;
+#[path = "manager_maths.rs"]
+mod manager_maths;
+#[path = "manager_remote.rs"]
+mod manager_remote;
 #[path = "pipe.rs"]
 mod pipe;
 #[path = "pool.rs"]
@@ -63,6 +67,12 @@ fn main() {
 
     section("Manager: a child fills a dict and reverses a list held by a server process");
     manager::main();
+
+    section("Custom manager: MathsClass registered, add(4, 3) and mul(7, 8)");
+    manager_maths::main();
+
+    section("Remote manager: a queue served over TCP, one process puts, another gets");
+    manager_remote::main();
 
     section("Listener and Client: an authenticated connection over TCP");
     listener_client::main();

@@ -99,6 +99,16 @@ impl Error {
             }
         )
     }
+    /// True for a [`Error::Remote`] of kind `BrokenBarrier`.
+    pub fn is_broken_barrier(&self) -> bool {
+        matches!(
+            self,
+            Error::Remote {
+                kind: RemoteKind::BrokenBarrier,
+                ..
+            }
+        )
+    }
     /// True for any [`Error::Remote`].
     pub fn is_remote(&self) -> bool {
         matches!(self, Error::Remote { .. })

@@ -53,12 +53,17 @@
 //! - Proxies serialize only inside a handle transfer (to a child, over a duplex `Connection`).
 //! - A manager `Lock` held by a process that dies is freed, and its next owner is told
 //!   ([`Error::is_owner_died`]); Python's stays locked forever.
-//! - Built here so far: `dict`, `list`, `Namespace`, `Queue`, `Event`, `Lock`, `RLock`,
-//!   `Value`; `JoinableQueue`, `Semaphore`, `Condition`, `Barrier`, `Array`, `register` of user
-//!   types and `SharedMemoryManager` are not yet provided.
+//! - User types are registered with [`ManagerBuilder::register`] and exposed with
+//!   [`exposed!`] (a trait and a declarative macro instead of Python's `register(typeid,
+//!   callable, exposed)`); the type id is the type's name and the constructor its `Default`.
+//! - Built here so far: `dict`, `list`, `Namespace`, `Queue`, `JoinableQueue`, `Event`, `Lock`,
+//!   `RLock`, `Semaphore`, `BoundedSemaphore`, `Barrier`, `Value`, `Array`, user types;
+//!   `Condition`, methods returning proxies (`method_to_typeid`), proxies nested in containers
+//!   and `SharedMemoryManager` are not yet provided.
 #![deny(unsafe_code)]
 
 mod error;
+mod exposed;
 mod manager;
 mod objects;
 pub mod protocol;
@@ -66,10 +71,16 @@ mod proxy;
 mod server;
 
 pub use error::{Error, Result};
-pub use manager::Manager;
+#[doc(hidden)]
+pub use exposed::__private;
+pub use exposed::{Exposed, Fail};
+pub use manager::{Manager, ManagerBuilder};
 pub use protocol::{RemoteKind, Token};
 pub use proxy::{
-    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, Proxy, QueueProxy, ValueProxy,
+    ArrayProxy, BarrierProxy, DictProxy, EventProxy, Handle, JoinableQueueProxy, ListProxy,
+    LockProxy, NamespaceProxy, Proxy, QueueProxy, SemaphoreProxy, ValueProxy,
 };
 pub use rmpv;
+#[doc(hidden)]
+pub use serde as __serde;
 pub use server::Server;

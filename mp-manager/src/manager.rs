@@ -6,18 +6,20 @@ use std::time::Duration;
 
 use mp_connection::{Address, Client, Connection};
 use mp_core::codec::Bytes;
-use mp_core::{current_process, get_context, pipe, Context, Process};
+use mp_core::{current_process, get_context, pipe, Context, Function, Process};
 use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::exposed::Exposed;
 use crate::protocol::{Reply, Request, Token};
 use crate::proxy::Proxy;
 use crate::proxy::{
-    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
+    ArrayProxy, BarrierProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
+    NamespaceProxy, QueueProxy, SemaphoreProxy, ValueProxy,
 };
-use crate::server::Server;
+use crate::server::{Constructor, Server};
 
 /// How long a starting server may take to report its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,8 +51,13 @@ pub struct Manager {
     process: Option<Process<()>>,
 }
 
-/// The server process's body: binds, reports its address, serves until shut down.
-fn server_main((authkey, mut report): (Bytes, Connection)) {
+/// A registered type as it crosses into the server process: its type id and its
+/// constructor's function identity.
+type Registration = (String, Function<Constructor>);
+
+/// The server process's body: binds, registers the user types, reports its address, serves
+/// until shut down.
+fn server_main((authkey, mut report, registry): (Bytes, Connection, Vec<Registration>)) {
     let server = match Server::bind(None, &authkey.0) {
         Ok(server) => server,
         Err(e) => {
@@ -58,6 +65,9 @@ fn server_main((authkey, mut report): (Bytes, Connection)) {
             return;
         }
     };
+    for (typeid, constructor) in registry {
+        server.register_constructor(&typeid, constructor.get());
+    }
     if report
         .send(&Ok::<String, String>(server.address().to_string()))
         .is_err()
@@ -79,10 +89,27 @@ impl Manager {
 
     /// [`new`](Self::new) under `context`'s start method. Python: `ctx.Manager()`.
     pub fn with_context(context: Context) -> Result<Manager> {
+        Manager::builder().context(context).start()
+    }
+
+    /// Options: the start method, user types to register. Python: a `BaseManager` subclass
+    /// with `register` calls, then `start()`.
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder {
+            context: None,
+            registry: Vec::new(),
+        }
+    }
+
+    fn start(builder: ManagerBuilder) -> Result<Manager> {
+        let context = builder.context.unwrap_or_else(|| get_context(None));
         let authkey = current_process().get_authkey();
         let (mut ours, theirs) = pipe(true)?;
         let mut process = context
-            .process(server_main, (Bytes(authkey.clone()), theirs))
+            .process(
+                server_main,
+                (Bytes(authkey.clone()), theirs, builder.registry),
+            )
             .name("SyncManager-server")
             .daemon(true);
         process.start()?;
@@ -170,7 +197,7 @@ impl Manager {
     }
 
     /// Creates an object of `typeid` and returns the connection that holds it.
-    fn create(&self, typeid: &str, args: Vec<Value>) -> Result<Arc<Remote>> {
+    fn create_remote(&self, typeid: &str, args: Vec<Value>) -> Result<Arc<Remote>> {
         let mut conn = connect(&self.address, &self.authkey)?;
         let request = Request::Create {
             typeid: typeid.to_owned(),
@@ -188,10 +215,18 @@ impl Manager {
         }
     }
 
+    /// A new object of a registered user type, through its proxy `P` (written by
+    /// [`exposed!`](crate::exposed)). Python: `manager.Maths()` after `register('Maths',
+    /// MathsClass)`.
+    pub fn create<P: Proxy>(&self) -> Result<P> {
+        let remote = self.create_remote(P::TYPEID, Vec::new())?;
+        Ok(P::from_handle(crate::proxy::Handle(remote)))
+    }
+
     /// A proxy of the object the server shares under `name` ([`Server::share`]): Python's
     /// `manager.get_queue()` after `register('get_queue', callable=lambda: queue)`.
     pub fn shared<P: Proxy>(&self, name: &str) -> Result<P> {
-        let remote = self.create(name, Vec::new())?;
+        let remote = self.create_remote(name, Vec::new())?;
         if remote.token().typeid != P::TYPEID {
             return Err(Error::Codec(format!(
                 "{name:?} is a {}, not a {}",
@@ -208,23 +243,31 @@ impl Manager {
         K: Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     {
-        Ok(DictProxy::from_remote(self.create("dict", Vec::new())?))
+        Ok(DictProxy::from_remote(
+            self.create_remote("dict", Vec::new())?,
+        ))
     }
 
     /// A new empty list on the server. Python: `manager.list()`.
     pub fn list<T: Serialize + DeserializeOwned>(&self) -> Result<ListProxy<T>> {
-        Ok(ListProxy::from_remote(self.create("list", Vec::new())?))
+        Ok(ListProxy::from_remote(
+            self.create_remote("list", Vec::new())?,
+        ))
     }
 
     /// A new list holding `items`. Python: `manager.list(items)`.
     pub fn list_from<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<ListProxy<T>> {
         let items = to_value(items)?;
-        Ok(ListProxy::from_remote(self.create("list", vec![items])?))
+        Ok(ListProxy::from_remote(
+            self.create_remote("list", vec![items])?,
+        ))
     }
 
     /// A new queue without a size limit. Python: `manager.Queue()`.
     pub fn queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
-        Ok(QueueProxy::from_remote(self.create("Queue", Vec::new())?))
+        Ok(QueueProxy::from_remote(
+            self.create_remote("Queue", Vec::new())?,
+        ))
     }
 
     /// A new queue of at most `maxsize` items (0: no limit). Python: `manager.Queue(maxsize)`.
@@ -234,37 +277,109 @@ impl Manager {
     ) -> Result<QueueProxy<T>> {
         let maxsize = Value::from(maxsize as u64);
         Ok(QueueProxy::from_remote(
-            self.create("Queue", vec![maxsize])?,
+            self.create_remote("Queue", vec![maxsize])?,
+        ))
+    }
+
+    /// A new joinable queue without a size limit. Python: `manager.JoinableQueue()`.
+    pub fn joinable_queue<T: Serialize + DeserializeOwned>(&self) -> Result<JoinableQueueProxy<T>> {
+        Ok(JoinableQueueProxy::from_remote(
+            self.create_remote("JoinableQueue", Vec::new())?,
+        ))
+    }
+
+    /// A new semaphore of `value`. Python: `manager.Semaphore(value)`.
+    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        Ok(SemaphoreProxy::from_remote(
+            self.create_remote("Semaphore", vec![Value::from(value)])?,
+        ))
+    }
+
+    /// A new bounded semaphore of `value`. Python: `manager.BoundedSemaphore(value)`.
+    pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        Ok(SemaphoreProxy::from_remote(self.create_remote(
+            "BoundedSemaphore",
+            vec![Value::from(value)],
+        )?))
+    }
+
+    /// A new barrier for `parties`. Python: `manager.Barrier(parties)`.
+    pub fn barrier(&self, parties: u64) -> Result<BarrierProxy> {
+        Ok(BarrierProxy::from_remote(
+            self.create_remote("Barrier", vec![Value::from(parties)])?,
+        ))
+    }
+
+    /// A new array holding `items`. Python: `manager.Array(typecode, items)`.
+    pub fn array<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<ArrayProxy<T>> {
+        Ok(ArrayProxy::from_remote(
+            self.create_remote("Array", vec![to_value(items)?])?,
         ))
     }
 
     /// A new event, not set. Python: `manager.Event()`.
     pub fn event(&self) -> Result<EventProxy> {
-        Ok(EventProxy::from_remote(self.create("Event", Vec::new())?))
+        Ok(EventProxy::from_remote(
+            self.create_remote("Event", Vec::new())?,
+        ))
     }
 
     /// A new lock. Python: `manager.Lock()`.
     pub fn lock(&self) -> Result<LockProxy> {
-        Ok(LockProxy::from_remote(self.create("Lock", Vec::new())?))
+        Ok(LockProxy::from_remote(
+            self.create_remote("Lock", Vec::new())?,
+        ))
     }
 
     /// A new recursive lock. Python: `manager.RLock()`.
     pub fn rlock(&self) -> Result<LockProxy> {
-        Ok(LockProxy::from_remote(self.create("RLock", Vec::new())?))
+        Ok(LockProxy::from_remote(
+            self.create_remote("RLock", Vec::new())?,
+        ))
     }
 
     /// A new value holding `x`. Python: `manager.Value(typecode, x)` (the type is `T`).
     pub fn value<T: Serialize + DeserializeOwned>(&self, x: T) -> Result<ValueProxy<T>> {
         Ok(ValueProxy::from_remote(
-            self.create("Value", vec![to_value(&x)?])?,
+            self.create_remote("Value", vec![to_value(&x)?])?,
         ))
     }
 
     /// A new, empty namespace. Python: `manager.Namespace()`.
     pub fn namespace(&self) -> Result<NamespaceProxy> {
         Ok(NamespaceProxy::from_remote(
-            self.create("Namespace", Vec::new())?,
+            self.create_remote("Namespace", Vec::new())?,
         ))
+    }
+}
+
+/// Options for a [`Manager`]'s server process. Made by [`Manager::builder`].
+#[derive(Debug)]
+pub struct ManagerBuilder {
+    context: Option<Context>,
+    registry: Vec<Registration>,
+}
+
+impl ManagerBuilder {
+    /// The start method of the server process (default: the default start method).
+    pub fn context(mut self, context: Context) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    /// Registers user type `T` on the server: clients make one with
+    /// [`Manager::create`], its methods exposed by [`exposed!`](crate::exposed), made with
+    /// `T::default()`. Python: `MyManager.register(typeid, callable)`.
+    pub fn register<T: Exposed + Default>(mut self) -> Self {
+        let constructor: Constructor = crate::exposed::construct::<T>;
+        self.registry
+            .push((T::TYPEID.to_owned(), Function::new(constructor)));
+        self
+    }
+
+    /// Starts the server process. Python: `manager.start()`.
+    pub fn start(self) -> Result<Manager> {
+        Manager::start(self)
     }
 }
 

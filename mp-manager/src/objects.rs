@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rmpv::Value;
 
+use crate::exposed::ExposedObject;
 use crate::protocol::RemoteKind;
 
 /// A method's failure: Python's exception class and message.
@@ -30,6 +31,11 @@ pub(crate) enum Object {
     Queue(Queue),
     Event(Event),
     Lock(Lock),
+    Semaphore(Semaphore),
+    Array(Mutex<Vec<Value>>),
+    Barrier(Barrier),
+    /// A registered user type.
+    Custom(Mutex<Box<dyn ExposedObject>>),
 }
 
 /// Who is calling: its connection, and how to tell that it has gone away (a blocking call
@@ -72,15 +78,59 @@ impl Object {
                 Ok(Object::Namespace(Mutex::new(ns)))
             }
             "Value" => Ok(Object::Value(Mutex::new(first.unwrap_or(Value::Nil)))),
-            "Queue" => {
+            "Queue" | "JoinableQueue" => {
                 let maxsize = match first {
                     Some(Value::Integer(n)) => n.as_u64().unwrap_or(0),
                     _ => 0,
                 };
                 Ok(Object::Queue(Queue {
-                    items: Mutex::new(VecDeque::new()),
+                    state: Mutex::new(QueueState::default()),
                     changed: Condvar::new(),
                     maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
+                    joinable: typeid == "JoinableQueue",
+                }))
+            }
+            "Semaphore" | "BoundedSemaphore" => {
+                let value = match first {
+                    None => 1,
+                    Some(Value::Integer(n)) => match n.as_u64() {
+                        Some(n) => n,
+                        None => {
+                            return fail(
+                                RemoteKind::ValueError,
+                                "semaphore initial value must be >= 0",
+                            )
+                        }
+                    },
+                    Some(other) => {
+                        return fail(RemoteKind::TypeError, format!("Semaphore({other})"))
+                    }
+                };
+                Ok(Object::Semaphore(Semaphore {
+                    value: Mutex::new(value),
+                    changed: Condvar::new(),
+                    bound: (typeid == "BoundedSemaphore").then_some(value),
+                }))
+            }
+            "Array" => Ok(Object::Array(Mutex::new(match first {
+                None => Vec::new(),
+                Some(Value::Array(items)) => items,
+                Some(other) => {
+                    return fail(RemoteKind::TypeError, format!("Array({other}): not a list"))
+                }
+            }))),
+            "Barrier" => {
+                let parties = match first {
+                    Some(Value::Integer(n)) => n.as_u64().filter(|&n| n > 0),
+                    _ => None,
+                };
+                let Some(parties) = parties else {
+                    return fail(RemoteKind::ValueError, "a barrier needs at least one party");
+                };
+                Ok(Object::Barrier(Barrier {
+                    state: Mutex::new(BarrierState::default()),
+                    changed: Condvar::new(),
+                    parties,
                 }))
             }
             "Event" => Ok(Object::Event(Event::default())),
@@ -97,10 +147,16 @@ impl Object {
             Object::List(_) => "list",
             Object::Namespace(_) => "Namespace",
             Object::Value(_) => "Value",
+            Object::Queue(q) if q.joinable => "JoinableQueue",
             Object::Queue(_) => "Queue",
+            Object::Semaphore(s) if s.bound.is_some() => "BoundedSemaphore",
+            Object::Semaphore(_) => "Semaphore",
+            Object::Array(_) => "Array",
+            Object::Barrier(_) => "Barrier",
             Object::Event(_) => "Event",
             Object::Lock(l) if l.recursive => "RLock",
             Object::Lock(_) => "Lock",
+            Object::Custom(c) => lock(c).typeid(),
         }
     }
 
@@ -114,6 +170,10 @@ impl Object {
             Object::Queue(q) => q.call(method, args, caller),
             Object::Event(e) => e.call(method, args, caller),
             Object::Lock(l) => l.call(method, args, caller),
+            Object::Semaphore(sem) => sem.call(method, args, caller),
+            Object::Array(a) => array_call(&mut lock(a), method, args),
+            Object::Barrier(b) => b.call(method, args, caller),
+            Object::Custom(c) => lock(c).call(method, args),
         }
     }
 
@@ -181,9 +241,18 @@ fn wait_until<'a, T>(
 /// A queue of values: Python's `queue.Queue` behind `manager.Queue()`.
 #[derive(Debug)]
 pub(crate) struct Queue {
-    items: Mutex<VecDeque<Value>>,
+    state: Mutex<QueueState>,
     changed: Condvar,
     maxsize: usize,
+    /// A `JoinableQueue`: counts unfinished tasks.
+    joinable: bool,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    items: VecDeque<Value>,
+    /// Items put and not yet marked done (`JoinableQueue`).
+    unfinished: u64,
 }
 
 impl Queue {
@@ -208,13 +277,15 @@ impl Queue {
                 } else {
                     self.maxsize
                 };
-                let guard = lock(&self.items);
-                let (mut items, room) =
-                    wait_until(&self.changed, guard, deadline, caller, |q| q.len() < max)?;
+                let guard = lock(&self.state);
+                let (mut st, room) = wait_until(&self.changed, guard, deadline, caller, |q| {
+                    q.items.len() < max
+                })?;
                 if !room {
                     return fail(RemoteKind::Full, "the queue is full");
                 }
-                items.push_back(item);
+                st.items.push_back(item);
+                st.unfinished += 1;
                 self.changed.notify_all();
                 Ok(Value::Nil)
             }
@@ -230,10 +301,11 @@ impl Queue {
                         "'timeout' must be a non-negative number",
                     );
                 };
-                let guard = lock(&self.items);
-                let (mut items, any) =
-                    wait_until(&self.changed, guard, deadline, caller, |q| !q.is_empty())?;
-                match items.pop_front() {
+                let guard = lock(&self.state);
+                let (mut st, any) = wait_until(&self.changed, guard, deadline, caller, |q| {
+                    !q.items.is_empty()
+                })?;
+                match st.items.pop_front() {
                     Some(item) if any => {
                         self.changed.notify_all();
                         Ok(item)
@@ -241,12 +313,42 @@ impl Queue {
                     _ => fail(RemoteKind::Empty, "the queue is empty"),
                 }
             }
-            "qsize" => Ok(Value::from(lock(&self.items).len() as u64)),
-            "empty" => Ok(Value::Boolean(lock(&self.items).is_empty())),
+            "qsize" => Ok(Value::from(lock(&self.state).items.len() as u64)),
+            "empty" => Ok(Value::Boolean(lock(&self.state).items.is_empty())),
             "full" => Ok(Value::Boolean(
-                self.maxsize > 0 && lock(&self.items).len() >= self.maxsize,
+                self.maxsize > 0 && lock(&self.state).items.len() >= self.maxsize,
             )),
-            other => no_method("Queue", other),
+            "task_done" if self.joinable => {
+                let mut st = lock(&self.state);
+                if st.unfinished == 0 {
+                    return fail(RemoteKind::ValueError, "task_done() called too many times");
+                }
+                st.unfinished -= 1;
+                self.changed.notify_all();
+                Ok(Value::Nil)
+            }
+            "join" if self.joinable => {
+                let Some(deadline) = deadline_of(None, a.optional()) else {
+                    return fail(
+                        RemoteKind::ValueError,
+                        "'timeout' must be a non-negative number",
+                    );
+                };
+                let guard = lock(&self.state);
+                let (st, done) = wait_until(&self.changed, guard, deadline, caller, |q| {
+                    q.unfinished == 0
+                })?;
+                drop(st);
+                Ok(Value::Boolean(done))
+            }
+            other => no_method(
+                if self.joinable {
+                    "JoinableQueue"
+                } else {
+                    "Queue"
+                },
+                other,
+            ),
         }
     }
 }
@@ -377,6 +479,162 @@ impl Lock {
             "locked" => Ok(Value::Boolean(lock(&self.state).owner.is_some())),
             other => no_method(if self.recursive { "RLock" } else { "Lock" }, other),
         }
+    }
+}
+
+/// Python's `threading.Semaphore` / `BoundedSemaphore` behind `manager.Semaphore(n)`.
+#[derive(Debug)]
+pub(crate) struct Semaphore {
+    value: Mutex<u64>,
+    changed: Condvar,
+    /// A `BoundedSemaphore`'s initial value, past which `release` fails.
+    bound: Option<u64>,
+}
+
+impl Semaphore {
+    fn call(&self, method: &str, args: Vec<Value>, caller: &Caller<'_>) -> Outcome {
+        let mut a = Args::new(method, args);
+        match method {
+            "acquire" => {
+                let Some(deadline) = deadline_of(a.optional(), a.optional()) else {
+                    return fail(
+                        RemoteKind::ValueError,
+                        "'timeout' must be a non-negative number",
+                    );
+                };
+                let guard = lock(&self.value);
+                let (mut v, got) = wait_until(&self.changed, guard, deadline, caller, |v| *v > 0)?;
+                if got {
+                    *v -= 1;
+                }
+                Ok(Value::Boolean(got))
+            }
+            "release" => {
+                let mut v = lock(&self.value);
+                if self.bound.is_some_and(|b| *v >= b) {
+                    return fail(RemoteKind::ValueError, "Semaphore released too many times");
+                }
+                *v += 1;
+                self.changed.notify_all();
+                Ok(Value::Nil)
+            }
+            "get_value" => Ok(Value::from(*lock(&self.value))),
+            other => no_method("Semaphore", other),
+        }
+    }
+}
+
+/// Python's `threading.Barrier` behind `manager.Barrier(parties)`.
+#[derive(Debug)]
+pub(crate) struct Barrier {
+    state: Mutex<BarrierState>,
+    changed: Condvar,
+    parties: u64,
+}
+
+#[derive(Debug, Default)]
+struct BarrierState {
+    waiting: u64,
+    generation: u64,
+    broken: bool,
+}
+
+impl Barrier {
+    fn call(&self, method: &str, args: Vec<Value>, caller: &Caller<'_>) -> Outcome {
+        let mut a = Args::new(method, args);
+        let broken = || fail(RemoteKind::BrokenBarrier, "the barrier is broken");
+        match method {
+            "wait" => {
+                let Some(deadline) = deadline_of(None, a.optional()) else {
+                    return fail(
+                        RemoteKind::ValueError,
+                        "'timeout' must be a non-negative number",
+                    );
+                };
+                let mut st = lock(&self.state);
+                if st.broken {
+                    return broken();
+                }
+                let index = st.waiting;
+                st.waiting += 1;
+                if st.waiting == self.parties {
+                    st.waiting = 0;
+                    st.generation += 1;
+                    self.changed.notify_all();
+                    return Ok(Value::from(index));
+                }
+                let generation = st.generation;
+                let result = wait_until(&self.changed, st, deadline, caller, |s| {
+                    s.generation != generation || s.broken
+                });
+                let (mut st, passed) = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // The caller went away: the others cannot all arrive any more.
+                        let mut st = lock(&self.state);
+                        st.broken = true;
+                        self.changed.notify_all();
+                        return Err(e);
+                    }
+                };
+                if st.generation != generation {
+                    Ok(Value::from(index))
+                } else {
+                    // Timed out, or broken meanwhile: Python breaks the barrier on a timeout.
+                    if !passed {
+                        st.broken = true;
+                        self.changed.notify_all();
+                    }
+                    broken()
+                }
+            }
+            "abort" => {
+                lock(&self.state).broken = true;
+                self.changed.notify_all();
+                Ok(Value::Nil)
+            }
+            "reset" => {
+                let mut st = lock(&self.state);
+                st.broken = false;
+                st.waiting = 0;
+                st.generation += 1;
+                self.changed.notify_all();
+                Ok(Value::Nil)
+            }
+            "parties" => Ok(Value::from(self.parties)),
+            "n_waiting" => Ok(Value::from(lock(&self.state).waiting)),
+            "broken" => Ok(Value::Boolean(lock(&self.state).broken)),
+            other => no_method("Barrier", other),
+        }
+    }
+}
+
+fn array_call(v: &mut [Value], method: &str, args: Vec<Value>) -> Outcome {
+    let mut a = Args::new(method, args);
+    match method {
+        "__getitem__" => {
+            let i = a.index()?;
+            match resolve(i, v.len()) {
+                Some(i) => Ok(v[i].clone()),
+                None => fail(RemoteKind::IndexError, "array index out of range"),
+            }
+        }
+        "__setitem__" => {
+            let (i, x) = (a.index()?, a.next()?);
+            match resolve(i, v.len()) {
+                Some(i) => {
+                    v[i] = x;
+                    Ok(Value::Nil)
+                }
+                None => fail(
+                    RemoteKind::IndexError,
+                    "array assignment index out of range",
+                ),
+            }
+        }
+        "__len__" => Ok(Value::from(v.len() as u64)),
+        "copy" => Ok(Value::Array(v.to_vec())),
+        other => no_method("Array", other),
     }
 }
 

@@ -98,6 +98,8 @@ pub enum RemoteKind {
     Empty,
     /// Python's `queue.Full`: no room before the timeout.
     Full,
+    /// Python's `threading.BrokenBarrierError`.
+    BrokenBarrier,
     /// The lock was acquired, but its previous owner died holding it (beyond Python; mp-sync's
     /// `OwnerDied`). The caller holds the lock.
     OwnerDied,

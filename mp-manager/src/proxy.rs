@@ -26,10 +26,36 @@ pub trait Proxy: Sized {
     fn from_handle(handle: Handle) -> Self;
 }
 
-/// The inside of a proxy (opaque; for [`Proxy`]'s implementations).
+/// The inside of a proxy (opaque; for [`Proxy`]'s implementations, such as the ones
+/// [`exposed!`](crate::exposed) writes).
 #[doc(hidden)]
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Handle(pub(crate) Arc<Remote>);
+
+impl Handle {
+    /// Calls `method` on the object.
+    #[doc(hidden)]
+    pub fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
+        self.0.call(method, args)
+    }
+}
+
+impl Serialize for Handle {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        self.0.to_wire().map_err(S::Error::custom)?.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Handle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let wire = ProxyWire::deserialize(d)?;
+        Remote::from_wire(wire)
+            .map(Handle)
+            .map_err(D::Error::custom)
+    }
+}
 
 macro_rules! proxy_handle {
     ($name:ident $(< $($p:ident),* >)?, $typeid:literal) => {
@@ -353,6 +379,66 @@ fn secs(d: Duration) -> Value {
     Value::from(d.as_secs_f64())
 }
 
+/// The methods of both queue proxies.
+macro_rules! queue_methods {
+    () => {
+        /// `q.put(item)`: waits for room (a queue with a `maxsize`).
+        pub fn put(&self, item: T) -> Result<()> {
+            self.remote.call("put", vec![to_value(&item)?]).map(drop)
+        }
+
+        /// `q.put(item, timeout=t)`: [`Error::is_full`] if no room came.
+        pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
+            self.remote
+                .call(
+                    "put",
+                    vec![to_value(&item)?, Value::Boolean(true), secs(timeout)],
+                )
+                .map(drop)
+        }
+
+        /// `q.put_nowait(item)`.
+        pub fn put_nowait(&self, item: T) -> Result<()> {
+            self.remote
+                .call("put_nowait", vec![to_value(&item)?])
+                .map(drop)
+        }
+
+        /// `q.get()`: waits for an item.
+        pub fn get(&self) -> Result<T> {
+            from_value(self.remote.call("get", Vec::new())?)
+        }
+
+        /// `q.get(timeout=t)`: [`Error::is_empty`] if none came.
+        pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+            from_value(
+                self.remote
+                    .call("get", vec![Value::Boolean(true), secs(timeout)])?,
+            )
+        }
+
+        /// `q.get_nowait()`.
+        pub fn get_nowait(&self) -> Result<T> {
+            from_value(self.remote.call("get_nowait", Vec::new())?)
+        }
+
+        /// `q.qsize()`.
+        pub fn qsize(&self) -> Result<usize> {
+            from_value(self.remote.call("qsize", Vec::new())?)
+        }
+
+        /// `q.empty()`.
+        pub fn empty(&self) -> Result<bool> {
+            from_value(self.remote.call("empty", Vec::new())?)
+        }
+
+        /// `q.full()`.
+        pub fn full(&self) -> Result<bool> {
+            from_value(self.remote.call("full", Vec::new())?)
+        }
+    };
+}
+
 /// A proxy of a queue on a manager's server.
 ///
 /// Python: `manager.Queue()` → a proxy of `queue.Queue`. The timeout forms follow the stack's
@@ -368,59 +454,36 @@ pub struct QueueProxy<T> {
 proxy_handle!(QueueProxy<T>, "Queue");
 
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
-    /// `q.put(item)`: waits for room (a queue with a `maxsize`).
-    pub fn put(&self, item: T) -> Result<()> {
-        self.remote.call("put", vec![to_value(&item)?]).map(drop)
+    queue_methods!();
+}
+
+/// A proxy of a joinable queue on a manager's server: a [`QueueProxy`]'s methods plus
+/// [`task_done`](Self::task_done) and [`join`](Self::join). Python: `manager.JoinableQueue()`.
+pub struct JoinableQueueProxy<T> {
+    remote: Arc<Remote>,
+    _t: Typed<T>,
+}
+
+proxy_handle!(JoinableQueueProxy<T>, "JoinableQueue");
+
+impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
+    queue_methods!();
+
+    /// `q.task_done()`: one more item processed; more than were put is
+    /// [`Error::is_value_error`].
+    pub fn task_done(&self) -> Result<()> {
+        self.remote.call("task_done", Vec::new()).map(drop)
     }
 
-    /// `q.put(item, timeout=t)`: [`Error::is_full`] if no room came.
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-        self.remote
-            .call(
-                "put",
-                vec![to_value(&item)?, Value::Boolean(true), secs(timeout)],
-            )
-            .map(drop)
+    /// `q.join()`: waits until every item put has been marked done.
+    pub fn join(&self) -> Result<()> {
+        self.remote.call("join", Vec::new()).map(drop)
     }
 
-    /// `q.put_nowait(item)`.
-    pub fn put_nowait(&self, item: T) -> Result<()> {
-        self.remote
-            .call("put_nowait", vec![to_value(&item)?])
-            .map(drop)
-    }
-
-    /// `q.get()`: waits for an item.
-    pub fn get(&self) -> Result<T> {
-        from_value(self.remote.call("get", Vec::new())?)
-    }
-
-    /// `q.get(timeout=t)`: [`Error::is_empty`] if none came.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        from_value(
-            self.remote
-                .call("get", vec![Value::Boolean(true), secs(timeout)])?,
-        )
-    }
-
-    /// `q.get_nowait()`.
-    pub fn get_nowait(&self) -> Result<T> {
-        from_value(self.remote.call("get_nowait", Vec::new())?)
-    }
-
-    /// `q.qsize()`.
-    pub fn qsize(&self) -> Result<usize> {
-        from_value(self.remote.call("qsize", Vec::new())?)
-    }
-
-    /// `q.empty()`.
-    pub fn empty(&self) -> Result<bool> {
-        from_value(self.remote.call("empty", Vec::new())?)
-    }
-
-    /// `q.full()`.
-    pub fn full(&self) -> Result<bool> {
-        from_value(self.remote.call("full", Vec::new())?)
+    /// `join` waiting at most `timeout`: `Ok(false)` if items are still unfinished (the
+    /// stack's rule for a wait Python has no timeout for).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        from_value(self.remote.call("join", vec![secs(timeout)])?)
     }
 }
 
@@ -522,5 +585,131 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// `v.value = x`.
     pub fn set(&self, x: T) -> Result<()> {
         self.remote.call("set", vec![to_value(&x)?]).map(drop)
+    }
+}
+
+/// A proxy of a semaphore on a manager's server. Python: `manager.Semaphore(n)` /
+/// `manager.BoundedSemaphore(n)` (whose extra `release` is [`Error::is_value_error`]).
+pub struct SemaphoreProxy {
+    remote: Arc<Remote>,
+    _t: Typed<()>,
+}
+
+proxy_handle!(SemaphoreProxy, "Semaphore");
+
+impl SemaphoreProxy {
+    /// `s.acquire()`.
+    pub fn acquire(&self) -> Result<bool> {
+        from_value(self.remote.call("acquire", Vec::new())?)
+    }
+
+    /// `s.acquire(timeout=t)`: `Ok(false)` on timeout.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        from_value(
+            self.remote
+                .call("acquire", vec![Value::Boolean(true), secs(timeout)])?,
+        )
+    }
+
+    /// `s.acquire(False)`.
+    pub fn try_acquire(&self) -> Result<bool> {
+        from_value(self.remote.call("acquire", vec![Value::Boolean(false)])?)
+    }
+
+    /// `s.release()`.
+    pub fn release(&self) -> Result<()> {
+        self.remote.call("release", Vec::new()).map(drop)
+    }
+
+    /// `s.get_value()`.
+    pub fn get_value(&self) -> Result<u64> {
+        from_value(self.remote.call("get_value", Vec::new())?)
+    }
+}
+
+/// A proxy of a barrier on a manager's server. Python: `manager.Barrier(parties)`; a timeout
+/// or an abort breaks it ([`Error::is_broken_barrier`]).
+pub struct BarrierProxy {
+    remote: Arc<Remote>,
+    _t: Typed<()>,
+}
+
+proxy_handle!(BarrierProxy, "Barrier");
+
+impl BarrierProxy {
+    /// `b.wait()`: this party's arrival index.
+    pub fn wait(&self) -> Result<u64> {
+        from_value(self.remote.call("wait", Vec::new())?)
+    }
+
+    /// `b.wait(timeout)`: a timeout breaks the barrier, as in Python.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u64> {
+        from_value(self.remote.call("wait", vec![secs(timeout)])?)
+    }
+
+    /// `b.abort()`.
+    pub fn abort(&self) -> Result<()> {
+        self.remote.call("abort", Vec::new()).map(drop)
+    }
+
+    /// `b.reset()`.
+    pub fn reset(&self) -> Result<()> {
+        self.remote.call("reset", Vec::new()).map(drop)
+    }
+
+    /// `b.parties`.
+    pub fn parties(&self) -> Result<u64> {
+        from_value(self.remote.call("parties", Vec::new())?)
+    }
+
+    /// `b.n_waiting`.
+    pub fn n_waiting(&self) -> Result<u64> {
+        from_value(self.remote.call("n_waiting", Vec::new())?)
+    }
+
+    /// `b.broken`.
+    pub fn broken(&self) -> Result<bool> {
+        from_value(self.remote.call("broken", Vec::new())?)
+    }
+}
+
+/// A proxy of a fixed-length array on a manager's server. Python: `manager.Array(typecode,
+/// sequence)`; `a[i]` is [`get`](Self::get), `a[i] = x` is [`set`](Self::set).
+pub struct ArrayProxy<T> {
+    remote: Arc<Remote>,
+    _t: Typed<T>,
+}
+
+proxy_handle!(ArrayProxy<T>, "Array");
+
+impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
+    /// `a[i]` (negative from the end).
+    pub fn get(&self, i: isize) -> Result<T> {
+        from_value(
+            self.remote
+                .call("__getitem__", vec![Value::from(i as i64)])?,
+        )
+    }
+
+    /// `a[i] = x`.
+    pub fn set(&self, i: isize, x: T) -> Result<()> {
+        self.remote
+            .call("__setitem__", vec![Value::from(i as i64), to_value(&x)?])
+            .map(drop)
+    }
+
+    /// `len(a)`.
+    pub fn len(&self) -> Result<usize> {
+        from_value(self.remote.call("__len__", Vec::new())?)
+    }
+
+    /// `len(a) == 0`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `a[:]`.
+    pub fn copy(&self) -> Result<Vec<T>> {
+        from_value(self.remote.call("copy", Vec::new())?)
     }
 }

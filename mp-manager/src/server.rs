@@ -12,6 +12,7 @@ use mp_connection::{Address, Connection, Listener};
 use rmpv::Value;
 
 use crate::error::Result;
+use crate::exposed::{Exposed, ExposedObject, Fail};
 use crate::objects::{Caller, Object};
 use crate::protocol::{RemoteKind, Reply, Request, Token};
 
@@ -35,7 +36,12 @@ struct State {
     waker: Mutex<Option<mp_connection::IncomingWaker>>,
     /// Objects shared under a name: every `Create` of the name reaches the same object.
     shared: Mutex<HashMap<String, u64>>,
+    /// Registered user types: type id → constructor.
+    registry: Mutex<HashMap<String, Constructor>>,
 }
+
+/// A registered type's constructor.
+pub(crate) type Constructor = fn() -> Box<dyn ExposedObject>;
 
 #[derive(Debug)]
 struct Entry {
@@ -62,6 +68,17 @@ impl Server {
             listener: builder.bind()?,
             state: Arc::default(),
         })
+    }
+
+    /// Registers user type `T` (made with `T::default()`, its methods exposed by
+    /// [`exposed!`](crate::exposed)): clients create it by its type id. Python:
+    /// `BaseManager.register(typeid, callable)`.
+    pub fn register<T: Exposed + Default>(&self) {
+        self.register_constructor(T::TYPEID, crate::exposed::construct::<T>);
+    }
+
+    pub(crate) fn register_constructor(&self, typeid: &str, constructor: Constructor) {
+        lock(&self.state.registry).insert(typeid.to_owned(), constructor);
     }
 
     /// Makes an object of `typeid` that every client reaches under `name` (a `Create` of
@@ -180,6 +197,15 @@ fn decref(objects: &mut HashMap<u64, Entry>, id: u64, n: u64) {
     }
 }
 
+/// A registered user type, or a built-in one.
+fn create(state: &State, typeid: &str, args: Vec<Value>) -> Result<Object, Fail> {
+    let constructor = lock(&state.registry).get(typeid).copied();
+    match constructor {
+        Some(make) => Ok(Object::Custom(Mutex::new(make()))),
+        None => Object::create(typeid, args),
+    }
+}
+
 fn object_typeid(object: &Object) -> &'static str {
     object.typeid()
 }
@@ -213,7 +239,7 @@ fn handle(
                 ),
             }
         }
-        Request::Create { typeid, args } => match Object::create(&typeid, args) {
+        Request::Create { typeid, args } => match create(state, &typeid, args) {
             Ok(object) => {
                 let id = state.next_id.fetch_add(1, Ordering::Relaxed);
                 lock(&state.objects).insert(

@@ -485,3 +485,248 @@ fn a_remote_manager_serves_a_queue_over_tcp_to_two_other_processes() {
     m.shutdown().unwrap();
     server.finish();
 }
+
+/// Python's `MathsClass`, registered on a manager.
+#[derive(Default)]
+struct MathsClass {
+    calls: u32,
+}
+
+impl MathsClass {
+    fn add(&mut self, x: i64, y: i64) -> i64 {
+        self.calls += 1;
+        x + y
+    }
+    fn mul(&mut self, x: i64, y: i64) -> i64 {
+        self.calls += 1;
+        x * y
+    }
+    fn calls(&mut self) -> u32 {
+        self.calls
+    }
+    #[allow(dead_code)]
+    fn secret(&mut self) -> u32 {
+        42
+    }
+}
+
+mp_manager::exposed! {
+    impl MathsClass as MathsProxy {
+        fn add(&mut self, x: i64, y: i64) -> i64;
+        fn mul(&mut self, x: i64, y: i64) -> i64;
+        fn calls(&mut self) -> u32;
+    }
+}
+
+fn use_maths(maths: MathsProxy) -> i64 {
+    maths.add(4, 3).unwrap() + maths.mul(7, 8).unwrap()
+}
+
+#[test]
+fn a_registered_user_type_is_called_by_name_from_every_start_method() {
+    for m in METHODS {
+        let manager = Manager::builder()
+            .context(get_context(Some(m)))
+            .register::<MathsClass>()
+            .start()
+            .unwrap();
+        let maths: MathsProxy = manager.create().unwrap();
+        assert_eq!(maths.add(4, 3).unwrap(), 7);
+        assert_eq!(maths.mul(7, 8).unwrap(), 56);
+        // The same object, from a child.
+        assert_eq!(start(m, use_maths, maths.clone()).finish(), 63, "{m}");
+        assert_eq!(maths.calls().unwrap(), 4, "{m}: one object on the server");
+    }
+}
+
+#[test]
+fn an_unexposed_method_or_bad_arguments_are_remote_errors() {
+    let manager = Manager::builder().register::<MathsClass>().start().unwrap();
+    let key = current_process().get_authkey();
+    let maths: MathsProxy = manager.create().unwrap();
+    let mut raw = Client::connect_timeout(manager.address(), Some(&key), LONG).unwrap();
+    let id = {
+        raw.send(&Request::Create {
+            typeid: "MathsClass".into(),
+            args: vec![],
+        })
+        .unwrap();
+        match raw.recv_timeout::<Reply>(LONG).unwrap() {
+            Reply::Proxy(token) => token.id,
+            other => panic!("{other:?}"),
+        }
+    };
+    for (method, args, kind) in [
+        ("secret", vec![], RemoteKind::AttributeError),
+        ("add", vec![1.into()], RemoteKind::TypeError),
+        ("add", vec!["x".into(), 2.into()], RemoteKind::TypeError),
+    ] {
+        raw.send(&Request::Call {
+            id,
+            method: method.into(),
+            args,
+        })
+        .unwrap();
+        match raw.recv_timeout::<Reply>(LONG).unwrap() {
+            Reply::Error { kind: k, .. } => assert_eq!(k, kind, "{method}"),
+            other => panic!("{method}: {other:?}"),
+        }
+    }
+    // The server and the other proxies go on.
+    assert_eq!(maths.add(1, 1).unwrap(), 2);
+    // An unregistered manager has no such type.
+    let plain = Manager::new().unwrap();
+    assert!(plain.create::<MathsProxy>().is_err());
+}
+
+/// Takes items, marks each done.
+fn work_through(q: mp_manager::JoinableQueueProxy<u32>) {
+    for _ in 0..10 {
+        q.get_timeout(LONG).unwrap();
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn a_joinable_queue_proxy_joins_when_every_item_is_done() {
+    let manager = Manager::new().unwrap();
+    let q = manager.joinable_queue::<u32>().unwrap();
+    for i in 0..10 {
+        q.put(i).unwrap();
+    }
+    assert!(!q.join_timeout(Duration::from_millis(50)).unwrap());
+    let child = start(mp_core::StartMethod::Forkserver, work_through, q.clone());
+    assert!(q.join_timeout(LONG).unwrap());
+    child.finish();
+    assert!(q.task_done().unwrap_err().is_value_error());
+}
+
+fn pass_barrier(b: mp_manager::BarrierProxy) -> u64 {
+    b.wait_timeout(LONG).unwrap()
+}
+
+#[test]
+fn semaphore_barrier_and_array_proxies_work_across_processes() {
+    let manager = Manager::new().unwrap();
+    let s = manager.semaphore(2).unwrap();
+    assert!(s.acquire().unwrap());
+    assert!(s.try_acquire().unwrap());
+    assert!(!s.acquire_timeout(Duration::from_millis(50)).unwrap());
+    assert_eq!(s.get_value().unwrap(), 0);
+    s.release().unwrap();
+    s.release().unwrap();
+    s.release().unwrap();
+    assert_eq!(
+        s.get_value().unwrap(),
+        3,
+        "a plain semaphore goes past its start"
+    );
+    let bounded = manager.bounded_semaphore(1).unwrap();
+    assert!(bounded.release().unwrap_err().is_value_error());
+
+    let b = manager.barrier(3).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| start(mp_core::StartMethod::Fork, pass_barrier, b.clone()))
+        .collect();
+    let mine = b.wait_timeout(LONG).unwrap();
+    let mut indices: Vec<u64> = children.into_iter().map(|c| c.finish()).collect();
+    indices.push(mine);
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2]);
+    assert_eq!(b.parties().unwrap(), 3);
+    assert!(b
+        .wait_timeout(Duration::from_millis(50))
+        .unwrap_err()
+        .is_broken_barrier());
+    assert!(b.broken().unwrap());
+    b.reset().unwrap();
+    assert!(!b.broken().unwrap());
+
+    let a = manager.array(&[1.5f64, 2.5, 3.5]).unwrap();
+    a.set(-1, 0.0).unwrap();
+    assert_eq!(a.get(0).unwrap(), 1.5);
+    assert!(a.get(3).unwrap_err().is_index_error());
+    assert_eq!(a.copy().unwrap(), [1.5, 2.5, 0.0]);
+    assert_eq!(a.len().unwrap(), 3);
+}
+
+#[test]
+fn a_huge_length_header_or_a_flood_of_connections_never_stops_the_server() {
+    let manager = Manager::new().unwrap();
+    let d = manager.dict::<i32, i32>().unwrap();
+    let key = current_process().get_authkey();
+    // A 2^60-byte message announced after the handshake: refused unread, connection closed.
+    let mut raw = Client::connect_timeout(manager.address(), Some(&key), LONG).unwrap();
+    let fd = raw.fileno().unwrap();
+    let mut header = (-1i32).to_be_bytes().to_vec();
+    header.extend_from_slice(&(1u64 << 60).to_be_bytes());
+    rustix::io::write(fd, &header).unwrap();
+    assert!(
+        raw.recv_timeout::<Reply>(LONG).is_err(),
+        "the server hangs up"
+    );
+    // 200 connections at once, most of them silent.
+    let flood: Vec<_> = (0..200)
+        .map(|_| {
+            std::os::unix::net::UnixStream::connect_addr(
+                &std::os::unix::net::SocketAddr::from_abstract_name(
+                    manager.address().to_string().trim_start_matches('@'),
+                )
+                .unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    d.set(1, 1).unwrap();
+    let other = manager.dict::<i32, i32>().unwrap();
+    other.set(2, 2).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "served despite the flood"
+    );
+    drop(flood);
+    assert_eq!(d.get_item(&1).unwrap(), 1);
+}
+
+/// 2000 mixed operations on the shared dict and queue.
+fn mixed((d, q, me): (DictProxy<String, u32>, QueueProxy<u32>, u32)) {
+    for i in 0..1000u32 {
+        d.set(format!("{me}-{i}"), i).unwrap();
+        q.put(me * 1000 + i).unwrap();
+    }
+}
+
+#[test]
+fn sixteen_processes_times_two_thousand_mixed_operations_lose_nothing() {
+    const PROCS: u32 = 16;
+    let manager = Manager::new().unwrap();
+    let d = manager.dict::<String, u32>().unwrap();
+    let q = manager.queue::<u32>().unwrap();
+    let children: Vec<_> = (0..PROCS)
+        .map(|me| {
+            start(
+                mp_core::StartMethod::Fork,
+                mixed,
+                (d.clone(), q.clone(), me),
+            )
+        })
+        .collect();
+    let mut got = Vec::new();
+    for _ in 0..PROCS * 1000 {
+        got.push(q.get_timeout(LONG).unwrap());
+    }
+    for child in children {
+        child.finish();
+    }
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (0..PROCS * 1000).collect::<Vec<_>>(),
+        "every item, once"
+    );
+    assert_eq!(d.len().unwrap(), (PROCS * 1000) as usize);
+    for me in 0..PROCS {
+        assert_eq!(d.get_item(&format!("{me}-999")).unwrap(), 999);
+    }
+}
