@@ -57,8 +57,34 @@ type Registration = (String, Function<Constructor>);
 
 /// The server process's body: binds, registers the user types, reports its address, serves
 /// until shut down.
-fn server_main((authkey, mut report, registry): (Bytes, Connection, Vec<Registration>)) {
-    let server = match Server::bind(None, &authkey.0) {
+/// What the server process gets.
+#[derive(Serialize, Deserialize)]
+struct ServerArgs {
+    authkey: Bytes,
+    /// `None`: a fresh abstract name.
+    address: Option<String>,
+    registry: Vec<Registration>,
+    initializer: Option<Function<fn()>>,
+}
+
+fn server_main((args, mut report): (ServerArgs, Connection)) {
+    let ServerArgs {
+        authkey,
+        address,
+        registry,
+        initializer,
+    } = args;
+    if let Some(init) = initializer {
+        (init.get())();
+    }
+    let address = match address.map(|a| a.parse::<Address>()).transpose() {
+        Ok(address) => address,
+        Err(e) => {
+            let _ = report.send(&Err::<String, String>(e.to_string()));
+            return;
+        }
+    };
+    let server = match Server::bind(address, &authkey.0) {
         Ok(server) => server,
         Err(e) => {
             let _ = report.send(&Err::<String, String>(e.to_string()));
@@ -98,18 +124,26 @@ impl Manager {
         ManagerBuilder {
             context: None,
             registry: Vec::new(),
+            address: None,
+            authkey: None,
+            initializer: None,
         }
     }
 
     fn start(builder: ManagerBuilder) -> Result<Manager> {
         let context = builder.context.unwrap_or_else(|| get_context(None));
-        let authkey = current_process().get_authkey();
+        let authkey = builder
+            .authkey
+            .unwrap_or_else(|| current_process().get_authkey());
         let (mut ours, theirs) = pipe(true)?;
+        let args = ServerArgs {
+            authkey: Bytes(authkey.clone()),
+            address: builder.address.map(|a| a.to_string()),
+            registry: builder.registry,
+            initializer: builder.initializer.map(Function::new),
+        };
         let mut process = context
-            .process(
-                server_main,
-                (Bytes(authkey.clone()), theirs, builder.registry),
-            )
+            .process(server_main, (args, theirs))
             .name("SyncManager-server")
             .daemon(true);
         process.start()?;
@@ -358,9 +392,32 @@ impl Manager {
 pub struct ManagerBuilder {
     context: Option<Context>,
     registry: Vec<Registration>,
+    address: Option<Address>,
+    authkey: Option<Vec<u8>>,
+    initializer: Option<fn()>,
 }
 
 impl ManagerBuilder {
+    /// The address the server binds (default: a fresh Linux abstract name; a TCP address such
+    /// as `0.0.0.0:50000` serves other machines). Python: `BaseManager(address=...)`.
+    pub fn address(mut self, address: Address) -> Self {
+        self.address = Some(address);
+        self
+    }
+
+    /// The key clients must know (default: this process's `authkey`). Python:
+    /// `BaseManager(authkey=...)`.
+    pub fn authkey(mut self, authkey: impl Into<Vec<u8>>) -> Self {
+        self.authkey = Some(authkey.into());
+        self
+    }
+
+    /// A function the server process runs first. Python: `manager.start(initializer)`.
+    pub fn initializer(mut self, initializer: fn()) -> Self {
+        self.initializer = Some(initializer);
+        self
+    }
+
     /// The start method of the server process (default: the default start method).
     pub fn context(mut self, context: Context) -> Self {
         self.context = Some(context);

@@ -730,3 +730,34 @@ fn sixteen_processes_times_two_thousand_mixed_operations_lose_nothing() {
         assert_eq!(d.get_item(&format!("{me}-999")).unwrap(), 999);
     }
 }
+
+/// Runs first in the server process: leaves a mark where the test says.
+fn mark_started() {
+    if let Some(path) = std::env::var_os("MP_MANAGER_TEST_MARK") {
+        std::fs::write(path, b"started").unwrap();
+    }
+}
+
+#[test]
+fn a_manager_binds_the_address_and_key_it_is_given_and_runs_its_initializer() {
+    let mark = std::env::temp_dir().join(format!("mp-manager-mark-{}", std::process::id()));
+    std::env::set_var("MP_MANAGER_TEST_MARK", &mark);
+    let manager = Manager::builder()
+        .context(get_context(Some(mp_core::StartMethod::Spawn)))
+        .address(mp_connection::Address::tcp(std::net::Ipv4Addr::LOCALHOST, 0))
+        .authkey(b"its own key".to_vec())
+        .initializer(mark_started)
+        .start()
+        .unwrap();
+    assert_eq!(std::fs::read(&mark).unwrap(), b"started");
+    std::fs::remove_file(&mark).unwrap();
+    let address = manager.address().to_string();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    let d = manager.dict::<i32, i32>().unwrap();
+    d.set(1, 1).unwrap();
+    let other = Manager::connect(manager.address().clone(), b"its own key").unwrap();
+    assert_eq!(other.number_of_objects().unwrap(), 1);
+    let err = Manager::connect(manager.address().clone(), &current_process().get_authkey())
+        .unwrap_err();
+    assert!(err.is_authentication(), "{err}");
+}
