@@ -57,8 +57,8 @@
 //!   [`exposed!`] (a trait and a declarative macro instead of Python's `register(typeid,
 //!   callable, exposed)`); the type id is the type's name and the constructor its `Default`.
 //! - Built here so far: `dict`, `list`, `Namespace`, `Queue`, `JoinableQueue`, `Event`, `Lock`,
-//!   `RLock`, `Semaphore`, `BoundedSemaphore`, `Barrier`, `Value`, `Array`, user types;
-//!   `Condition`, methods returning proxies (`method_to_typeid`), proxies nested in containers
+//!   `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Barrier`, `Value`, `Array`, user
+//!   types; methods returning proxies (`method_to_typeid`), proxies nested in containers
 //!   and `SharedMemoryManager` are not yet provided.
 #![deny(unsafe_code)]
 
@@ -77,8 +77,8 @@ pub use exposed::{Exposed, Fail};
 pub use manager::{Manager, ManagerBuilder};
 pub use protocol::{RemoteKind, Token};
 pub use proxy::{
-    ArrayProxy, BarrierProxy, DictProxy, EventProxy, Handle, JoinableQueueProxy, ListProxy,
-    LockProxy, NamespaceProxy, Proxy, QueueProxy, SemaphoreProxy, ValueProxy,
+    ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, Handle, JoinableQueueProxy,
+    ListProxy, LockProxy, NamespaceProxy, Proxy, QueueProxy, SemaphoreProxy, ValueProxy,
 };
 pub use rmpv;
 #[doc(hidden)]

@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::exposed::Exposed;
 use crate::protocol::{Reply, Request, Token};
-use crate::proxy::Proxy;
 use crate::proxy::{
     ArrayProxy, BarrierProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy,
     NamespaceProxy, QueueProxy, SemaphoreProxy, ValueProxy,
 };
+use crate::proxy::{ConditionProxy, Proxy};
 use crate::server::{Constructor, Server};
 
 /// How long a starting server may take to report its address.
@@ -348,6 +348,13 @@ impl Manager {
     pub fn array<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<ArrayProxy<T>> {
         Ok(ArrayProxy::from_remote(
             self.create_remote("Array", vec![to_value(items)?])?,
+        ))
+    }
+
+    /// A new condition over its own recursive lock. Python: `manager.Condition()`.
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        Ok(ConditionProxy::from_remote(
+            self.create_remote("Condition", Vec::new())?,
         ))
     }
 

@@ -34,6 +34,7 @@ pub(crate) enum Object {
     Semaphore(Semaphore),
     Array(Mutex<Vec<Value>>),
     Barrier(Barrier),
+    Condition(Condition),
     /// A registered user type.
     Custom(Mutex<Box<dyn ExposedObject>>),
 }
@@ -134,6 +135,7 @@ impl Object {
                 }))
             }
             "Event" => Ok(Object::Event(Event::default())),
+            "Condition" => Ok(Object::Condition(Condition::default())),
             "Lock" => Ok(Object::Lock(Lock::new(false))),
             "RLock" => Ok(Object::Lock(Lock::new(true))),
             other => fail(RemoteKind::Other, format!("unknown type id {other:?}")),
@@ -153,6 +155,7 @@ impl Object {
             Object::Semaphore(_) => "Semaphore",
             Object::Array(_) => "Array",
             Object::Barrier(_) => "Barrier",
+            Object::Condition(_) => "Condition",
             Object::Event(_) => "Event",
             Object::Lock(l) if l.recursive => "RLock",
             Object::Lock(_) => "Lock",
@@ -173,6 +176,7 @@ impl Object {
             Object::Semaphore(sem) => sem.call(method, args, caller),
             Object::Array(a) => array_call(&mut lock(a), method, args),
             Object::Barrier(b) => b.call(method, args, caller),
+            Object::Condition(c) => c.call(method, args, caller),
             Object::Custom(c) => lock(c).call(method, args),
         }
     }
@@ -180,8 +184,10 @@ impl Object {
     /// Releases what connection `conn` held of this object (it closed): a lock it owned is
     /// freed and marked so that its next owner learns the previous one died.
     pub(crate) fn release_for(&self, conn: u64) {
-        if let Object::Lock(l) = self {
-            l.owner_gone(conn);
+        match self {
+            Object::Lock(l) => l.owner_gone(conn),
+            Object::Condition(c) => c.owner_gone(conn),
+            _ => {}
         }
     }
 }
@@ -605,6 +611,154 @@ impl Barrier {
             "n_waiting" => Ok(Value::from(lock(&self.state).waiting)),
             "broken" => Ok(Value::Boolean(lock(&self.state).broken)),
             other => no_method("Barrier", other),
+        }
+    }
+}
+
+/// Python's `threading.Condition` (over its own `RLock`) behind `manager.Condition()`: the
+/// lock is owned by a connection, as a manager `Lock` is.
+#[derive(Debug, Default)]
+pub(crate) struct Condition {
+    state: Mutex<ConditionState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct ConditionState {
+    owner: Option<u64>,
+    count: u64,
+    owner_died: bool,
+    /// Waiting tickets, oldest first.
+    waiting: VecDeque<u64>,
+    /// Tickets notified and not yet woken.
+    notified: Vec<u64>,
+    next_ticket: u64,
+}
+
+impl Condition {
+    fn owner_gone(&self, conn: u64) {
+        let mut st = lock(&self.state);
+        if st.owner == Some(conn) {
+            st.owner = None;
+            st.count = 0;
+            st.owner_died = true;
+            self.changed.notify_all();
+        }
+    }
+
+    fn call(&self, method: &str, args: Vec<Value>, caller: &Caller<'_>) -> Outcome {
+        let mut a = Args::new(method, args);
+        let me = caller.conn;
+        let not_owner = |what: &str| {
+            fail(
+                RemoteKind::ValueError,
+                format!("cannot {what} an un-acquired lock"),
+            )
+        };
+        match method {
+            "acquire" => {
+                let Some(deadline) = deadline_of(a.optional(), a.optional()) else {
+                    return fail(
+                        RemoteKind::ValueError,
+                        "'timeout' must be a non-negative number",
+                    );
+                };
+                let mut st = lock(&self.state);
+                if st.owner == Some(me) {
+                    st.count += 1;
+                    return Ok(Value::Boolean(true));
+                }
+                let (mut st, got) =
+                    wait_until(&self.changed, st, deadline, caller, |s| s.owner.is_none())?;
+                if !got {
+                    return Ok(Value::Boolean(false));
+                }
+                st.owner = Some(me);
+                st.count = 1;
+                if std::mem::take(&mut st.owner_died) {
+                    return fail(
+                        RemoteKind::OwnerDied,
+                        "acquired; the previous owner died holding it",
+                    );
+                }
+                Ok(Value::Boolean(true))
+            }
+            "release" => {
+                let mut st = lock(&self.state);
+                if st.owner != Some(me) {
+                    return not_owner("release");
+                }
+                st.count -= 1;
+                if st.count == 0 {
+                    st.owner = None;
+                    self.changed.notify_all();
+                }
+                Ok(Value::Nil)
+            }
+            "wait" => {
+                let Some(deadline) = deadline_of(None, a.optional()) else {
+                    return fail(
+                        RemoteKind::ValueError,
+                        "'timeout' must be a non-negative number",
+                    );
+                };
+                let mut st = lock(&self.state);
+                if st.owner != Some(me) {
+                    return not_owner("wait on");
+                }
+                // Release the lock wholly, wait for a notify, take the lock back as it was.
+                let depth = st.count;
+                st.owner = None;
+                st.count = 0;
+                let ticket = st.next_ticket;
+                st.next_ticket += 1;
+                st.waiting.push_back(ticket);
+                self.changed.notify_all();
+                let result = wait_until(&self.changed, st, deadline, caller, |s| {
+                    s.notified.contains(&ticket)
+                });
+                let (mut st, notified) = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let mut st = lock(&self.state);
+                        st.waiting.retain(|&t| t != ticket);
+                        st.notified.retain(|&t| t != ticket);
+                        return Err(e);
+                    }
+                };
+                st.waiting.retain(|&t| t != ticket);
+                st.notified.retain(|&t| t != ticket);
+                let (mut st, _) =
+                    wait_until(&self.changed, st, None, caller, |s| s.owner.is_none())?;
+                st.owner = Some(me);
+                st.count = depth;
+                Ok(Value::Boolean(notified))
+            }
+            "notify" | "notify_all" => {
+                let n = if method == "notify" {
+                    match a.optional() {
+                        Some(Value::Integer(n)) => n.as_u64().unwrap_or(1),
+                        _ => 1,
+                    }
+                } else {
+                    u64::MAX
+                };
+                let mut st = lock(&self.state);
+                if st.owner != Some(me) {
+                    return not_owner("notify on");
+                }
+                let waiting: Vec<u64> = st
+                    .waiting
+                    .iter()
+                    .copied()
+                    .filter(|t| !st.notified.contains(t))
+                    .take(usize::try_from(n).unwrap_or(usize::MAX))
+                    .collect();
+                st.notified.extend(waiting);
+                self.changed.notify_all();
+                Ok(Value::Nil)
+            }
+            other => no_method("Condition", other),
         }
     }
 }

@@ -713,3 +713,55 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
         from_value(self.remote.call("copy", Vec::new())?)
     }
 }
+
+/// A proxy of a condition (over its own recursive lock) on a manager's server, owned by this
+/// proxy's connection like a [`LockProxy`]. Python: `manager.Condition()`.
+///
+/// [`wait`](Self::wait) and the notifies need the lock held ([`Error::is_value_error`]
+/// otherwise); `wait` releases it while it waits and holds it again when it returns.
+pub struct ConditionProxy {
+    remote: Arc<Remote>,
+    _t: Typed<()>,
+}
+
+proxy_handle!(ConditionProxy, "Condition");
+
+impl ConditionProxy {
+    /// `c.acquire()`.
+    pub fn acquire(&self) -> Result<bool> {
+        from_value(self.remote.call("acquire", Vec::new())?)
+    }
+
+    /// `c.acquire(timeout=t)`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        from_value(
+            self.remote
+                .call("acquire", vec![Value::Boolean(true), secs(timeout)])?,
+        )
+    }
+
+    /// `c.release()`.
+    pub fn release(&self) -> Result<()> {
+        self.remote.call("release", Vec::new()).map(drop)
+    }
+
+    /// `c.wait()`: until notified.
+    pub fn wait(&self) -> Result<bool> {
+        from_value(self.remote.call("wait", Vec::new())?)
+    }
+
+    /// `c.wait(timeout)`: `Ok(false)` if not notified in time.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        from_value(self.remote.call("wait", vec![secs(timeout)])?)
+    }
+
+    /// `c.notify(n)`.
+    pub fn notify(&self, n: u64) -> Result<()> {
+        self.remote.call("notify", vec![Value::from(n)]).map(drop)
+    }
+
+    /// `c.notify_all()`.
+    pub fn notify_all(&self) -> Result<()> {
+        self.remote.call("notify_all", Vec::new()).map(drop)
+    }
+}

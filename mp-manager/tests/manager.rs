@@ -744,7 +744,10 @@ fn a_manager_binds_the_address_and_key_it_is_given_and_runs_its_initializer() {
     std::env::set_var("MP_MANAGER_TEST_MARK", &mark);
     let manager = Manager::builder()
         .context(get_context(Some(mp_core::StartMethod::Spawn)))
-        .address(mp_connection::Address::tcp(std::net::Ipv4Addr::LOCALHOST, 0))
+        .address(mp_connection::Address::tcp(
+            std::net::Ipv4Addr::LOCALHOST,
+            0,
+        ))
         .authkey(b"its own key".to_vec())
         .initializer(mark_started)
         .start()
@@ -757,7 +760,48 @@ fn a_manager_binds_the_address_and_key_it_is_given_and_runs_its_initializer() {
     d.set(1, 1).unwrap();
     let other = Manager::connect(manager.address().clone(), b"its own key").unwrap();
     assert_eq!(other.number_of_objects().unwrap(), 1);
-    let err = Manager::connect(manager.address().clone(), &current_process().get_authkey())
-        .unwrap_err();
+    let err =
+        Manager::connect(manager.address().clone(), &current_process().get_authkey()).unwrap_err();
     assert!(err.is_authentication(), "{err}");
+}
+
+/// Waits on the condition until the shared value says go, then reports it.
+fn wait_for_go((c, v): (mp_manager::ConditionProxy, mp_manager::ValueProxy<u32>)) -> u32 {
+    assert!(c.acquire().unwrap());
+    let deadline = Instant::now() + LONG;
+    while v.get().unwrap() == 0 {
+        assert!(Instant::now() < deadline, "never notified");
+        c.wait_timeout(LONG).unwrap();
+    }
+    let seen = v.get().unwrap();
+    c.release().unwrap();
+    seen
+}
+
+#[test]
+fn a_condition_proxy_waits_and_notifies_across_processes() {
+    let manager = Manager::new().unwrap();
+    let c = manager.condition().unwrap();
+    let v = manager.value(0u32).unwrap();
+    // Needs the lock: Python's RuntimeError.
+    assert!(c.notify(1).unwrap_err().is_value_error());
+    assert!(c.wait_timeout(Duration::from_millis(10)).unwrap_err().is_value_error());
+    let children: Vec<_> = (0..3)
+        .map(|_| start(mp_core::StartMethod::Fork, wait_for_go, (c.clone(), v.clone())))
+        .collect();
+    std::thread::sleep(mp_testkit::SETTLE);
+    assert!(c.acquire().unwrap());
+    v.set(7).unwrap();
+    c.notify_all().unwrap();
+    c.release().unwrap();
+    for child in children {
+        assert_eq!(child.finish(), 7);
+    }
+    // A wait with nobody to notify times out, holding the lock again; recursion holds.
+    assert!(c.acquire().unwrap());
+    assert!(c.acquire().unwrap());
+    assert!(!c.wait_timeout(Duration::from_millis(50)).unwrap());
+    c.release().unwrap();
+    c.release().unwrap();
+    assert!(c.release().unwrap_err().is_value_error());
 }
