@@ -40,7 +40,10 @@
 //! its last proxy in any process is gone, including proxies in processes that were killed
 //! ([`Manager::number_of_objects`] shows it). A proxy sent to another process holds one more
 //! reference while in transit (`Share`), which the receiver takes over (`Adopt`); a proxy that
-//! is never received (its receiver killed first) leaks that reference, as in CPython.
+//! is never received (its receiver killed first) leaks that reference, as in CPython. A proxy
+//! stored as a value of another object of its server (a list proxy in a dict, as CPython 3.6+
+//! allows) pins its object for as long as the server runs (`Pin`); reading it back gives a
+//! proxy of the same object.
 //!
 //! # Differences from Python
 //!
@@ -58,7 +61,7 @@
 //!   callable, exposed)`); the type id is the type's name and the constructor its `Default`.
 //! - Built here so far: `dict`, `list`, `Namespace`, `Queue`, `JoinableQueue`, `Event`, `Lock`,
 //!   `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Barrier`, `Value`, `Array`, user
-//!   types; methods returning proxies (`method_to_typeid`), proxies nested in containers
+//!   types, proxies nested in other objects; methods returning proxies (`method_to_typeid`)
 //!   and `SharedMemoryManager` are not yet provided.
 #![deny(unsafe_code)]
 

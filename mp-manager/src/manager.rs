@@ -516,6 +516,9 @@ impl Remote {
 
     /// Calls `method` with `args`. Python: `BaseProxy._callmethod`.
     pub(crate) fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
+        LAST_SERVER.with(|s| {
+            *s.borrow_mut() = Some((self.address.to_string(), self.authkey.clone()));
+        });
         let request = Request::Call {
             id: self.token.id,
             method: method.to_owned(),
@@ -540,28 +543,41 @@ pub(crate) struct ProxyWire {
     id: u64,
     address: String,
     authkey: Bytes,
+    /// A proxy stored inside another object of its server (no key: the reader's is used).
+    pinned: bool,
+}
+
+thread_local! {
+    /// The server (address and key) of the last call this thread made: a reply holding a
+    /// pinned proxy is decoded right after it, and the proxy connects to that server.
+    static LAST_SERVER: std::cell::RefCell<Option<(String, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 impl Remote {
-    /// The wire form, with one reference held on the server for the receiver (`Share`).
-    /// Only inside a handle transfer (to a child, over a `Connection`), where the receiver
-    /// adopts it; elsewhere the reference would leak, so it is an error.
+    /// The wire form. Inside a handle transfer (to a child, over a `Connection`) one reference
+    /// is held on the server for the receiver (`Share`), which adopts it. Outside one (a proxy
+    /// stored as a value of another of its server's objects, as CPython 3.6+ allows) the object
+    /// is pinned instead (`Pin`): held while the server runs.
     pub(crate) fn to_wire(&self) -> std::result::Result<ProxyWire, String> {
-        if !mp_core::handle::is_collecting() {
-            return Err(
-                "handle transfer: a proxy can only be serialized while it is sent to a \
-                        child process or over a Connection"
-                    .to_owned(),
-            );
-        }
-        let request = Request::Share { id: self.token.id };
+        let pinned = !mp_core::handle::is_collecting();
+        let request = if pinned {
+            Request::Pin { id: self.token.id }
+        } else {
+            Request::Share { id: self.token.id }
+        };
         let mut guard = self.lock().map_err(|e| format!("sharing a proxy: {e}"))?;
         match exchange(&mut guard.1, &request) {
             Ok(Reply::Return(_)) => Ok(ProxyWire {
                 typeid: self.token.typeid.clone(),
                 id: self.token.id,
                 address: self.address.to_string(),
-                authkey: Bytes(self.authkey.clone()),
+                authkey: Bytes(if pinned {
+                    Vec::new()
+                } else {
+                    self.authkey.clone()
+                }),
+                pinned,
             }),
             Ok(other) => Err(format!("sharing a proxy: {other:?}")),
             Err(e) => Err(format!("sharing a proxy: {e}")),
@@ -572,8 +588,25 @@ impl Remote {
     /// sender shared. Python: `RebuildProxy`.
     pub(crate) fn from_wire(wire: ProxyWire) -> std::result::Result<Arc<Remote>, String> {
         let address: Address = wire.address.parse().map_err(|e| format!("{e}"))?;
-        let mut conn = connect(&address, &wire.authkey.0).map_err(|e| e.to_string())?;
-        match exchange(&mut conn, &Request::Adopt { id: wire.id }) {
+        let (authkey, request) = if wire.pinned {
+            // Read from an object of its own server, with that server's key.
+            let last = LAST_SERVER.with(|s| s.borrow().clone());
+            match last {
+                Some((server, key)) if server == wire.address => {
+                    (key, Request::IncRef { id: wire.id })
+                }
+                _ => {
+                    return Err(format!(
+                        "a proxy of the server at {} was stored in another server's object",
+                        wire.address
+                    ))
+                }
+            }
+        } else {
+            (wire.authkey.0, Request::Adopt { id: wire.id })
+        };
+        let mut conn = connect(&address, &authkey).map_err(|e| e.to_string())?;
+        match exchange(&mut conn, &request) {
             Ok(Reply::Return(_)) => Ok(Arc::new(Remote {
                 conn: Mutex::new((mp_core::process_id(), conn)),
                 token: Token {
@@ -581,7 +614,7 @@ impl Remote {
                     id: wire.id,
                 },
                 address,
-                authkey: wire.authkey.0,
+                authkey,
             })),
             Ok(other) => Err(format!("adopting a proxy: {other:?}")),
             Err(e) => Err(format!("adopting a proxy: {e}")),

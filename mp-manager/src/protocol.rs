@@ -13,6 +13,7 @@
 //! | `Call { id, method, args }` | `Return(value)` or `Error { kind, message }` | `#RETURN`, `#ERROR` |
 //! | `Share { id }` | `Return(nil)`: one reference held for a proxy in transit | `incref` before pickling |
 //! | `Adopt { id }` | `Return(nil)`: this connection takes over one reference in transit | `incref` on unpickling |
+//! | `Pin { id }` | `Return(nil)`: one reference held while the server runs (a proxy stored in another object) | a proxy unpickled on the server |
 //! | `IncRef { id }` | `Return(nil)`: one more reference for this connection (a forked child's copy) | `incref` after fork |
 //! | `NumObjects` | `Return(n)`: live objects on the server | `number_of_objects` (debug) |
 //! | `Shutdown` | `Return(nil)`, then the server stops | `shutdown` |
@@ -50,6 +51,12 @@ pub enum Request {
     },
     /// Takes over, for this connection, one reference held by a `Share`.
     Adopt {
+        /// The object.
+        id: u64,
+    },
+    /// Holds one reference to `id` for as long as the server runs: a proxy stored inside
+    /// another object (a list proxy as a dict's value).
+    Pin {
         /// The object.
         id: u64,
     },

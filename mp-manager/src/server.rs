@@ -280,6 +280,13 @@ fn handle(
                 error(RemoteKind::Other, format!("no object {id} on this server"))
             }
         }
+        Request::Pin { id } => match lock(&state.objects).get_mut(&id) {
+            Some(entry) => {
+                entry.refs += 1;
+                Reply::Return(Value::Nil)
+            }
+            None => error(RemoteKind::Other, format!("no object {id} on this server")),
+        },
         Request::IncRef { id } => match lock(&state.objects).get_mut(&id) {
             Some(entry) => {
                 entry.refs += 1;

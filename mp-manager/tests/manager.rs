@@ -785,9 +785,18 @@ fn a_condition_proxy_waits_and_notifies_across_processes() {
     let v = manager.value(0u32).unwrap();
     // Needs the lock: Python's RuntimeError.
     assert!(c.notify(1).unwrap_err().is_value_error());
-    assert!(c.wait_timeout(Duration::from_millis(10)).unwrap_err().is_value_error());
+    assert!(c
+        .wait_timeout(Duration::from_millis(10))
+        .unwrap_err()
+        .is_value_error());
     let children: Vec<_> = (0..3)
-        .map(|_| start(mp_core::StartMethod::Fork, wait_for_go, (c.clone(), v.clone())))
+        .map(|_| {
+            start(
+                mp_core::StartMethod::Fork,
+                wait_for_go,
+                (c.clone(), v.clone()),
+            )
+        })
         .collect();
     std::thread::sleep(mp_testkit::SETTLE);
     assert!(c.acquire().unwrap());
@@ -804,4 +813,34 @@ fn a_condition_proxy_waits_and_notifies_across_processes() {
     c.release().unwrap();
     c.release().unwrap();
     assert!(c.release().unwrap_err().is_value_error());
+}
+
+/// Appends through the list proxy found in the dict.
+fn append_through_the_dict(d: DictProxy<String, ListProxy<i32>>) {
+    let inner = d.get_item(&"inner".into()).unwrap();
+    inner.append(2).unwrap();
+}
+
+#[test]
+fn a_dict_holding_a_list_proxy_stays_consistent_across_processes() {
+    for m in METHODS {
+        let manager = Manager::new().unwrap();
+        let d = manager.dict::<String, ListProxy<i32>>().unwrap();
+        let inner = manager.list::<i32>().unwrap();
+        d.set("inner".into(), inner.clone()).unwrap();
+        drop(inner);
+        // The list lives on (pinned by the dict) and every read reaches the same one.
+        d.get_item(&"inner".into()).unwrap().append(1).unwrap();
+        start(m, append_through_the_dict, d.clone()).finish();
+        assert_eq!(
+            d.get_item(&"inner".into()).unwrap().copy().unwrap(),
+            [1, 2],
+            "{m}"
+        );
+    }
+    // A proxy of one server stored in another server's dict is refused when read.
+    let (a, b) = (Manager::new().unwrap(), Manager::new().unwrap());
+    let d = b.dict::<String, ListProxy<i32>>().unwrap();
+    d.set("foreign".into(), a.list::<i32>().unwrap()).unwrap();
+    assert!(d.get_item(&"foreign".into()).is_err());
 }
