@@ -24,6 +24,13 @@ pub trait Exposed: Send + 'static {
     const TYPEID: &'static str;
     /// Calls `method` with `args`.
     fn call_method(&mut self, method: &str, args: Vec<Value>) -> Result<Value, Fail>;
+    /// The type id of the object `method`'s result becomes on the server, for a method whose
+    /// caller gets a proxy (Python's `method_to_typeid`); `None` (the default) for a plain
+    /// value.
+    fn method_typeid(method: &str) -> Option<&'static str> {
+        let _ = method;
+        None
+    }
 }
 
 /// Makes a `T` for the server (the registered constructor: `T::default()`).
@@ -35,11 +42,15 @@ pub(crate) fn construct<T: Exposed + Default>() -> Box<dyn ExposedObject> {
 pub(crate) trait ExposedObject: Send {
     fn call(&mut self, method: &str, args: Vec<Value>) -> Result<Value, Fail>;
     fn typeid(&self) -> &'static str;
+    fn method_typeid(&self, method: &str) -> Option<&'static str>;
 }
 
 impl<T: Exposed> ExposedObject for T {
     fn call(&mut self, method: &str, args: Vec<Value>) -> Result<Value, Fail> {
         self.call_method(method, args)
+    }
+    fn method_typeid(&self, method: &str) -> Option<&'static str> {
+        T::method_typeid(method)
     }
     fn typeid(&self) -> &'static str {
         T::TYPEID
@@ -135,13 +146,16 @@ pub mod __private {
 ///
 /// Each listed method must exist on the type with that signature (`&mut self`, arguments and
 /// result of serde types); the proxy gets the same methods taking `&self` and returning
-/// `mp_manager::Result<R>`. The proxy is `Clone + Send + Sync` and passes to child processes
+/// `mp_manager::Result<R>`. A method listed as `-> R as SomeProxy` (Python's
+/// `method_to_typeid`) makes its result a new object on the server, of `SomeProxy`'s type,
+/// and its proxy method returns a `SomeProxy`: `fn history(&mut self) -> Vec<i64> as
+/// ListProxy<i64>;`. The proxy is `Clone + Send + Sync` and passes to child processes
 /// like the built-in ones.
 #[macro_export]
 macro_rules! exposed {
     (
         impl $ty:ident as $proxy:ident {
-            $( fn $m:ident(&mut self $(, $a:ident : $at:ty)* $(,)?) -> $r:ty; )*
+            $( fn $m:ident(&mut self $(, $a:ident : $at:ty)* $(,)?) -> $r:ty $(as $p:ty)?; )*
         }
     ) => {
         impl $crate::Exposed for $ty {
@@ -168,6 +182,12 @@ macro_rules! exposed {
                     other => ::std::result::Result::Err(
                         $crate::__private::no_method(stringify!($ty), other),
                     ),
+                }
+            }
+            fn method_typeid(method: &str) -> ::std::option::Option<&'static str> {
+                match method {
+                    $( stringify!($m) => $crate::__exposed_typeid!($($p)?), )*
+                    _ => ::std::option::Option::None,
                 }
             }
         }
@@ -203,11 +223,49 @@ macro_rules! exposed {
         impl $proxy {
             $(
                 #[doc = concat!("Calls `", stringify!($m), "` on the server.")]
-                pub fn $m(&self $(, $a: $at)*) -> $crate::Result<$r> {
+                pub fn $m(&self $(, $a: $at)*) -> $crate::Result<$crate::__exposed_ret!($r $(, $p)?)> {
                     let args = ::std::vec![$( $crate::__private::to_value(&$a)? ),*];
-                    $crate::__private::from_value(self.0.call(stringify!($m), args)?)
+                    $crate::__exposed_call!(self.0, stringify!($m), args $(, $p)?)
                 }
             )*
         }
+    };
+}
+
+/// The server type id of an `exposed!` method's proxy result (`None` for a plain value).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __exposed_typeid {
+    () => {
+        ::std::option::Option::None
+    };
+    ($p:ty) => {
+        ::std::option::Option::Some(<$p as $crate::Proxy>::TYPEID)
+    };
+}
+
+/// The return type of an `exposed!` proxy method.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __exposed_ret {
+    ($r:ty) => {
+        $r
+    };
+    ($r:ty, $p:ty) => {
+        $p
+    };
+}
+
+/// The body of an `exposed!` proxy method.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __exposed_call {
+    ($h:expr, $m:expr, $args:expr) => {
+        $crate::__private::from_value($h.call($m, $args)?)
+    };
+    ($h:expr, $m:expr, $args:expr, $p:ty) => {
+        ::std::result::Result::Ok(<$p as $crate::Proxy>::from_handle(
+            $h.call_proxy($m, $args)?,
+        ))
     };
 }

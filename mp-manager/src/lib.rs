@@ -61,8 +61,8 @@
 //!   callable, exposed)`); the type id is the type's name and the constructor its `Default`.
 //! - Built here so far: `dict`, `list`, `Namespace`, `Queue`, `JoinableQueue`, `Event`, `Lock`,
 //!   `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Barrier`, `Value`, `Array`, user
-//!   types, proxies nested in other objects; methods returning proxies (`method_to_typeid`)
-//!   and `SharedMemoryManager` are not yet provided.
+//!   types with methods returning proxies (`method_to_typeid`: `-> R as SomeProxy` in
+//!   [`exposed!`]), proxies nested in other objects; `SharedMemoryManager` is not yet provided.
 #![deny(unsafe_code)]
 
 mod error;

@@ -531,6 +531,29 @@ impl Remote {
         }
     }
 
+    /// Calls `method`, whose result the server makes a new object held for us in transit
+    /// (Python's `method_to_typeid`); adopts it on a connection of its own.
+    pub(crate) fn call_proxy(&self, method: &str, args: Vec<Value>) -> Result<Arc<Remote>> {
+        let request = Request::Call {
+            id: self.token.id,
+            method: method.to_owned(),
+            args,
+        };
+        let token = match exchange(&mut self.lock()?.1, &request)? {
+            Reply::Proxy(token) => token,
+            Reply::Error { kind, message } => return Err(Error::Remote { kind, message }),
+            Reply::Return(v) => return Err(Error::Codec(format!("expected a proxy, got {v}"))),
+        };
+        Remote::from_wire(ProxyWire {
+            typeid: token.typeid,
+            id: token.id,
+            address: self.address.to_string(),
+            authkey: Bytes(self.authkey.clone()),
+            pinned: false,
+        })
+        .map_err(Error::InvalidState)
+    }
+
     pub(crate) fn token(&self) -> &Token {
         &self.token
     }

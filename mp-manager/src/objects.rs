@@ -181,6 +181,14 @@ impl Object {
         }
     }
 
+    /// For a user type's method whose result becomes an object: that object's type id.
+    pub(crate) fn method_typeid(&self, method: &str) -> Option<&'static str> {
+        match self {
+            Object::Custom(c) => lock(c).method_typeid(method),
+            _ => None,
+        }
+    }
+
     /// Releases what connection `conn` held of this object (it closed): a lock it owned is
     /// freed and marked so that its next owner learns the previous one died.
     pub(crate) fn release_for(&self, conn: u64) {

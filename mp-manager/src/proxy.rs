@@ -38,6 +38,12 @@ impl Handle {
     pub fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
         self.0.call(method, args)
     }
+
+    /// Calls `method`, whose result the server makes a new object: its proxy's handle.
+    #[doc(hidden)]
+    pub fn call_proxy(&self, method: &str, args: Vec<Value>) -> Result<Handle> {
+        self.0.call_proxy(method, args).map(Handle)
+    }
 }
 
 impl Serialize for Handle {

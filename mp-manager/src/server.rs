@@ -259,7 +259,28 @@ fn handle(
             match object {
                 // Outside the table's lock: calls on other objects go on meanwhile.
                 Some(object) => match object.call(&method, args, caller) {
-                    Ok(value) => Reply::Return(value),
+                    Ok(value) => match object.method_typeid(&method) {
+                        // Python's `method_to_typeid`: the result becomes an object, held
+                        // for the caller in transit (it adopts it on a connection of its own).
+                        Some(typeid) => match create(state, typeid, vec![value]) {
+                            Ok(made) => {
+                                let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+                                lock(&state.objects).insert(
+                                    id,
+                                    Entry {
+                                        object: Arc::new(made),
+                                        refs: 1,
+                                    },
+                                );
+                                Reply::Proxy(Token {
+                                    typeid: typeid.to_owned(),
+                                    id,
+                                })
+                            }
+                            Err((kind, message)) => error(kind, message),
+                        },
+                        None => Reply::Return(value),
+                    },
                     Err((kind, message)) => error(kind, message),
                 },
                 None => error(RemoteKind::Other, format!("no object {id} on this server")),

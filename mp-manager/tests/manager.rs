@@ -844,3 +844,47 @@ fn a_dict_holding_a_list_proxy_stays_consistent_across_processes() {
     d.set("foreign".into(), a.list::<i32>().unwrap()).unwrap();
     assert!(d.get_item(&"foreign".into()).is_err());
 }
+
+#[derive(Default)]
+struct Recorder {
+    seen: Vec<i64>,
+}
+
+impl Recorder {
+    fn record(&mut self, x: i64) -> usize {
+        self.seen.push(x);
+        self.seen.len()
+    }
+    fn history(&mut self) -> Vec<i64> {
+        self.seen.clone()
+    }
+}
+
+mp_manager::exposed! {
+    impl Recorder as RecorderProxy {
+        fn record(&mut self, x: i64) -> usize;
+        fn history(&mut self) -> Vec<i64> as ListProxy<i64>;
+    }
+}
+
+#[test]
+fn a_method_listed_with_a_proxy_type_returns_a_new_object_on_the_server() {
+    // Python's `method_to_typeid={'history': 'list'}`.
+    let manager = Manager::builder().register::<Recorder>().start().unwrap();
+    let r: RecorderProxy = manager.create().unwrap();
+    assert_eq!(r.record(1).unwrap(), 1);
+    assert_eq!(r.record(2).unwrap(), 2);
+    let h: ListProxy<i64> = r.history().unwrap();
+    assert_eq!(h.copy().unwrap(), [1, 2]);
+    assert_eq!(manager.number_of_objects().unwrap(), 2);
+    h.append(3).unwrap();
+    assert_eq!(
+        r.history().unwrap().copy().unwrap(),
+        [1, 2],
+        "a copy made at the call"
+    );
+    drop(h);
+    eventually("the returned list is freed with its proxy", || {
+        manager.number_of_objects().unwrap() == 1
+    });
+}
