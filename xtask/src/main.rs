@@ -19,11 +19,18 @@
 //!   one line per figure
 //!   (`name=<name> unit=<unit> rust=<v> cpython=<v> limit=<v> speedup=<x> of_limit=<y>`) and
 //!   writes the same numbers as a Markdown table to `target/bench/report.md`.
+//! - `cargo xtask fuzz NAME SECONDS [-- LIBFUZZER_ARGS...]` runs one cargo-fuzz target of
+//!   `fuzz/` for that many seconds (`cargo +nightly fuzz run`, one process, with the project's
+//!   timeout, memory and input-length limits), its corpus in `fuzz/corpus/NAME` and the committed
+//!   `fuzz/seeds/NAME` and `fuzz/regressions/NAME` replayed first. It needs nightly and
+//!   cargo-fuzz and says so when either is missing; `ci` needs neither.
+//!   `cargo xtask fuzz --list` lists the targets.
 //!
 //! [cargo-xtask]: https://github.com/matklad/cargo-xtask
 
 mod bench;
 mod ci;
+mod fuzz;
 mod run;
 
 use std::env;
@@ -32,6 +39,7 @@ use std::process::ExitCode;
 
 use bench::bench;
 use ci::ci;
+use fuzz::fuzz;
 
 /// An error already worth showing to the user; an empty message means it was already printed.
 type Result<T> = std::result::Result<T, String>;
@@ -43,6 +51,9 @@ commands:
   ci               fmt check, clippy, tests, doc tests and docs, as CI runs them
   bench [NAME...]  Rust vs CPython benchmarks (all figures when no NAME is given);
                    writes target/bench/report.md
+  fuzz NAME SECONDS [-- ARGS...]
+                   runs one cargo-fuzz target (nightly, cargo-fuzz) for SECONDS
+  fuzz --list      lists the fuzz targets
   help             show this message";
 
 fn main() -> ExitCode {
@@ -56,6 +67,7 @@ fn main() -> ExitCode {
         Some("ci") if args.len() == 1 => ci(),
         Some("ci") => Err(format!("`ci` takes no arguments\n{USAGE}")),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
