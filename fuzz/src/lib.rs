@@ -243,10 +243,10 @@ fn reference_frame(stream: &[u8], pos: usize, limit: u64) -> Expected<'_> {
     }
 }
 
-/// Writes `stream` into a fresh socketpair (with `nfds` fds attached to its first byte) or pipe
-/// and closes the writing end; returns the reading end as an untrusted `Connection`, as a
-/// listener's accepted connection is.
-fn connection_with_input(stream: &[u8], pipe: bool, nfds: usize) -> Connection {
+/// Writes `stream` into a fresh socketpair (with `nfds` fds attached to its byte at `fds_at`,
+/// or its last byte) or pipe and closes the writing end; returns the reading end as an
+/// untrusted `Connection`, as a listener's accepted connection is.
+fn connection_with_input(stream: &[u8], pipe: bool, nfds: usize, fds_at: usize) -> Connection {
     let (reader, writer): (OwnedFd, OwnedFd) = if pipe {
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe");
         (r, w)
@@ -256,6 +256,11 @@ fn connection_with_input(stream: &[u8], pipe: bool, nfds: usize) -> Connection {
     };
     let mut rest = stream;
     if nfds > 0 && !rest.is_empty() {
+        let before = fds_at.min(rest.len() - 1);
+        std::fs::File::from(writer.try_clone().expect("dup"))
+            .write_all(&rest[..before])
+            .expect("write the input (it fits in the buffer)");
+        rest = &rest[before..];
         let extra: Vec<OwnedFd> = (0..nfds)
             .map(|_| {
                 std::fs::File::open("/dev/null")
@@ -284,9 +289,10 @@ fn connection_with_input(stream: &[u8], pipe: bool, nfds: usize) -> Connection {
 }
 
 /// Target `frame`: the input's first byte picks the read method, the transport (socketpair or
-/// pipe) and how many fds come with the first byte; its second byte picks the connection's
-/// message size limit and its third `maxlength` (for `recv_bytes_max`) or the buffer size (for
-/// `recv_bytes_into`). The rest is written into the transport, the writer closed, and the
+/// pipe) and how many fds come with the stream; its second byte picks the connection's message
+/// size limit (low 3 bits) and the offset of the byte the fds come with (high 5 bits: the first
+/// byte of a header, or of a later header, or inside a payload); its third byte picks
+/// `maxlength` (for `recv_bytes_max`) or the buffer size (for `recv_bytes_into`). The rest is written into the transport, the writer closed, and the
 /// reader reads frames until end of file or an error that ends the stream.
 ///
 /// Checked: no panic, no hang, the bytes framed exactly as the reference model says, errors as
@@ -306,12 +312,13 @@ fn frame_inner(data: &[u8]) {
     let pipe = ctl & 4 != 0;
     let nfds = if pipe { 0 } else { usize::from((ctl >> 3) & 3) };
     let typ = ctl >> 5;
-    let max_message = LIMITS[usize::from(data[1]) % LIMITS.len()];
+    let max_message = LIMITS[usize::from(data[1] & 7)];
+    let fds_at = usize::from(data[1] >> 3);
     let second = LIMITS[usize::from(data[2]) % LIMITS.len()].min(64 << 10) as usize;
     let stream = &data[3..];
 
     MaxAlloc::take();
-    let mut conn = connection_with_input(stream, pipe, nfds);
+    let mut conn = connection_with_input(stream, pipe, nfds, fds_at);
     conn.set_max_message_size(max_message);
     let mut into_buf = vec![0u8; second];
     check_alloc("frame setup", DECODE_SLACK + 64 * data.len());
@@ -542,8 +549,11 @@ fn welcomed(input: &[u8]) -> bool {
     challenge.starts_with(b"#CHALLENGE#") && challenge.len() >= 11 + 20 && verdict == b"#WELCOME#"
 }
 
+/// A target: its name and its harness.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// The targets, by name, for the replay test.
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+pub const TARGETS: [Target; 4] = [
     ("codec", codec),
     ("frame", frame),
     ("handshake_client", handshake_client),
