@@ -158,6 +158,17 @@ pub enum Shape {
     Group(Vec<Shape>),
 }
 
+/// A recursive enum whose newtype variant nests through a one-entry map only (no array).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub enum Expr {
+    /// A leaf.
+    Lit(i64),
+    /// Nesting through the variant's map.
+    Neg(Box<Expr>),
+    /// Nesting through the variant's map and an array.
+    Add(Box<Expr>, Box<Expr>),
+}
+
 /// Decodes `bytes` as `T`; when that works, the value must encode and decode back to itself.
 fn decode_roundtrip<T>(bytes: &[u8]) -> Option<T>
 where
@@ -173,7 +184,7 @@ where
 // ----- target: codec -----
 
 /// Target `codec`: the input decoded as each typical type (`i64`, `String`, `Bytes`,
-/// `Vec<u8>`, `(u32, String)`, [`Record`], `HashMap<String, i64>`, [`Shape`], anything). Must
+/// `Vec<u8>`, `(u32, String)`, [`Record`], `HashMap<String, i64>`, [`Shape`], [`Expr`], anything). Must
 /// never panic or allocate more than a few MiB, and what decodes must round-trip.
 pub fn codec(data: &[u8]) {
     MaxAlloc::take();
@@ -185,6 +196,7 @@ pub fn codec(data: &[u8]) {
     decode_roundtrip::<Record>(data);
     decode_roundtrip::<HashMap<String, i64>>(data);
     decode_roundtrip::<Shape>(data);
+    decode_roundtrip::<Expr>(data);
     let _ = codec::decode::<serde::de::IgnoredAny>(data);
     // Outside a transfer, handles and functions never decode.
     assert!(codec::decode::<HandleFd>(data).is_err());
