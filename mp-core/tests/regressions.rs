@@ -210,3 +210,54 @@ fn a_child_that_outlived_its_fork_server_reports_how_it_ended() {
     // And the next start has a new server.
     assert_ne!(current_server(), server);
 }
+
+/// A recursive enum, as a peer's message may hold: `Neg` nests through a one-entry map.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Expr {
+    Lit(i64),
+    Neg(Box<Expr>),
+}
+
+/// `levels` times `Neg` (the map `{1: ...}`) around `Lit(7)` (`{0: 7}`), as MessagePack.
+fn nested_negations(levels: usize) -> Vec<u8> {
+    let mut bytes = b"\x81\x01".repeat(levels);
+    bytes.extend_from_slice(b"\x81\x00\x07");
+    bytes
+}
+
+/// Found while writing the `codec` fuzz target (its input is in fuzz/regressions/codec/):
+/// rmp-serde's depth limit does not count an enum variant's map, so 40 KB of `{1: {1: ...}}`
+/// recursed until the stack overflowed and the process died, on any connection that receives a
+/// recursive enum.
+#[test]
+fn a_deeply_nested_enum_from_a_peer_is_a_codec_error_not_a_stack_overflow() {
+    let deep = nested_negations(100_000);
+    let e = mp_core::codec::decode::<Expr>(&deep).unwrap_err();
+    assert!(matches!(e, mp_core::Error::Codec(_)), "{e}");
+    assert!(e.to_string().contains("deep"), "{e}");
+
+    // Over a connection: refused, the message consumed, the end still usable.
+    let (mut ours, mut theirs) = pipe(true).unwrap();
+    let writer = std::thread::spawn(move || {
+        theirs.send_bytes(&deep).unwrap();
+        theirs.send(&Expr::Neg(Box::new(Expr::Lit(1)))).unwrap();
+    });
+    let e = ours.recv_timeout::<Expr>(LONG).unwrap_err();
+    assert!(matches!(e, mp_core::Error::Codec(_)), "{e}");
+    assert_eq!(
+        ours.recv_timeout::<Expr>(LONG).unwrap(),
+        Expr::Neg(Box::new(Expr::Lit(1)))
+    );
+    writer.join().unwrap();
+
+    // Nesting up to the limit still decodes.
+    let limit = mp_core::codec::MAX_DEPTH;
+    let mut value = mp_core::codec::decode::<Expr>(&nested_negations(limit - 1)).unwrap();
+    let mut levels = 0;
+    while let Expr::Neg(inner) = value {
+        value = *inner;
+        levels += 1;
+    }
+    assert_eq!((levels, value), (limit - 1, Expr::Lit(7)));
+    assert!(mp_core::codec::decode::<Expr>(&nested_negations(limit)).is_err());
+}

@@ -24,11 +24,18 @@
 //!   sizes 64 B … 64 MiB and queue throughput over 1, 2, 4, 8 producer/consumer processes the
 //!   same way (default 3 repetitions), writes `target/bench/sweep.md` and draws the curves as
 //!   SVG charts in `bench/charts/`.
+//! - `cargo xtask fuzz NAME SECONDS [-- LIBFUZZER_ARGS...]` runs one cargo-fuzz target of
+//!   `fuzz/` for that many seconds (`cargo +nightly fuzz run`, one process, with the project's
+//!   timeout, memory and input-length limits), its corpus in `fuzz/corpus/NAME` and the committed
+//!   `fuzz/seeds/NAME` and `fuzz/regressions/NAME` replayed first. It needs nightly and
+//!   cargo-fuzz and says so when either is missing; `ci` needs neither.
+//!   `cargo xtask fuzz --list` lists the targets.
 //!
 //! [cargo-xtask]: https://github.com/matklad/cargo-xtask
 
 mod bench;
 mod ci;
+mod fuzz;
 mod run;
 
 use std::env;
@@ -37,6 +44,7 @@ use std::process::ExitCode;
 
 use bench::bench;
 use ci::ci;
+use fuzz::fuzz;
 
 /// An error already worth showing to the user; an empty message means it was already printed.
 type Result<T> = std::result::Result<T, String>;
@@ -52,6 +60,9 @@ commands:
   bench --sweep [--reps N]
                    throughput curves over message sizes and process counts; writes
                    target/bench/sweep.md and the SVG charts in bench/charts/
+  fuzz NAME SECONDS [-- ARGS...]
+                   runs one cargo-fuzz target (nightly, cargo-fuzz) for SECONDS
+  fuzz --list      lists the fuzz targets
   help             show this message";
 
 fn main() -> ExitCode {
@@ -65,6 +76,7 @@ fn main() -> ExitCode {
         Some("ci") if args.len() == 1 => ci(),
         Some("ci") => Err(format!("`ci` takes no arguments\n{USAGE}")),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

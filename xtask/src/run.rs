@@ -45,6 +45,12 @@ impl Step {
         }
     }
 
+    /// Adds arguments.
+    pub(crate) fn args<S: AsRef<str>>(mut self, args: &[S]) -> Self {
+        self.args.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
     /// Adds an environment variable.
     pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
         self.envs.push((key.to_owned(), value.to_owned()));

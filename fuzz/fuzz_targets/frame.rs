@@ -1,0 +1,10 @@
+//! `cargo xtask fuzz frame SECONDS`: see `mp_fuzz::frame` and fuzz/README.md.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mp_fuzz::MaxAlloc;
+
+#[global_allocator]
+static ALLOC: MaxAlloc = MaxAlloc;
+
+fuzz_target!(|data: &[u8]| mp_fuzz::frame(data));
