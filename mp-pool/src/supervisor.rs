@@ -62,6 +62,9 @@ pub(crate) struct Worker {
     kill_reason: Option<(u64, Error)>,
     /// Its connection broke (EOF): the process is ending.
     broken: bool,
+    /// A send to it failed: it is ending; no more tasks go to it, and what it wrote is still
+    /// read (its last result, a `Retire`).
+    send_failed: bool,
     /// What it wrote, read in bulk.
     reader: FrameReader,
 }
@@ -86,6 +89,7 @@ impl Worker {
             sent: 0,
             kill_reason: None,
             broken: false,
+            send_failed: false,
             reader: FrameReader::default(),
         })
     }
@@ -250,7 +254,7 @@ impl Supervisor {
             if st.queue.is_empty() {
                 break;
             }
-            if !w.ready || w.retiring || w.broken || w.kill_reason.is_some() {
+            if !w.ready || w.retiring || w.broken || w.send_failed || w.kill_reason.is_some() {
                 continue;
             }
             let held = w.inflight.len();
@@ -302,8 +306,9 @@ impl Supervisor {
             cancelled: false,
         }));
         if sent.is_err() {
-            // The worker is gone or going: its death hands these tasks on.
-            w.broken = true;
+            // The worker is gone or going: its death hands these tasks on. What it wrote before
+            // (a result, a `Retire`) is still read: only the sending side is broken.
+            w.send_failed = true;
             w.kill();
         }
     }
@@ -328,7 +333,7 @@ impl Supervisor {
                 }
             }
             if !skip.is_empty() && w.conn.send(&ToWorkerRef::Skip(&skip)).is_err() {
-                w.broken = true;
+                w.send_failed = true;
                 w.kill();
             }
         }

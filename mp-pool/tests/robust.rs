@@ -717,3 +717,29 @@ fn workers_killed_at_random_moments_never_hang_a_call_nor_corrupt_a_result() {
         finish(p);
     }
 }
+
+#[test]
+fn a_task_sent_to_a_retiring_worker_runs_elsewhere_instead_of_failing() {
+    // Regression: a task sent to a worker that was leaving (maxtasksperchild, memory cap) as
+    // the send happened was failed with WorkerLost { exitcode: 0 }: the failed send marked the
+    // connection broken, and the worker's Retire, already written, was never read.
+    // A 1 MiB cap: every worker is past it after its first task, and leaves after reading its
+    // memory use, which leaves the supervisor time to send it the next task.
+    let p = Pool::builder()
+        .processes(1)
+        .start_method(StartMethod::Fork)
+        .max_memory_per_child(1 << 20)
+        .build()
+        .unwrap();
+    let mut pids = HashSet::new();
+    for _ in 0..200 {
+        let pid = p
+            .apply_async(my_pid, 0)
+            .unwrap()
+            .get_timeout(LONG)
+            .unwrap_or_else(|e| panic!("a task failed instead of running again: {e}"));
+        pids.insert(pid);
+    }
+    assert_eq!(pids.len(), 200, "one worker per task");
+    finish(p);
+}
