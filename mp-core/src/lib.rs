@@ -91,6 +91,7 @@ mod context;
 pub mod deadline;
 mod error;
 mod forkserver;
+pub mod frames;
 pub mod handle;
 pub mod helper;
 mod identity;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mp_connection::{Address, Client, Connection};
 use mp_core::codec::Bytes;
+use mp_core::frames::{Filled, FrameReader};
 use mp_core::{current_process, get_context, pipe, Context, Function, Process};
 use rmpv::Value;
 use serde::de::DeserializeOwned;
@@ -239,7 +240,7 @@ impl Manager {
         };
         match exchange(&mut conn, &request)? {
             Reply::Proxy(token) => Ok(Arc::new(Remote {
-                conn: Mutex::new((mp_core::process_id(), conn)),
+                conn: Mutex::new(Channel::new(conn)),
                 token,
                 address: self.address.clone(),
                 authkey: self.authkey.clone(),
@@ -477,6 +478,46 @@ fn exchange(conn: &mut Connection, request: &Request) -> Result<Reply> {
     })
 }
 
+/// A proxy's connection, the process it belongs to, and the reader of its replies (one
+/// `read` per reply, header and payload together: an exchange is one request, one reply, so
+/// nothing is ever read ahead of the reply awaited).
+#[derive(Debug)]
+pub(crate) struct Channel {
+    pid: u32,
+    conn: Connection,
+    reader: FrameReader,
+}
+
+impl Channel {
+    fn new(conn: Connection) -> Channel {
+        Channel {
+            pid: mp_core::process_id(),
+            reader: FrameReader::with_limit(conn.max_message_size()),
+            conn,
+        }
+    }
+
+    /// Sends `request` and reads its reply; a closed connection is [`Error::ServerGone`].
+    fn exchange(&mut self, request: &Request) -> Result<Reply> {
+        let gone = |e: mp_core::Error| Error::ServerGone(e.to_string());
+        self.conn.send(request).map_err(gone)?;
+        loop {
+            if let Some(payload) = self.reader.next_frame().map_err(gone)? {
+                return mp_core::codec::decode::<Reply>(payload).map_err(|e| match e {
+                    mp_core::Error::Codec(m) => Error::Codec(m),
+                    e => gone(e),
+                });
+            }
+            let fd = self.conn.fileno().map_err(gone)?;
+            if self.reader.fill(fd).map_err(gone)? == Filled::Eof {
+                return Err(Error::ServerGone(
+                    "the server closed the connection".to_owned(),
+                ));
+            }
+        }
+    }
+}
+
 pub(crate) fn to_value<T: Serialize + ?Sized>(x: &T) -> Result<Value> {
     rmpv::ext::to_value(x).map_err(|e| Error::Codec(e.to_string()))
 }
@@ -491,7 +532,7 @@ pub(crate) fn from_value<T: DeserializeOwned>(v: Value) -> Result<T> {
 pub(crate) struct Remote {
     /// The connection, and the process it belongs to: a forked child that inherited the
     /// proxy in memory opens its own (a socket shared by two processes would mix replies).
-    conn: Mutex<(u32, Connection)>,
+    conn: Mutex<Channel>,
     token: Token,
     address: Address,
     authkey: Vec<u8>,
@@ -499,17 +540,17 @@ pub(crate) struct Remote {
 
 impl Remote {
     /// This process's connection: after a fork, a new one holding a reference of its own.
-    fn lock(&self) -> Result<MutexGuard<'_, (u32, Connection)>> {
+    fn lock(&self) -> Result<MutexGuard<'_, Channel>> {
         let mut guard = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let me = mp_core::process_id();
-        if guard.0 != me {
+        if guard.pid != me {
             let mut conn = connect(&self.address, &self.authkey)?;
             match exchange(&mut conn, &Request::IncRef { id: self.token.id })? {
                 Reply::Return(_) => {}
                 Reply::Error { kind, message } => return Err(Error::Remote { kind, message }),
                 Reply::Proxy(t) => return Err(Error::Codec(format!("unexpected proxy {t:?}"))),
             }
-            *guard = (me, conn);
+            *guard = Channel::new(conn);
         }
         Ok(guard)
     }
@@ -524,7 +565,7 @@ impl Remote {
             method: method.to_owned(),
             args,
         };
-        match exchange(&mut self.lock()?.1, &request)? {
+        match self.lock()?.exchange(&request)? {
             Reply::Return(value) => Ok(value),
             Reply::Error { kind, message } => Err(Error::Remote { kind, message }),
             Reply::Proxy(token) => Err(Error::Codec(format!("unexpected proxy {token:?}"))),
@@ -539,7 +580,7 @@ impl Remote {
             method: method.to_owned(),
             args,
         };
-        let token = match exchange(&mut self.lock()?.1, &request)? {
+        let token = match self.lock()?.exchange(&request)? {
             Reply::Proxy(token) => token,
             Reply::Error { kind, message } => return Err(Error::Remote { kind, message }),
             Reply::Return(v) => return Err(Error::Codec(format!("expected a proxy, got {v}"))),
@@ -590,7 +631,7 @@ impl Remote {
             Request::Share { id: self.token.id }
         };
         let mut guard = self.lock().map_err(|e| format!("sharing a proxy: {e}"))?;
-        match exchange(&mut guard.1, &request) {
+        match guard.exchange(&request) {
             Ok(Reply::Return(_)) => Ok(ProxyWire {
                 typeid: self.token.typeid.clone(),
                 id: self.token.id,
@@ -631,7 +672,7 @@ impl Remote {
         let mut conn = connect(&address, &authkey).map_err(|e| e.to_string())?;
         match exchange(&mut conn, &request) {
             Ok(Reply::Return(_)) => Ok(Arc::new(Remote {
-                conn: Mutex::new((mp_core::process_id(), conn)),
+                conn: Mutex::new(Channel::new(conn)),
                 token: Token {
                     typeid: wire.typeid,
                     id: wire.id,

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mp_connection::{Address, Connection, Listener};
+use mp_core::frames::{Filled, FrameReader};
 use rmpv::Value;
 
 use crate::error::Result;
@@ -138,8 +139,11 @@ fn serve_connection(state: &State, mut conn: Connection) {
     let me = state.next_conn.fetch_add(1, Ordering::Relaxed);
     // References this connection holds, by object id.
     let mut held: HashMap<u64, u64> = HashMap::new();
+    // Requests are read a whole frame per `read` (a client sends one and waits for its reply;
+    // one that sends more has them queued here, and counts as gone for a blocking call).
+    let mut reader = FrameReader::with_limit(conn.max_message_size());
     loop {
-        let request = match conn.recv::<Request>() {
+        let request = match next_request(&mut conn, &mut reader) {
             Ok(request) => request,
             Err(e) if e.is_eof() => break,
             // A frame that does not decode was consumed: say so and go on.
@@ -160,7 +164,7 @@ fn serve_connection(state: &State, mut conn: Connection) {
         };
         // A blocking call gives up when its client goes away: the connection then reads as
         // ready (end of file), since a client sends nothing while it waits for a reply.
-        let gone = || conn.try_poll().unwrap_or(true);
+        let gone = || !reader.is_empty() || conn.try_poll().unwrap_or(true);
         let caller = Caller {
             conn: me,
             gone: &gone,
@@ -185,6 +189,24 @@ fn serve_connection(state: &State, mut conn: Connection) {
             entry.object.release_for(me);
         }
         decref(&mut objects, id, n);
+    }
+}
+
+/// The next request: a frame from `reader`, read from `conn` as needed. [`mp_core::Error::Eof`]
+/// when the client has closed; [`mp_core::Error::Codec`] for a frame that does not decode
+/// (consumed: the connection stays in step).
+fn next_request(conn: &mut Connection, reader: &mut FrameReader) -> mp_core::Result<Request> {
+    loop {
+        if let Some(payload) = reader.next_frame()? {
+            return mp_core::codec::decode::<Request>(payload);
+        }
+        if reader.fill(conn.fileno()?)? == Filled::Eof {
+            return Err(if reader.is_empty() {
+                mp_core::Error::Eof
+            } else {
+                mp_core::Error::Protocol("the client closed in the middle of a request".into())
+            });
+        }
     }
 }
 

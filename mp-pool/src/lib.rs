@@ -75,7 +75,6 @@
 #![deny(unsafe_code)]
 
 mod error;
-mod frames;
 mod imap;
 mod pool;
 mod result;

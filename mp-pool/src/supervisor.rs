@@ -14,9 +14,9 @@ use mp_core::{Connection, Deadline, Process};
 use rustix::event::PollFlags;
 
 use crate::error::Error;
-use crate::frames::{Filled, FrameReader};
 use crate::pool::{Shared, State, Status, Task};
 use crate::worker::{BytesRef, FromWorker, TaskWireRef, ToWorkerRef};
+use mp_core::frames::{Filled, FrameReader};
 
 /// Starts one worker process on the child end of its connection; the number is for its name.
 pub(crate) type Spawn =

@@ -1,0 +1,223 @@
+//! Bulk reading of frames: every message that has arrived, with one `read`.
+//!
+//! [`Connection::recv`](crate::Connection::recv) reads exactly one frame and nothing more (a
+//! `recvmsg` for the header, a `read` for the payload), so that the fd's readiness always tells
+//! the truth to `poll`, `wait()` and any other process holding it. Where one owner reads a
+//! connection and nothing else watches it (a pool's supervisor reading its workers' results, a
+//! manager's request/reply exchanges), a [`FrameReader`] takes whatever the socket holds in one
+//! `read` and cuts it into frames, saving a syscall per message. The frames are the stack's
+//! (and CPython's) wire format: a 4-byte big-endian signed length, or `-1` and an 8-byte
+//! length, then the payload. A `FrameReader` carries no fds.
+//!
+//! A length header never sizes an allocation: the buffer grows by at most [`MAX_STEP`] per
+//! read, as bytes arrive, and [`FrameReader::with_limit`] refuses an announcement over a limit.
+
+use std::os::fd::BorrowedFd;
+
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+
+/// How much a read asks for at least.
+const READ_AT_LEAST: usize = 64 << 10;
+
+/// The most a buffer grows by in one read, whatever the header under way announces.
+pub const MAX_STEP: usize = 16 << 20;
+
+/// The frames read so far from one connection. Beyond Python.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    /// Where the first unconsumed byte is.
+    start: usize,
+    /// The largest payload accepted.
+    limit: u64,
+}
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        FrameReader {
+            buf: Vec::new(),
+            start: 0,
+            limit: u64::MAX,
+        }
+    }
+}
+
+/// What one fill found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// Bytes arrived (or nothing was ready).
+    Data,
+    /// The peer closed its end (after the bytes read before).
+    Eof,
+}
+
+impl FrameReader {
+    /// A reader that refuses payloads over `limit` bytes ([`Error::MessageTooLong`]).
+    pub fn with_limit(limit: u64) -> Self {
+        FrameReader {
+            limit,
+            ..FrameReader::default()
+        }
+    }
+
+    /// Whether no unconsumed byte is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    /// One `read` of what `fd` holds; blocks if nothing is there (a non-blocking fd returns
+    /// [`Filled::Data`] with nothing read).
+    pub fn fill(&mut self, fd: BorrowedFd<'_>) -> Result<Filled> {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let want = self.missing().clamp(READ_AT_LEAST, MAX_STEP);
+        self.buf.reserve(want);
+        loop {
+            // Reads into the spare capacity; the vector grows by what was read.
+            match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut self.buf)) {
+                Ok(0) => return Ok(Filled::Eof),
+                Ok(_) | Err(Errno::AGAIN) => return Ok(Filled::Data),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The header of the frame at `start`: (header length, payload length), if it is there.
+    fn header(&self) -> Result<Option<(usize, usize)>> {
+        let rest = &self.buf[self.start..];
+        let Some(short) = rest.get(..4) else {
+            return Ok(None);
+        };
+        let n = i32::from_be_bytes([short[0], short[1], short[2], short[3]]);
+        if n >= 0 {
+            return self.check(4, n as u64);
+        }
+        if n != -1 {
+            return Err(Error::Protocol(format!("negative message length {n}")));
+        }
+        let Some(long) = rest.get(4..12) else {
+            return Ok(None);
+        };
+        let mut b = [0u8; 8];
+        b.copy_from_slice(long);
+        self.check(12, u64::from_be_bytes(b))
+    }
+
+    fn check(&self, header: usize, len: u64) -> Result<Option<(usize, usize)>> {
+        if len > self.limit {
+            return Err(Error::MessageTooLong {
+                length: len,
+                limit: self.limit,
+            });
+        }
+        let len = usize::try_from(len)
+            .map_err(|_| Error::Protocol("a message longer than memory".into()))?;
+        Ok(Some((header, len)))
+    }
+
+    /// How many more bytes the frame under way needs (0 if none is under way).
+    fn missing(&self) -> usize {
+        match self.header() {
+            Ok(Some((h, len))) => (h + len).saturating_sub(self.buf.len() - self.start),
+            _ => 0,
+        }
+    }
+
+    /// The next whole frame's payload, consumed; `None` until it has all arrived.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>> {
+        let Some((h, len)) = self.header()? else {
+            return Ok(None);
+        };
+        let begin = self.start + h;
+        let Some(end) = begin.checked_add(len).filter(|&e| e <= self.buf.len()) else {
+            return Ok(None);
+        };
+        self.start = end;
+        Ok(Some(&self.buf[begin..end]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut v = (payload.len() as i32).to_be_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn frames_are_cut_from_bulk_reads_whatever_the_boundaries() {
+        let (a, b) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let mut all = Vec::new();
+        for i in 0..50u8 {
+            all.extend(frame(&vec![i; i as usize * 7]));
+        }
+        let mut long = (-1i32).to_be_bytes().to_vec();
+        long.extend_from_slice(&3u64.to_be_bytes());
+        long.extend_from_slice(b"xyz");
+        all.extend(long);
+        let mut r = FrameReader::default();
+        let mut got = Vec::new();
+        for piece in all.chunks(13) {
+            rustix::io::write(&a, piece).unwrap();
+            assert!(matches!(r.fill(b.as_fd()).unwrap(), Filled::Data));
+            while let Some(p) = r.next_frame().unwrap() {
+                got.push(p.to_vec());
+            }
+        }
+        assert_eq!(got.len(), 51);
+        for (i, p) in got.iter().take(50).enumerate() {
+            assert_eq!(p, &vec![i as u8; i * 7]);
+        }
+        assert_eq!(got[50], b"xyz");
+        drop(a);
+        assert!(matches!(r.fill(b.as_fd()).unwrap(), Filled::Eof));
+    }
+
+    #[test]
+    fn a_huge_length_header_never_sizes_the_buffer() {
+        let (a, b) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let mut huge = (-1i32).to_be_bytes().to_vec();
+        huge.extend_from_slice(&(1u64 << 60).to_be_bytes());
+        rustix::io::write(&a, &huge).unwrap();
+        rustix::io::write(&a, b"some bytes").unwrap();
+        drop(a);
+        let mut r = FrameReader::default();
+        while r.fill(b.as_fd()).unwrap() == Filled::Data {
+            assert!(r.next_frame().unwrap().is_none());
+        }
+        assert!(
+            r.buf.capacity() <= 2 * MAX_STEP,
+            "grew to {}",
+            r.buf.capacity()
+        );
+        // With a limit, the announcement itself is refused.
+        let mut limited = FrameReader::with_limit(1 << 20);
+        limited.buf.extend_from_slice(&huge);
+        assert!(matches!(
+            limited.next_frame(),
+            Err(Error::MessageTooLong { .. })
+        ));
+    }
+
+    use std::os::fd::AsFd;
+}
