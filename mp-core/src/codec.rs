@@ -38,8 +38,15 @@ pub const MAX_DEPTH: usize = 256;
 /// never a panic; so do values nested deeper than [`MAX_DEPTH`] arrays and maps.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     check_depth(bytes)?;
-    Ok(rmp_serde::from_slice(bytes)?)
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    Ok(crate::depth::deserialize_limited(&mut de, MAX_CALLS)?)
 }
+
+/// How deeply the `deserialize` calls of one decode may nest: a few per level of
+/// [`MAX_DEPTH`] (an option, a box, a newtype around each container), and no more, so that a
+/// recursive type that consumes no byte per level (`struct L(Option<Box<L>>)` from the single
+/// byte `0x01`) fails instead of overflowing the stack (see `depth`).
+pub const MAX_CALLS: usize = 4 * MAX_DEPTH;
 
 /// Refuses a value whose arrays and maps nest deeper than [`MAX_DEPTH`], before serde recurses
 /// into it.

@@ -511,6 +511,14 @@ impl Connection {
             if buf.as_slice() != FD_CARRIER {
                 return Ok(all_fds);
             }
+            if !self.trusted {
+                // Only this program's processes send more than one frame of fds for a value; a
+                // peer accepted from anyone would otherwise fill our fd table with carriers.
+                drop(all_fds);
+                return Err(self.poison(Error::Protocol(
+                    "fd carrier frames are taken only from processes of this program".into(),
+                )));
+            }
         }
     }
 

@@ -89,6 +89,7 @@ mod connection;
 mod constructor;
 mod context;
 pub mod deadline;
+mod depth;
 mod error;
 mod forkserver;
 pub mod frames;

@@ -261,3 +261,75 @@ fn a_deeply_nested_enum_from_a_peer_is_a_codec_error_not_a_stack_overflow() {
     assert_eq!((levels, value), (limit - 1, Expr::Lit(7)));
     assert!(mp_core::codec::decode::<Expr>(&nested_negations(limit)).is_err());
 }
+
+/// A recursive type that consumes no byte per level: an option of itself, in a newtype.
+#[derive(Debug, serde::Deserialize)]
+struct L(#[allow(dead_code)] Option<Box<L>>);
+
+#[test]
+fn one_byte_decoded_as_a_type_that_recurses_without_reading_is_an_error_not_a_stack_overflow() {
+    // rmp-serde reads the marker 0x01 once (not nil: Some), then asks for the newtype, then
+    // the option again on the same cached marker, forever: found by the fuzz target's author,
+    // it killed any process that received this byte as such a type.
+    let err = mp_core::codec::decode::<L>(b"\x01").unwrap_err();
+    assert!(matches!(err, mp_core::Error::Codec(_)), "{err}");
+    // The same through a connection, as a peer would send it.
+    let (mut a, mut b) = mp_core::pipe(true).unwrap();
+    a.send_bytes(b"\x01").unwrap();
+    assert!(matches!(b.recv::<L>(), Err(mp_core::Error::Codec(_))));
+    // And a legitimately nested value still decodes.
+    let nested: Vec<Vec<Vec<Option<Box<u8>>>>> = vec![vec![vec![Some(Box::new(7))]]];
+    let bytes = mp_core::codec::encode(&nested).unwrap();
+    assert_eq!(
+        mp_core::codec::decode::<Vec<Vec<Vec<Option<Box<u8>>>>>>(&bytes).unwrap(),
+        nested
+    );
+}
+
+#[test]
+fn an_untrusted_peer_cannot_fill_our_fd_table_with_carrier_frames() {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let (ours, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    // As a listener accepts it: untrusted.
+    let mut conn = Connection::from_fd(ours, true, true).unwrap();
+    let before = mp_testkit::count_fds();
+    // Ten carrier frames of 200 fds each (the same fd, duplicated by the kernel on receipt).
+    let carrier = b"\xc1mp-fds";
+    let mut frame = (carrier.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(carrier);
+    let writer = std::thread::spawn(move || {
+        let one = rustix::io::dup(&theirs).unwrap();
+        let fds: Vec<std::os::fd::BorrowedFd<'_>> = (0..200).map(|_| one.as_fd()).collect();
+        for _ in 0..10 {
+            let mut space =
+                [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(200))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+            if sendmsg(
+                &theirs,
+                &[std::io::IoSlice::new(&frame)],
+                &mut control,
+                SendFlags::empty(),
+            )
+            .is_err()
+            {
+                break;
+            }
+        }
+        theirs
+    });
+    let err = conn.recv_timeout::<u32>(LONG).unwrap_err();
+    assert!(err.to_string().contains("carrier"), "{err}");
+    let theirs = writer.join().unwrap();
+    drop(theirs);
+    // At most one frame's fds arrived, and they were closed with the error.
+    mp_testkit::eventually("the received fds are closed", || {
+        mp_testkit::count_fds() <= before
+    });
+}

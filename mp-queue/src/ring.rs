@@ -448,7 +448,8 @@ impl Ring {
             )));
         }
         let bytes = sys::read_data(self.segment(), off as usize + 8, len as usize);
-        let value = panic::catch_unwind(AssertUnwindSafe(|| rmp_serde::from_slice::<T>(bytes)));
+        // The codec's decode: bounded nesting, whatever the bytes and the type.
+        let value = panic::catch_unwind(AssertUnwindSafe(|| mp_core::codec::decode::<T>(bytes)));
         // Consume the item whatever happened to its decoding, so the queue keeps working.
         h.consumer.0.head.store(
             pack(count(head).wrapping_add(1), pos(head) + skipped + record),
@@ -457,7 +458,10 @@ impl Ring {
         self.notify_space();
         self.rewind_if_empty();
         match value {
-            Ok(decoded) => decoded.map_err(|e| Error::Codec(e.to_string())),
+            Ok(decoded) => decoded.map_err(|e| match e {
+                mp_core::Error::Codec(m) => Error::Codec(m),
+                other => Error::Codec(other.to_string()),
+            }),
             Err(payload) => panic::resume_unwind(payload),
         }
     }

@@ -1,0 +1,443 @@
+//! A serde adapter that bounds how deeply deserialization nests, whatever the bytes say.
+//!
+//! The byte-level walk of `codec::check_depth` bounds nesting that costs bytes (arrays, maps,
+//! enum variants). Some types recurse without consuming any: `struct L(Option<Box<L>>)` read
+//! from the single byte `0x01` asks for an option (not nil: `Some`), then a newtype, then an
+//! option again, on the same cached marker, forever, until the stack overflows. This adapter
+//! wraps the deserializer, its visitors and every access (sequences, maps, enums, variants,
+//! seeds), counts the nested `deserialize_*` calls, and fails with an error past a limit: a
+//! peer's message can no longer crash the process, whatever the type.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
+};
+
+/// Deserializes a `T` from `d`, failing once deserialize calls nest deeper than `limit`.
+pub(crate) fn deserialize_limited<'de, T, D>(d: D, limit: usize) -> Result<T, D::Error>
+where
+    T: de::Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    let depth = Depth {
+        left: Cell::new(limit),
+    };
+    T::deserialize(Limited {
+        inner: d,
+        depth: &depth,
+    })
+}
+
+/// The nesting budget left.
+struct Depth {
+    left: Cell<usize>,
+}
+
+impl Depth {
+    fn enter<E: de::Error>(&self) -> Result<(), E> {
+        match self.left.get().checked_sub(1) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(
+                "the value nests too deeply (a recursive type read from too few bytes)",
+            )),
+        }
+    }
+
+    fn leave(&self) {
+        self.left.set(self.left.get() + 1);
+    }
+}
+
+/// The deserializer, counting.
+struct Limited<'a, D> {
+    inner: D,
+    depth: &'a Depth,
+}
+
+/// A visitor whose nested deserializers count too.
+struct Wrap<'a, V> {
+    inner: V,
+    depth: &'a Depth,
+}
+
+/// A seed whose deserializer counts.
+struct Seed<'a, S> {
+    inner: S,
+    depth: &'a Depth,
+}
+
+macro_rules! forward_deserialize {
+    ($($method:ident),*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+                let depth = self.depth;
+                depth.enter()?;
+                let r = self.inner.$method(Wrap { inner: visitor, depth });
+                depth.leave();
+                r
+            }
+        )*
+    };
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
+    type Error = D::Error;
+
+    forward_deserialize!(
+        deserialize_any,
+        deserialize_bool,
+        deserialize_i8,
+        deserialize_i16,
+        deserialize_i32,
+        deserialize_i64,
+        deserialize_i128,
+        deserialize_u8,
+        deserialize_u16,
+        deserialize_u32,
+        deserialize_u64,
+        deserialize_u128,
+        deserialize_f32,
+        deserialize_f64,
+        deserialize_char,
+        deserialize_str,
+        deserialize_string,
+        deserialize_bytes,
+        deserialize_byte_buf,
+        deserialize_option,
+        deserialize_unit,
+        deserialize_seq,
+        deserialize_map,
+        deserialize_identifier,
+        deserialize_ignored_any
+    );
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let depth = self.depth;
+        depth.enter()?;
+        let r = self.inner.deserialize_unit_struct(
+            name,
+            Wrap {
+                inner: visitor,
+                depth,
+            },
+        );
+        depth.leave();
+        r
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let depth = self.depth;
+        depth.enter()?;
+        let r = self.inner.deserialize_newtype_struct(
+            name,
+            Wrap {
+                inner: visitor,
+                depth,
+            },
+        );
+        depth.leave();
+        r
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let depth = self.depth;
+        depth.enter()?;
+        let r = self.inner.deserialize_tuple(
+            len,
+            Wrap {
+                inner: visitor,
+                depth,
+            },
+        );
+        depth.leave();
+        r
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let depth = self.depth;
+        depth.enter()?;
+        let r = self.inner.deserialize_tuple_struct(
+            name,
+            len,
+            Wrap {
+                inner: visitor,
+                depth,
+            },
+        );
+        depth.leave();
+        r
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let depth = self.depth;
+        depth.enter()?;
+        let r = self.inner.deserialize_struct(
+            name,
+            fields,
+            Wrap {
+                inner: visitor,
+                depth,
+            },
+        );
+        depth.leave();
+        r
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let depth = self.depth;
+        depth.enter()?;
+        let r = self.inner.deserialize_enum(
+            name,
+            variants,
+            Wrap {
+                inner: visitor,
+                depth,
+            },
+        );
+        depth.leave();
+        r
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+}
+
+macro_rules! forward_visit {
+    ($($method:ident($ty:ty)),*) => {
+        $(
+            fn $method<E: de::Error>(self, v: $ty) -> Result<Self::Value, E> {
+                self.inner.$method(v)
+            }
+        )*
+    };
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    forward_visit!(
+        visit_bool(bool),
+        visit_i8(i8),
+        visit_i16(i16),
+        visit_i32(i32),
+        visit_i64(i64),
+        visit_i128(i128),
+        visit_u8(u8),
+        visit_u16(u16),
+        visit_u32(u32),
+        visit_u64(u64),
+        visit_u128(u128),
+        visit_f32(f32),
+        visit_f64(f64),
+        visit_char(char),
+        visit_str(&str),
+        visit_borrowed_str(&'de str),
+        visit_string(String),
+        visit_bytes(&[u8]),
+        visit_borrowed_bytes(&'de [u8]),
+        visit_byte_buf(Vec<u8>)
+    );
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.inner.visit_none()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.inner.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.inner.visit_some(Limited {
+            inner: d,
+            depth: self.depth,
+        })
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.inner.visit_newtype_struct(Limited {
+            inner: d,
+            depth: self.depth,
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.inner.visit_seq(Wrap {
+            inner: seq,
+            depth: self.depth,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.inner.visit_map(Wrap {
+            inner: map,
+            depth: self.depth,
+        })
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
+        self.inner.visit_enum(Wrap {
+            inner: data,
+            depth: self.depth,
+        })
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.inner.deserialize(Limited {
+            inner: d,
+            depth: self.depth,
+        })
+    }
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Self::Error> {
+        self.inner.next_element_seed(Seed {
+            inner: seed,
+            depth: self.depth,
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        self.inner.next_key_seed(Seed {
+            inner: seed,
+            depth: self.depth,
+        })
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.inner.next_value_seed(Seed {
+            inner: seed,
+            depth: self.depth,
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+impl<'a, 'de, A: EnumAccess<'de>> EnumAccess<'de> for Wrap<'a, A> {
+    type Error = A::Error;
+    type Variant = Wrap<'a, A::Variant>;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self::Variant), Self::Error> {
+        let depth = self.depth;
+        let (value, variant) = self.inner.variant_seed(Seed { inner: seed, depth })?;
+        Ok((
+            value,
+            Wrap {
+                inner: variant,
+                depth,
+            },
+        ))
+    }
+}
+
+impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Wrap<'_, A> {
+    type Error = A::Error;
+
+    fn unit_variant(self) -> Result<(), Self::Error> {
+        self.inner.unit_variant()
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<T::Value, Self::Error> {
+        self.inner.newtype_variant_seed(Seed {
+            inner: seed,
+            depth: self.depth,
+        })
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.inner.tuple_variant(
+            len,
+            Wrap {
+                inner: visitor,
+                depth: self.depth,
+            },
+        )
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.inner.struct_variant(
+            fields,
+            Wrap {
+                inner: visitor,
+                depth: self.depth,
+            },
+        )
+    }
+}
