@@ -82,8 +82,12 @@ def _queue_procs(procs, total):
     consumers = [ctx.Process(target=_consumer, args=(q, start, share)) for _ in range(procs)]
     for p in producers + consumers:
         p.start()
-    start.wait()
+    # The clock starts once every child waits, before the parent releases them (see the Rust
+    # side).
+    while start.n_waiting < 2 * procs:
+        time.sleep(0.0002)
     t0 = time.perf_counter()
+    start.wait()
     for p in consumers:
         p.join()
     elapsed = time.perf_counter() - t0

@@ -141,8 +141,14 @@ fn queue_procs(procs: usize, total: usize) -> f64 {
             p
         })
         .collect();
-    start.wait().expect("barrier");
+    // Start the clock once every child waits at the barrier, then release them all: taken
+    // after the parent's own wait, the clock missed work done while the parent was not
+    // scheduled yet (8 producers and 8 consumers on 2 cores).
+    while start.n_waiting() < parties - 1 {
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
     let t0 = Instant::now();
+    start.wait().expect("barrier");
     for p in consumers {
         p.join().expect("join");
     }
