@@ -204,8 +204,10 @@ pub(crate) fn on_load() {
         Ok(fd) => fd,
         Err(e) => bootstrap_failed(&format!("cannot take the bootstrap socket: {e}")),
     };
+    // The bootstrap socket comes from the parent, a process of this program: trusted (fd
+    // carrier frames, functions).
     let mut conn = match Connection::from_fd(fd, true, true) {
-        Ok(conn) => conn,
+        Ok(conn) => conn.trusted(),
         Err(e) => bootstrap_failed(&format!("bad bootstrap socket: {e}")),
     };
     let hello = connection::recv_frame_with_fds(&mut conn).and_then(|(payload, fds)| {

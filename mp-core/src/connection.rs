@@ -129,7 +129,9 @@ impl Connection {
         }
     }
 
-    fn trusted(mut self) -> Self {
+    /// Marks the end as connected to a process of this program (a `pipe()`, a child's
+    /// bootstrap socket): it may receive functions and fd carrier frames.
+    pub(crate) fn trusted(mut self) -> Self {
         self.trusted = true;
         self
     }
