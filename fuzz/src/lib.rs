@@ -7,7 +7,7 @@
 //! every finding stays checked by `cargo xtask ci` without nightly or cargo-fuzz.
 //!
 //! This file must build as a module of another crate too: it depends only on `mp_core`,
-//! `mp_connection` and `serde`, and has no crate-level attributes.
+//! `mp_connection`, `mp_manager` and `serde`, and has no crate-level attributes.
 //!
 //! A harness fails (panics) when the library panics, hangs (a read that times out although every
 //! byte has arrived and the writer is closed), frames bytes differently from a reference model
@@ -561,13 +561,75 @@ fn welcomed(input: &[u8]) -> bool {
     challenge.starts_with(b"#CHALLENGE#") && challenge.len() >= 11 + 20 && verdict == b"#WELCOME#"
 }
 
+// ----- target: the manager's request decoder -----
+
+/// Target `manager_request`: the input, as a client's bytes after the handshake, served by a
+/// fresh manager server on this thread (`Server::serve_connection`). Byte 0 picks how: odd, the
+/// rest is the raw stream; even, it is a run of `[len: u8][len bytes]` chunks, each sent as one
+/// frame (so that most of them reach the request decoder and the objects' methods). Must never
+/// panic or hang; every reply must be a well-formed `Reply` frame; the server must close when
+/// the input ends (blocking calls give up: their client is gone).
+pub fn manager_request(data: &[u8]) {
+    let Some((&ctl, input)) = data.split_first() else {
+        return;
+    };
+    if input.len() > MAX_INPUT {
+        return;
+    }
+    let mut stream = Vec::with_capacity(input.len() + 64);
+    if ctl & 1 == 1 {
+        stream.extend_from_slice(input);
+    } else {
+        let mut rest = input;
+        while let Some((&len, tail)) = rest.split_first() {
+            let (chunk, after) = tail.split_at(usize::from(len).min(tail.len()));
+            stream.extend_from_slice(&(chunk.len() as i32).to_be_bytes());
+            stream.extend_from_slice(chunk);
+            rest = after;
+        }
+    }
+    no_fd_leak("manager_request", || {
+        let server = mp_manager::Server::bind(None, AUTHKEY).expect("a server");
+        let (ours, mut theirs) = UnixStream::pair().expect("socketpair");
+        // Replies are read on a thread, so the server never blocks writing them.
+        let mut reader = theirs.try_clone().expect("clone");
+        let replies = std::thread::spawn(move || {
+            let _ = reader.set_read_timeout(Some(READ_TIMEOUT));
+            let mut all = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut reader, &mut all);
+            all
+        });
+        theirs.write_all(&stream).expect("write the input");
+        theirs
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        let conn = Connection::from_fd(ours.into(), true, true).expect("a connection");
+        server.serve_connection(conn);
+        drop(theirs);
+        let out = replies.join().expect("the reply reader");
+        let mut pos = 0;
+        while pos < out.len() {
+            match reference_frame(&out, pos, u64::MAX) {
+                Expected::Frame(payload, end) => {
+                    if let Err(e) = codec::decode::<mp_manager::protocol::Reply>(payload) {
+                        panic!("the server sent a reply that does not decode: {e}");
+                    }
+                    pos = end;
+                }
+                _ => panic!("the server sent a malformed frame at byte {pos}"),
+            }
+        }
+    });
+}
+
 /// A target: its name and its harness.
 pub type Target = (&'static str, fn(&[u8]));
 
 /// The targets, by name, for the replay test.
-pub const TARGETS: [Target; 4] = [
+pub const TARGETS: [Target; 5] = [
     ("codec", codec),
     ("frame", frame),
     ("handshake_client", handshake_client),
     ("handshake_server", handshake_server),
+    ("manager_request", manager_request),
 ];

@@ -123,7 +123,10 @@ impl FrameReader {
     /// How many more bytes the frame under way needs (0 if none is under way).
     fn missing(&self) -> usize {
         match self.header() {
-            Ok(Some((h, len))) => (h + len).saturating_sub(self.buf.len() - self.start),
+            // Saturating: without a limit, a header may announce up to `usize::MAX` bytes.
+            Ok(Some((h, len))) => h
+                .saturating_add(len)
+                .saturating_sub(self.buf.len() - self.start),
             _ => 0,
         }
     }

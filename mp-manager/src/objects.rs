@@ -236,6 +236,11 @@ fn wait_until<'a, T>(
         if ready(&mut guard) {
             return Ok((guard, true));
         }
+        // Before each sleep: a caller that went away (or sent more than one request, which
+        // a client waiting for its reply never does) gets no wait.
+        if (caller.gone)() {
+            return fail(RemoteKind::Other, "the caller went away");
+        }
         let now = Instant::now();
         let slice = match deadline {
             Some(d) if d <= now => return Ok((guard, false)),
@@ -246,9 +251,6 @@ fn wait_until<'a, T>(
             .wait_timeout(guard, slice)
             .unwrap_or_else(PoisonError::into_inner)
             .0;
-        if (caller.gone)() {
-            return fail(RemoteKind::Other, "the caller went away");
-        }
     }
 }
 

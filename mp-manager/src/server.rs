@@ -82,6 +82,14 @@ impl Server {
         lock(&self.state.registry).insert(typeid.to_owned(), constructor);
     }
 
+    /// Serves one already-connected client on this thread until it closes (what
+    /// `serve_forever` does for each accepted connection). For the fuzz target of the request
+    /// decoder, which feeds a socketpair; not an API.
+    #[doc(hidden)]
+    pub fn serve_connection(&self, conn: Connection) {
+        serve_connection(&self.state, conn);
+    }
+
     /// Makes an object of `typeid` that every client reaches under `name` (a `Create` of
     /// `name` gives a proxy of that one object, which the server keeps while it runs).
     ///
