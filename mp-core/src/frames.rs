@@ -213,6 +213,17 @@ mod tests {
             "grew to {}",
             r.buf.capacity()
         );
+        // The largest announcement of all, without a limit: no overflow (found by the
+        // `manager_request` fuzz target: "attempt to add with overflow").
+        let mut max = FrameReader::default();
+        max.buf.extend_from_slice(&(-1i32).to_be_bytes());
+        max.buf.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(
+            max.missing(),
+            usize::MAX - 12,
+            "saturates, less the 12 bytes read"
+        );
+        assert!(max.next_frame().unwrap().is_none());
         // With a limit, the announcement itself is refused.
         let mut limited = FrameReader::with_limit(1 << 20);
         limited.buf.extend_from_slice(&huge);
