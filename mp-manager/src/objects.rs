@@ -251,6 +251,11 @@ fn wait_until<'a, T>(
             .wait_timeout(guard, slice)
             .unwrap_or_else(PoisonError::into_inner)
             .0;
+        // After each sleep, before taking what woke it: an item put for a caller that has
+        // gone away meanwhile stays for the next one instead of going down a dead connection.
+        if (caller.gone)() {
+            return fail(RemoteKind::Other, "the caller went away");
+        }
     }
 }
 
