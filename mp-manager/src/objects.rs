@@ -417,33 +417,82 @@ impl Event {
 /// its next owner is told (`OwnerDied`), as mp-sync's locks do.
 #[derive(Debug)]
 pub(crate) struct Lock {
-    state: Mutex<LockState>,
+    state: Mutex<Ownership>,
     changed: Condvar,
     recursive: bool,
 }
 
+/// Who holds a manager lock (a `Lock`, an `RLock`, a `Condition`'s lock): a connection, how
+/// many times, and whether the previous holder died holding it.
 #[derive(Debug, Default)]
-struct LockState {
+struct Ownership {
     owner: Option<u64>,
     count: u64,
     owner_died: bool,
 }
 
+impl Ownership {
+    /// Frees it if connection `conn` held it (it closed); true if so (wake the waiters).
+    fn owner_gone(&mut self, conn: u64) -> bool {
+        if self.owner != Some(conn) {
+            return false;
+        }
+        self.owner = None;
+        self.count = 0;
+        self.owner_died = true;
+        true
+    }
+}
+
+/// `acquire(blocking, timeout)` of the lock `own` picks out of the state behind `guard`, for
+/// `caller`: Python's result, or `OwnerDied` (the lock held) when its previous holder died.
+fn acquire_owned<T>(
+    changed: &Condvar,
+    mut guard: MutexGuard<'_, T>,
+    own: fn(&mut T) -> &mut Ownership,
+    recursive: bool,
+    a: &mut Args,
+    caller: &Caller<'_>,
+) -> Outcome {
+    let Some(deadline) = deadline_of(a.optional(), a.optional()) else {
+        return fail(
+            RemoteKind::ValueError,
+            "'timeout' must be a non-negative number",
+        );
+    };
+    let me = caller.conn;
+    if recursive && own(&mut guard).owner == Some(me) {
+        own(&mut guard).count += 1;
+        return Ok(Value::Boolean(true));
+    }
+    let (mut guard, got) =
+        wait_until(changed, guard, deadline, caller, |s| own(s).owner.is_none())?;
+    if !got {
+        return Ok(Value::Boolean(false));
+    }
+    let o = own(&mut guard);
+    o.owner = Some(me);
+    o.count = 1;
+    if std::mem::take(&mut o.owner_died) {
+        return fail(
+            RemoteKind::OwnerDied,
+            "acquired; the previous owner died holding it",
+        );
+    }
+    Ok(Value::Boolean(true))
+}
+
 impl Lock {
     fn new(recursive: bool) -> Lock {
         Lock {
-            state: Mutex::new(LockState::default()),
+            state: Mutex::new(Ownership::default()),
             changed: Condvar::new(),
             recursive,
         }
     }
 
     fn owner_gone(&self, conn: u64) {
-        let mut st = lock(&self.state);
-        if st.owner == Some(conn) {
-            st.owner = None;
-            st.count = 0;
-            st.owner_died = true;
+        if lock(&self.state).owner_gone(conn) {
             self.changed.notify_all();
         }
     }
@@ -451,34 +500,14 @@ impl Lock {
     fn call(&self, method: &str, args: Vec<Value>, caller: &Caller<'_>) -> Outcome {
         let mut a = Args::new(method, args);
         match method {
-            "acquire" => {
-                let Some(deadline) = deadline_of(a.optional(), a.optional()) else {
-                    return fail(
-                        RemoteKind::ValueError,
-                        "'timeout' must be a non-negative number",
-                    );
-                };
-                let me = caller.conn;
-                let mut st = lock(&self.state);
-                if self.recursive && st.owner == Some(me) {
-                    st.count += 1;
-                    return Ok(Value::Boolean(true));
-                }
-                let (mut st, got) =
-                    wait_until(&self.changed, st, deadline, caller, |s| s.owner.is_none())?;
-                if !got {
-                    return Ok(Value::Boolean(false));
-                }
-                st.owner = Some(me);
-                st.count = 1;
-                if std::mem::take(&mut st.owner_died) {
-                    return fail(
-                        RemoteKind::OwnerDied,
-                        "acquired; the previous owner died holding it",
-                    );
-                }
-                Ok(Value::Boolean(true))
-            }
+            "acquire" => acquire_owned(
+                &self.changed,
+                lock(&self.state),
+                |o| o,
+                self.recursive,
+                &mut a,
+                caller,
+            ),
             "release" => {
                 let mut st = lock(&self.state);
                 match st.owner {
@@ -640,9 +669,7 @@ pub(crate) struct Condition {
 
 #[derive(Debug, Default)]
 struct ConditionState {
-    owner: Option<u64>,
-    count: u64,
-    owner_died: bool,
+    own: Ownership,
     /// Waiting tickets, oldest first.
     waiting: VecDeque<u64>,
     /// Tickets notified and not yet woken.
@@ -652,11 +679,7 @@ struct ConditionState {
 
 impl Condition {
     fn owner_gone(&self, conn: u64) {
-        let mut st = lock(&self.state);
-        if st.owner == Some(conn) {
-            st.owner = None;
-            st.count = 0;
-            st.owner_died = true;
+        if lock(&self.state).own.owner_gone(conn) {
             self.changed.notify_all();
         }
     }
@@ -671,41 +694,22 @@ impl Condition {
             )
         };
         match method {
-            "acquire" => {
-                let Some(deadline) = deadline_of(a.optional(), a.optional()) else {
-                    return fail(
-                        RemoteKind::ValueError,
-                        "'timeout' must be a non-negative number",
-                    );
-                };
-                let mut st = lock(&self.state);
-                if st.owner == Some(me) {
-                    st.count += 1;
-                    return Ok(Value::Boolean(true));
-                }
-                let (mut st, got) =
-                    wait_until(&self.changed, st, deadline, caller, |s| s.owner.is_none())?;
-                if !got {
-                    return Ok(Value::Boolean(false));
-                }
-                st.owner = Some(me);
-                st.count = 1;
-                if std::mem::take(&mut st.owner_died) {
-                    return fail(
-                        RemoteKind::OwnerDied,
-                        "acquired; the previous owner died holding it",
-                    );
-                }
-                Ok(Value::Boolean(true))
-            }
+            "acquire" => acquire_owned(
+                &self.changed,
+                lock(&self.state),
+                |s| &mut s.own,
+                true,
+                &mut a,
+                caller,
+            ),
             "release" => {
                 let mut st = lock(&self.state);
-                if st.owner != Some(me) {
+                if st.own.owner != Some(me) {
                     return not_owner("release");
                 }
-                st.count -= 1;
-                if st.count == 0 {
-                    st.owner = None;
+                st.own.count -= 1;
+                if st.own.count == 0 {
+                    st.own.owner = None;
                     self.changed.notify_all();
                 }
                 Ok(Value::Nil)
@@ -718,13 +722,13 @@ impl Condition {
                     );
                 };
                 let mut st = lock(&self.state);
-                if st.owner != Some(me) {
+                if st.own.owner != Some(me) {
                     return not_owner("wait on");
                 }
                 // Release the lock wholly, wait for a notify, take the lock back as it was.
-                let depth = st.count;
-                st.owner = None;
-                st.count = 0;
+                let depth = st.own.count;
+                st.own.owner = None;
+                st.own.count = 0;
                 let ticket = st.next_ticket;
                 st.next_ticket += 1;
                 st.waiting.push_back(ticket);
@@ -744,9 +748,9 @@ impl Condition {
                 st.waiting.retain(|&t| t != ticket);
                 st.notified.retain(|&t| t != ticket);
                 let (mut st, _) =
-                    wait_until(&self.changed, st, None, caller, |s| s.owner.is_none())?;
-                st.owner = Some(me);
-                st.count = depth;
+                    wait_until(&self.changed, st, None, caller, |s| s.own.owner.is_none())?;
+                st.own.owner = Some(me);
+                st.own.count = depth;
                 Ok(Value::Boolean(notified))
             }
             "notify" | "notify_all" => {
@@ -759,7 +763,7 @@ impl Condition {
                     u64::MAX
                 };
                 let mut st = lock(&self.state);
-                if st.owner != Some(me) {
+                if st.own.owner != Some(me) {
                     return not_owner("notify on");
                 }
                 let waiting: Vec<u64> = st
