@@ -12,6 +12,10 @@ use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+/// How long a proxy waiting for a reply, or the server waiting for a client's next request,
+/// polls its socket before it sleeps (see [`FrameReader::fill_spinning`]).
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
+
 use crate::error::{Error, Result};
 use crate::exposed::Exposed;
 use crate::protocol::{Reply, Request, Token};
@@ -509,7 +513,7 @@ impl Channel {
                 });
             }
             let fd = self.conn.fileno().map_err(gone)?;
-            if self.reader.fill(fd).map_err(gone)? == Filled::Eof {
+            if self.reader.fill_spinning(fd, SPIN).map_err(gone)? == Filled::Eof {
                 return Err(Error::ServerGone(
                     "the server closed the connection".to_owned(),
                 ));
