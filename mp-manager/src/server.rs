@@ -47,7 +47,11 @@ pub(crate) type Constructor = fn() -> Box<dyn ExposedObject>;
 #[derive(Debug)]
 struct Entry {
     object: Arc<Object>,
+    /// References held: by connections, by proxies in transit, by pins.
     refs: u64,
+    /// How many of `refs` are held for proxies in transit (`Share`, not yet `Adopt`ed): an
+    /// `Adopt` takes one of these, so a client cannot adopt a reference nobody shared.
+    transit: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,6 +108,7 @@ impl Server {
             Entry {
                 object: Arc::new(object),
                 refs: 1,
+                transit: 0,
             },
         );
         lock(&self.state.shared).insert(name.to_owned(), id);
@@ -313,6 +318,7 @@ fn handle(
                     Entry {
                         object: Arc::new(object),
                         refs: 1,
+                        transit: 0,
                     },
                 );
                 *held.entry(id).or_default() += 1;
@@ -336,6 +342,7 @@ fn handle(
                                     Entry {
                                         object: Arc::new(made),
                                         refs: 1,
+                                        transit: 0,
                                     },
                                 );
                                 Reply::Proxy(Token {
@@ -355,18 +362,23 @@ fn handle(
         Request::Share { id } => match lock(&state.objects).get_mut(&id) {
             Some(entry) => {
                 entry.refs += 1;
+                entry.transit += 1;
                 Reply::Return(Value::Nil)
             }
             None => error(RemoteKind::Other, format!("no object {id} on this server")),
         },
-        Request::Adopt { id } => {
-            if lock(&state.objects).contains_key(&id) {
+        Request::Adopt { id } => match lock(&state.objects).get_mut(&id) {
+            Some(entry) if entry.transit > 0 => {
+                entry.transit -= 1;
                 *held.entry(id).or_default() += 1;
                 Reply::Return(Value::Nil)
-            } else {
-                error(RemoteKind::Other, format!("no object {id} on this server"))
             }
-        }
+            Some(_) => error(
+                RemoteKind::Other,
+                format!("no reference to object {id} is in transit (adopt without a share)"),
+            ),
+            None => error(RemoteKind::Other, format!("no object {id} on this server")),
+        },
         Request::Pin { id } => match lock(&state.objects).get_mut(&id) {
             Some(entry) => {
                 entry.refs += 1;

@@ -258,6 +258,24 @@ fn garbage_after_the_handshake_gets_an_error_and_the_server_goes_on() {
         Reply::Error { kind, .. } => assert_eq!(kind, RemoteKind::AttributeError),
         other => panic!("{other:?}"),
     }
+    // Adopting a reference nobody shared is refused, and a drop of that connection does not
+    // free an object another proxy still holds.
+    {
+        let mut thief = Client::connect_timeout(manager.address(), Some(&key), LONG).unwrap();
+        for _ in 0..3 {
+            thief.send(&Request::Adopt { id: l.id() }).unwrap();
+            match thief.recv_timeout::<Reply>(LONG).unwrap() {
+                Reply::Error { kind, message } => {
+                    assert_eq!(kind, RemoteKind::Other);
+                    assert!(message.contains("in transit"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let before = manager.number_of_objects().unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // the thief's connection is dropped
+    assert_eq!(manager.number_of_objects().unwrap(), before);
     // A silent client does not hold anyone up.
     let _silent = std::os::unix::net::UnixStream::connect_addr(
         &std::os::unix::net::SocketAddr::from_abstract_name(
