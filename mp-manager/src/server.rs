@@ -342,7 +342,7 @@ fn handle(
                                     Entry {
                                         object: Arc::new(made),
                                         refs: 1,
-                                        transit: 0,
+                                        transit: 1,
                                     },
                                 );
                                 Reply::Proxy(Token {
