@@ -688,6 +688,8 @@ impl ShareableList {
                         )))
                     }
                 };
+                // Checked before allocating: `n` comes from the segment.
+                self.check_fits(i, at, n)?;
                 // CPython's struct pads with NULs, or truncates to the format's size.
                 let mut bytes = data[..data.len().min(n)].to_vec();
                 bytes.resize(n, 0);
