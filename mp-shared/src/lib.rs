@@ -61,10 +61,10 @@
 //!
 //! [`ShareableList`] is Python's `multiprocessing.shared_memory.ShareableList`: a fixed-length
 //! list of [`Item`]s (`int`, `float`, `bool`, `str`, `bytes`, `None`) in a named
-//! [`SharedMemory`] segment, in exactly CPython's layout (described in the type's module,
-//! `src/shareable_list.rs`). CPython 3.9, 3.10, 3.11, 3.12 and 3.13 share that layout (their
-//! `ShareableList` classes are the same code), so a Python process attaches to a list made here
-//! with `ShareableList(name=...)`, and [`ShareableList::attach`] reads one made by Python.
+//! [`SharedMemory`] segment, in exactly CPython's layout (described on the type). CPython 3.9,
+//! 3.10, 3.11, 3.12 and 3.13 share that layout (their `ShareableList` classes are the same
+//! code), so a Python process attaches to a list made here with `ShareableList(name=...)`, and
+//! [`ShareableList::attach`] reads one made by Python (the tests check both ways).
 //! CPython 3.8 stored item sizes instead of offsets and is not compatible.
 //!
 //! ```

@@ -1,29 +1,6 @@
 //! `ShareableList`: CPython's `multiprocessing.shared_memory.ShareableList`, byte for byte.
 //!
-//! # The segment layout
-//!
-//! A list of `N` items in a named [`SharedMemory`] segment, as CPython 3.9 to 3.13 lay it out
-//! (every slot native-endian, every offset in bytes):
-//!
-//! | at                              | size          | what                                       |
-//! |---------------------------------|---------------|--------------------------------------------|
-//! | `0`                             | 8             | `N`, an `i64` (struct `q`)                 |
-//! | `8`                             | `(N + 1) * 8` | `offsets[0..=N]`, `i64`s, from `data`      |
-//! | `data = (N + 2) * 8`            | `offsets[N]`  | item `i` at `data + offsets[i]`            |
-//! | `formats = data + offsets[N]`   | `N * 8`       | each item's struct format, NUL-padded      |
-//! | `codes = formats + N * 8`       | `N`           | each item's back-transform code (`i8`)     |
-//!
-//! | item         | format          | code | slot                                        |
-//! |--------------|-----------------|------|---------------------------------------------|
-//! | `int`        | `q`             | 0    | 8 bytes, `i64`                              |
-//! | `float`      | `d`             | 0    | 8 bytes, `f64`                              |
-//! | `bool`       | `xxxxxxx?`      | 0    | 7 pad bytes, then 0 or 1                    |
-//! | `None`       | `xxxxxx?x`      | 3    | 8 zero bytes                                |
-//! | `str`        | `<n>s`          | 1    | `n = 8 * (len / 8 + 1)` bytes, utf-8, NULs  |
-//! | `bytes`      | `<n>s`          | 2    | the same, raw bytes                         |
-//!
-//! Only the header (`N` and the offsets) is read when attaching, as CPython does; formats,
-//! codes and items are read at every access, since another process may change them.
+//! The segment layout is documented on [`ShareableList`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -415,6 +392,34 @@ fn layout(items: &[Item]) -> Result<Vec<u8>> {
 /// assert_eq!(other.count(&Item::Int(1)).unwrap(), 1); // True == 1, as in Python
 /// sl.shm().unlink().unwrap();
 /// ```
+///
+/// # Segment layout
+///
+/// A list of `N` items in a named [`SharedMemory`] segment, as CPython 3.9 to 3.13 lay it out
+/// (every slot native-endian, every offset in bytes):
+///
+/// | at                              | size          | what                                       |
+/// |---------------------------------|---------------|--------------------------------------------|
+/// | `0`                             | 8             | `N`, an `i64` (struct `q`)                 |
+/// | `8`                             | `(N + 1) * 8` | `offsets[0..=N]`, `i64`s, from `data`      |
+/// | `data = (N + 2) * 8`            | `offsets[N]`  | item `i` at `data + offsets[i]`            |
+/// | `formats = data + offsets[N]`   | `N * 8`       | each item's struct format, NUL-padded      |
+/// | `codes = formats + N * 8`       | `N`           | each item's back-transform code (`i8`)     |
+///
+/// | item         | format          | code | slot                                        |
+/// |--------------|-----------------|------|---------------------------------------------|
+/// | `int`        | `q`             | 0    | 8 bytes, `i64`                              |
+/// | `float`      | `d`             | 0    | 8 bytes, `f64`                              |
+/// | `bool`       | `xxxxxxx?`      | 0    | 7 pad bytes, then 0 or 1                    |
+/// | `None`       | `xxxxxx?x`      | 3    | 8 zero bytes                                |
+/// | `str`        | `<n>s`          | 1    | `n = 8 * (len / 8 + 1)` bytes, utf-8, NULs  |
+/// | `bytes`      | `<n>s`          | 2    | the same, raw bytes                         |
+///
+/// Here `len` is a `str`'s length in utf-8 bytes; CPython counts characters, and truncates a
+/// non-ASCII `str` that needs more bytes than that (the same layout for ASCII `str`s).
+///
+/// Only the header (`N` and the offsets) is read when attaching, as CPython does; formats,
+/// codes and items are read at every access, since another process may change them.
 #[derive(Clone)]
 pub struct ShareableList {
     inner: Arc<Inner>,
