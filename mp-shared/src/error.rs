@@ -40,6 +40,44 @@ pub enum Error {
         /// The length of the values given.
         found: usize,
     },
+    /// An index past either end of a [`ShareableList`](crate::ShareableList), after a
+    /// negative index was counted from the end (Python: `IndexError("index out of range")`).
+    #[error("index {index} out of range for a shareable list of length {len}")]
+    ListIndexOutOfRange {
+        /// The index asked for, as given (negative ones counted from the end).
+        index: isize,
+        /// The list's length.
+        len: usize,
+    },
+    /// A `str` or `bytes` item longer than the storage of its slot in a
+    /// [`ShareableList`](crate::ShareableList) (Python: `ValueError("bytes/str item exceeds
+    /// available storage")`). Nothing was written.
+    #[error(
+        "a str/bytes item of {len} bytes exceeds the {capacity} bytes available at index {index}"
+    )]
+    ExceedsStorage {
+        /// The position of the slot.
+        index: usize,
+        /// The length of the encoded item, in bytes.
+        len: usize,
+        /// The bytes allocated to the slot when the list was created.
+        capacity: usize,
+    },
+    /// [`ShareableList::index`](crate::ShareableList::index) found no equal item (Python:
+    /// `ValueError("... not in this container")`); carries the value's Python `repr`.
+    #[error("{0} is not in the shareable list")]
+    NotInList(String),
+    /// A segment that does not hold a valid `ShareableList`: a header, packing format,
+    /// back-transform code or `str` that CPython would not have written (another process wrote
+    /// garbage, or the segment is not a list). Python raises various errors (`struct.error`,
+    /// `KeyError`, `UnicodeDecodeError`, ...) or returns garbage.
+    #[error("shared memory segment {name:?} does not hold a valid shareable list: {reason}")]
+    CorruptList {
+        /// The segment's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No shared memory segment has this name (Python: `FileNotFoundError`).
     #[error("no shared memory segment named {0:?}")]
     NotFound(String),
@@ -94,12 +132,19 @@ impl Error {
     pub fn is_exists(&self) -> bool {
         matches!(self, Error::Exists(_))
     }
-    /// True for [`Error::IndexOutOfRange`] and [`Error::RangeOutOfRange`].
+    /// True for [`Error::IndexOutOfRange`], [`Error::ListIndexOutOfRange`] and
+    /// [`Error::RangeOutOfRange`].
     pub fn is_out_of_range(&self) -> bool {
         matches!(
             self,
-            Error::IndexOutOfRange { .. } | Error::RangeOutOfRange { .. }
+            Error::IndexOutOfRange { .. }
+                | Error::ListIndexOutOfRange { .. }
+                | Error::RangeOutOfRange { .. }
         )
+    }
+    /// True for [`Error::CorruptList`].
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Error::CorruptList { .. })
     }
     /// True for [`Error::OwnerDied`].
     pub fn is_owner_died(&self) -> bool {

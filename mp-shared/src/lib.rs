@@ -1,5 +1,5 @@
-//! Shared memory between processes: Python's `Value`, `Array`, `RawValue`, `RawArray` and
-//! `SharedMemory`, plus lock-free atomic counters.
+//! Shared memory between processes: Python's `Value`, `Array`, `RawValue`, `RawArray`,
+//! `SharedMemory` and `ShareableList`, plus lock-free atomic counters.
 //!
 //! Mirrors Python's `multiprocessing.sharedctypes` ([`Value`], [`Array`], [`RawValue`],
 //! [`RawArray`]) and `multiprocessing.shared_memory` ([`SharedMemory`]). A value or an array
@@ -57,6 +57,32 @@
 //! `SharedMemory::options().track(false)`. The details are in the tracker's design notes
 //! (`src/tracker.rs`).
 //!
+//! # ShareableList: a list a Python process can read
+//!
+//! [`ShareableList`] is Python's `multiprocessing.shared_memory.ShareableList`: a fixed-length
+//! list of [`Item`]s (`int`, `float`, `bool`, `str`, `bytes`, `None`) in a named
+//! [`SharedMemory`] segment, in exactly CPython's layout (described on the type). CPython 3.9,
+//! 3.10, 3.11, 3.12 and 3.13 share that layout (their `ShareableList` classes are the same
+//! code), so a Python process attaches to a list made here with `ShareableList(name=...)`, and
+//! [`ShareableList::attach`] reads one made by Python (the tests check both ways).
+//! CPython 3.8 stored item sizes instead of offsets and is not compatible.
+//!
+//! ```
+//! use mp_shared::{Item, ShareableList};
+//!
+//! let sl = ShareableList::new([Item::from(1), "two".into(), 3.0.into(), Item::None]).unwrap();
+//! sl.set(1, "2").unwrap();
+//! assert_eq!(sl.to_vec().unwrap(), [Item::Int(1), "2".into(), Item::Float(3.0), Item::None]);
+//! assert_eq!(sl.format().unwrap(), "q8sdxxxxxx?x");
+//! sl.shm().unlink().unwrap();
+//! ```
+//!
+//! As in Python there is no lock: concurrent writers need one of their own. Trailing NULs of a
+//! `str` or `bytes` item are lost (CPython strips them when reading: `"a\0"` reads back as
+//! `"a"`), and an item's slot never grows: a longer `str` than the slot holds is an
+//! [`Error::ExceedsStorage`]. Whatever is read from the segment is checked: a header or item
+//! CPython would not have written is an [`Error::CorruptList`].
+//!
 //! # Differences from Python
 //!
 //! - Every blocking call follows the stack's one [timeout contract](mp_core::deadline):
@@ -78,6 +104,11 @@
 //!   program: a segment that must outlive every handle (created, closed, attached later) needs
 //!   `track(false)` and an explicit `unlink`. Attaching never registers a segment.
 //! - [`SharedAtomic`] has no Python counterpart.
+//! - [`ShareableList`] sizes a `str` slot by its utf-8 length, where CPython counts characters
+//!   and silently truncates a non-ASCII `str` that needs more bytes (`ShareableList(["é" * 9])`
+//!   reads back 8 `é`s); for ASCII strings the two layouts are identical. An index below
+//!   `-len` is an [`Error::ListIndexOutOfRange`] (CPython 3.9 to 3.13 return garbage for some).
+//!   [`ShareableList::len`] is the length read when attaching (CPython re-reads the header).
 //! - Python's `multiprocessing.heap` (one arena for many small objects) is not reproduced:
 //!   each object has its own segment (at least one page).
 #![deny(unsafe_code)]
@@ -85,6 +116,7 @@
 mod array;
 mod atomic;
 mod error;
+mod shareable_list;
 mod shared_memory;
 mod sync;
 mod sys;
@@ -95,5 +127,6 @@ pub use array::{Array, ArrayGuard, RawArray};
 pub use atomic::{AtomicInt, SharedAtomic};
 pub use error::{Error, LockError, Result};
 pub use mp_sync::AnyLock;
+pub use shareable_list::{Item, ShareableList};
 pub use shared_memory::{Options, SharedMemory, MAX_NAME_LEN};
 pub use value::{RawValue, Value, ValueGuard};
