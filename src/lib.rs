@@ -62,7 +62,7 @@ pub use mp_pool::{AsyncResult, IMapIterator, IMapUnorderedIterator, MapResult, P
 #[doc(inline)]
 pub use mp_queue::{JoinableQueue, Queue, QueueSizes, SimpleQueue};
 #[doc(inline)]
-pub use mp_shared::{Array, RawArray, RawValue, SharedAtomic, SharedMemory, Value};
+pub use mp_shared::{Array, RawArray, RawValue, ShareableList, SharedAtomic, SharedMemory, Value};
 
 /// Python's `multiprocessing.connection`: the `mp-connection` crate (with `Connection` and
 /// `Pipe` re-exported at the top level too).
@@ -76,7 +76,7 @@ pub use mp_core;
 #[doc(inline)]
 pub use mp_manager as managers;
 #[doc(inline)]
-pub use mp_manager::Manager;
+pub use mp_manager::{Manager, SharedMemoryManager};
 /// Python's `multiprocessing.pool`: the `mp-pool` crate.
 #[doc(inline)]
 pub use mp_pool as pool;
@@ -87,6 +87,9 @@ pub use mp_queue as queues;
 /// `mp-shared` crate.
 #[doc(inline)]
 pub use mp_shared as sharedctypes;
+/// Python's `multiprocessing.shared_memory` (`SharedMemory`, `ShareableList`): the same
+/// `mp-shared` crate as [`sharedctypes`].
+pub use mp_shared as shared_memory;
 /// Python's `multiprocessing.synchronize`: the `mp-sync` crate.
 #[doc(inline)]
 pub use mp_sync as synchronize;

@@ -32,6 +32,9 @@ pub enum Error {
     /// Process and connection errors of mp-core.
     #[error(transparent)]
     Core(#[from] mp_core::Error),
+    /// A shared memory segment could not be made or attached (the shared-memory manager).
+    #[error(transparent)]
+    SharedMemory(#[from] mp_shared::Error),
     /// The manager was used in a state that does not allow it (not started, shut down).
     #[error("{0}")]
     InvalidState(String),

@@ -73,7 +73,7 @@
 //! - Built here so far: `dict`, `list`, `Namespace`, `Queue`, `JoinableQueue`, `Event`, `Lock`,
 //!   `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Barrier`, `Value`, `Array`, user
 //!   types with methods returning proxies (`method_to_typeid`: `-> R as SomeProxy` in
-//!   [`exposed!`]), proxies nested in other objects; `SharedMemoryManager` is not yet provided.
+//!   [`exposed!`]), proxies nested in other objects, and [`SharedMemoryManager`].
 #![deny(unsafe_code)]
 
 mod error;
@@ -83,6 +83,7 @@ mod objects;
 pub mod protocol;
 mod proxy;
 mod server;
+mod shared_memory;
 
 pub use error::{Error, Result};
 #[doc(hidden)]
@@ -98,3 +99,4 @@ pub use rmpv;
 #[doc(hidden)]
 pub use serde as __serde;
 pub use server::Server;
+pub use shared_memory::SharedMemoryManager;

@@ -70,6 +70,8 @@ struct ServerArgs {
     address: Option<String>,
     registry: Vec<Registration>,
     initializer: Option<Function<fn()>>,
+    /// Run once `serve_forever` returns (the shared-memory manager unlinks its segments).
+    finalizer: Option<Function<fn()>>,
 }
 
 fn server_main((args, mut report): (ServerArgs, Connection)) {
@@ -78,6 +80,7 @@ fn server_main((args, mut report): (ServerArgs, Connection)) {
         address,
         registry,
         initializer,
+        finalizer,
     } = args;
     if let Some(init) = initializer {
         (init.get())();
@@ -109,6 +112,9 @@ fn server_main((args, mut report): (ServerArgs, Connection)) {
     if let Err(e) = server.serve_forever() {
         eprintln!("manager: server stopped: {e}");
     }
+    if let Some(finalize) = finalizer {
+        (finalize.get())();
+    }
 }
 
 impl Manager {
@@ -132,6 +138,8 @@ impl Manager {
             address: None,
             authkey: None,
             initializer: None,
+            finalizer: None,
+            name: "SyncManager-server",
         }
     }
 
@@ -146,10 +154,11 @@ impl Manager {
             address: builder.address.map(|a| a.to_string()),
             registry: builder.registry,
             initializer: builder.initializer.map(Function::new),
+            finalizer: builder.finalizer.map(Function::new),
         };
         let mut process = context
             .process(server_main, (args, theirs))
-            .name("SyncManager-server")
+            .name(builder.name)
             .daemon(true);
         process.start()?;
         let reported: std::result::Result<String, String> = match ours.recv_timeout(START_TIMEOUT) {
@@ -223,6 +232,11 @@ impl Manager {
             }
         }
         asked.map(drop)
+    }
+
+    /// Whether this manager started its server (and so stops it when dropped).
+    pub(crate) fn started(&self) -> bool {
+        self.process.is_some()
     }
 
     /// One request on a connection of its own.
@@ -407,9 +421,24 @@ pub struct ManagerBuilder {
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
     initializer: Option<fn()>,
+    finalizer: Option<fn()>,
+    name: &'static str,
 }
 
 impl ManagerBuilder {
+    /// A function the server process runs after it stopped serving (not an API: the
+    /// shared-memory manager's).
+    pub(crate) fn finalizer(mut self, finalizer: fn()) -> Self {
+        self.finalizer = Some(finalizer);
+        self
+    }
+
+    /// The server process's name (`SyncManager-server` by default).
+    pub(crate) fn process_name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
     /// The address the server binds (default: a fresh Linux abstract name; a TCP address such
     /// as `0.0.0.0:50000` serves other machines). Python: `BaseManager(address=...)`.
     pub fn address(mut self, address: Address) -> Self {
