@@ -25,6 +25,8 @@ mod pipe;
 mod pool;
 #[path = "queue.rs"]
 mod queue;
+#[path = "shared_memory_manager.rs"]
+mod shared_memory_manager;
 #[path = "value_array.rs"]
 mod value_array;
 #[path = "workers.rs"]
@@ -73,6 +75,9 @@ fn main() {
 
     section("Remote manager: a queue served over TCP, one process puts, another gets");
     manager_remote::main();
+
+    section("SharedMemoryManager: two processes double halves of a ShareableList");
+    shared_memory_manager::main();
 
     section("Listener and Client: an authenticated connection over TCP");
     listener_client::main();
