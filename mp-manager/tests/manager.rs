@@ -906,3 +906,15 @@ fn a_method_listed_with_a_proxy_type_returns_a_new_object_on_the_server() {
         manager.number_of_objects().unwrap() == 1
     });
 }
+
+/// The spin before a proxy sleeps is brief: a call the server answers after 300 ms costs its
+/// caller almost no CPU.
+#[test]
+fn a_proxy_waiting_for_a_slow_reply_sleeps_instead_of_spinning() {
+    let manager = Manager::new().unwrap();
+    let q = manager.queue::<i32>().unwrap();
+    mp_testkit::assert_sleeps("a get that times out on the server", || {
+        let err = q.get_timeout(Duration::from_millis(300)).unwrap_err();
+        assert!(err.is_empty(), "{err}");
+    });
+}
