@@ -32,7 +32,8 @@ const TOP_UP_BYTES: usize = 64 << 10;
 /// Tasks that take longer than this on average go to workers one at a time (no batches, no
 /// top-ups): a long task never waits behind another in a worker while a second worker idles.
 const SLOW_TASK: Duration = Duration::from_millis(1);
-/// What the average task time is taken to be before any task has finished.
+/// What the average task time is taken to be before any task has finished (the first result
+/// replaces it).
 const FIRST_GUESS: Duration = Duration::from_millis(10);
 /// How many workers in a row may die before saying they are ready, before the pool gives up.
 const MAX_EARLY_DEATHS: u32 = 5;
@@ -151,8 +152,9 @@ pub(crate) struct Supervisor {
     pub(crate) has_init: bool,
     pub(crate) next_no: usize,
     early_deaths: u32,
-    /// A moving average of how long tasks take (from their start to their result).
-    avg_task: Duration,
+    /// A moving average of how long tasks take (from their start to their result); `None`
+    /// until the first result, when [`FIRST_GUESS`] stands in for it.
+    avg_task: Option<Duration>,
 }
 
 impl Supervisor {
@@ -174,7 +176,7 @@ impl Supervisor {
             has_init,
             next_no,
             early_deaths: 0,
-            avg_task: FIRST_GUESS,
+            avg_task: None,
         }
     }
 
@@ -239,7 +241,7 @@ impl Supervisor {
             return sends;
         }
         let n = self.workers.len().max(1);
-        let slow = self.avg_task > SLOW_TASK;
+        let slow = self.avg_task.unwrap_or(FIRST_GUESS) > SLOW_TASK;
         let per = if slow {
             1
         } else {
@@ -490,7 +492,10 @@ impl Supervisor {
             FromWorker::Done { id, output } => {
                 let now = Instant::now();
                 let took = now.saturating_duration_since(w.head_since);
-                self.avg_task = (self.avg_task * 7 + took) / 8;
+                // The first measurement replaces the guess: a guess of 10 ms that took a
+                // dozen fast results to wear off sent a `map` right after a warm-up task one
+                // chunk at a time, each worker idling between its chunks.
+                self.avg_task = Some(self.avg_task.map_or(took, |avg| (avg * 7 + took) / 8));
                 w.head_since = now;
                 if let Some(f) = take_inflight(&mut w.inflight, id) {
                     if !f.cancelled {
