@@ -15,7 +15,7 @@ use rustix::event::PollFlags;
 
 use crate::error::Error;
 use crate::pool::{Shared, State, Status, Task};
-use crate::worker::{BytesRef, FromWorker, TaskWireRef, ToWorkerRef};
+use crate::worker::{BytesRef, FromWorker, RunOutput, TaskWireRef, ToWorkerRef};
 use mp_core::frames::{Filled, FrameReader};
 
 /// Starts one worker process on the child end of its connection; the number is for its name.
@@ -152,6 +152,10 @@ pub(crate) struct Supervisor {
     pub(crate) has_init: bool,
     pub(crate) next_no: usize,
     early_deaths: u32,
+    /// Results read and not yet delivered: they are delivered (decoded, their callbacks run)
+    /// once the workers that sent them have their next tasks, so that no worker waits for the
+    /// decoding of its last result before it gets more work.
+    deliveries: Vec<(Task, RunOutput)>,
     /// A moving average of how long tasks take (from their start to their result); `None`
     /// until the first result, when [`FIRST_GUESS`] stands in for it.
     avg_task: Option<Duration>,
@@ -176,6 +180,7 @@ impl Supervisor {
             has_init,
             next_no,
             early_deaths: 0,
+            deliveries: Vec::new(),
             avg_task: None,
         }
     }
@@ -203,8 +208,17 @@ impl Supervisor {
             st.sleeping = false;
             let cancels = std::mem::take(&mut st.cancels);
             match &st.status {
-                Status::Terminating => return Some(Error::Terminated),
-                Status::Broken(e) => return Some(e.clone()),
+                Status::Terminating => {
+                    drop(st);
+                    self.deliver();
+                    return Some(Error::Terminated);
+                }
+                Status::Broken(e) => {
+                    let e = e.clone();
+                    drop(st);
+                    self.deliver();
+                    return Some(e);
+                }
                 Status::Running | Status::Closed => {}
             }
             let sends = self.plan(&mut st);
@@ -216,6 +230,7 @@ impl Supervisor {
                 && sends.is_empty()
             {
                 drop(st);
+                self.deliver();
                 self.stop_workers();
                 return None;
             }
@@ -224,6 +239,7 @@ impl Supervisor {
             for (i, batch) in sends {
                 self.send_batch(i, batch);
             }
+            self.deliver();
             if !cancels.is_empty() {
                 self.cancel_inflight(&cancels);
             }
@@ -499,7 +515,7 @@ impl Supervisor {
                 w.head_since = now;
                 if let Some(f) = take_inflight(&mut w.inflight, id) {
                     if !f.cancelled {
-                        f.task.sink.deliver(f.task.index, Ok(output));
+                        self.deliveries.push((f.task, output));
                     }
                 }
             }
@@ -508,6 +524,13 @@ impl Supervisor {
                 take_inflight(&mut w.inflight, id);
             }
             FromWorker::Retire => w.retiring = true,
+        }
+    }
+
+    /// Delivers the results read so far (see `deliveries`).
+    fn deliver(&mut self) {
+        for (task, output) in std::mem::take(&mut self.deliveries) {
+            task.sink.deliver(task.index, Ok(output));
         }
     }
 
