@@ -43,6 +43,19 @@ pub(crate) struct RunOutput {
     pub(crate) failures: Vec<(u32, Failure)>,
 }
 
+impl RunOutput {
+    /// The output of a chunk without items.
+    pub(crate) fn empty() -> RunOutput {
+        RunOutput {
+            // An empty MessagePack array.
+            out: Some(Bytes(vec![0x90])),
+            all_ok: true,
+            first_failure: None,
+            failures: Vec::new(),
+        }
+    }
+}
+
 /// A kind of task: how its function is called on one item.
 pub(crate) trait Kind: 'static {
     /// The function pointer type.

@@ -449,6 +449,52 @@ fn failed_items_inside_a_chunk_keep_their_places_among_the_results() {
     finish(p);
 }
 
+/// An iterator whose `size_hint` claims an exact length it does not have.
+struct Liar {
+    next: i64,
+    end: i64,
+    claims: usize,
+}
+
+impl Iterator for Liar {
+    type Item = i64;
+    fn next(&mut self) -> Option<i64> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.claims, Some(self.claims))
+    }
+}
+
+#[test]
+fn a_map_reads_a_sized_input_chunk_by_chunk_and_a_lying_size_hint_loses_no_item() {
+    let p = pool(StartMethod::Fork);
+    let want = |n: i64| (0..n).map(sqr).collect::<Vec<_>>();
+    assert_eq!(p.map(sqr, 0..1000).unwrap(), want(1000));
+    for (end, claims) in [(10, 3), (10, 40), (0, 5), (5, 0), (1000, 999), (999, 1000)] {
+        let liar = Liar {
+            next: 0,
+            end,
+            claims,
+        };
+        assert_eq!(p.map(sqr, liar).unwrap(), want(end), "{end} items, {claims} claimed");
+        let liar = Liar {
+            next: 0,
+            end,
+            claims,
+        };
+        assert_eq!(
+            p.map_chunksize(sqr, liar, 3).unwrap(),
+            want(end),
+            "{end} items, {claims} claimed, chunks of 3"
+        );
+    }
+    finish(p);
+}
+
 #[test]
 fn map_uses_cpythons_default_chunksize() {
     // ceil(n / (4 * workers)): 10 items on 2 workers make chunks of 2, so 5 tasks, each run
