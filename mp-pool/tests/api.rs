@@ -480,7 +480,11 @@ fn a_map_reads_a_sized_input_chunk_by_chunk_and_a_lying_size_hint_loses_no_item(
             end,
             claims,
         };
-        assert_eq!(p.map(sqr, liar).unwrap(), want(end), "{end} items, {claims} claimed");
+        assert_eq!(
+            p.map(sqr, liar).unwrap(),
+            want(end),
+            "{end} items, {claims} claimed"
+        );
         let liar = Liar {
             next: 0,
             end,
