@@ -16,8 +16,8 @@ use crate::imap::{IMapIterator, IMapUnorderedIterator, ImapCore};
 use crate::result::{AsyncResult, Callbacks, MapResult, MapSink, OneSink, Sink};
 use crate::supervisor::{Spawn, Supervisor, Worker};
 use crate::worker::{
-    encode_chunk, runner, worker_main, Fallible, InitOutcome, Kind, Plain, Runner, Star2,
-    WorkerArgs,
+    encode_chunk, runner, worker_main, Fallible, InitOutcome, Kind, Plain, RunOutput, Runner,
+    Star2, WorkerArgs,
 };
 
 /// A task waiting in the pool's queue or held by a worker.
@@ -549,10 +549,15 @@ impl Pool {
         Ok(AsyncResult::new(sink, Arc::downgrade(&self.shared), id))
     }
 
+    /// Queues a map over `items`. An iterator that says exactly how long it is (a range, a
+    /// vector's iterator, most adapters over them) is read chunk by chunk as the chunks are
+    /// queued, so the workers start on the first chunk at once and the input is never held
+    /// whole; any other is collected first. A `size_hint` that lies changes only the chunking:
+    /// items past the promised count join the last chunk; missing ones leave empty chunks.
     fn submit_map<K: Kind>(
         &self,
         f: K::F,
-        items: Vec<K::Args>,
+        items: impl IntoIterator<Item = K::Args>,
         chunksize: Option<usize>,
         callbacks: Callbacks<Vec<K::Ok>>,
     ) -> Result<MapResult<K::Ok>>
@@ -560,16 +565,53 @@ impl Pool {
         K::Ok: Send,
     {
         self.check_running()?;
+        let iter = items.into_iter();
+        match iter.size_hint() {
+            (len, Some(hi)) if hi == len && len > 0 => {
+                self.submit_chunks::<K>(f, iter, len, chunksize, callbacks)
+            }
+            _ => {
+                let all: Vec<K::Args> = iter.collect();
+                let len = all.len();
+                self.submit_chunks::<K>(f, all.into_iter(), len, chunksize, callbacks)
+            }
+        }
+    }
+
+    /// [`submit_map`](Self::submit_map) of an iterator said to yield `len` items.
+    fn submit_chunks<K: Kind>(
+        &self,
+        f: K::F,
+        mut iter: impl Iterator<Item = K::Args>,
+        len: usize,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<K::Ok>>,
+    ) -> Result<MapResult<K::Ok>>
+    where
+        K::Ok: Send,
+    {
         let chunksize = match chunksize {
             Some(c) => check_chunksize(c)?,
-            None => default_chunksize(items.len(), self.processes),
+            None => default_chunksize(len, self.processes),
         };
-        let chunks = items.len().div_ceil(chunksize);
+        let chunks = len.div_ceil(chunksize);
         let sink = MapSink::<K::Ok>::new(chunks, callbacks);
         let run = runner::<K>();
+        let mut chunk: Vec<K::Args> = Vec::with_capacity(chunksize.min(len));
         // Each chunk is queued as soon as it is encoded, so the workers start at once.
-        for (index, chunk) in items.chunks(chunksize).enumerate() {
-            let task = encode_chunk(f, chunk).map(|payload| Task {
+        for index in 0..chunks {
+            chunk.clear();
+            chunk.extend(iter.by_ref().take(chunksize));
+            if index + 1 == chunks {
+                // Past the promised count (a `size_hint` that lied): into the last chunk.
+                chunk.extend(iter.by_ref());
+            }
+            if chunk.is_empty() {
+                // Fewer items than promised: this chunk has no results.
+                sink.deliver(index, Ok(RunOutput::empty()));
+                continue;
+            }
+            let task = encode_chunk(f, &chunk).map(|payload| Task {
                 id: self.shared.next_id(),
                 runner: run,
                 payload,
@@ -694,7 +736,8 @@ impl Pool {
     /// `f` over every item, in chunks of CPython's default size (`ceil(n / (4 × workers))`);
     /// waits for all the results, in input order.
     ///
-    /// Python: `Pool.map(func, iterable)`. The input is collected first (as CPython does). An
+    /// Python: `Pool.map(func, iterable)`. The input is consumed at once (as CPython does),
+    /// chunk by chunk as the chunks are queued when its length is known. An
     /// item that fails makes the map fail with the first error to arrive, returned only once
     /// every chunk has finished (CPython's rule); the other items still run.
     pub fn map<A, R>(&self, f: fn(A) -> R, iterable: impl IntoIterator<Item = A>) -> Result<Vec<R>>
@@ -730,8 +773,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<A> = iterable.into_iter().collect();
-        self.submit_map::<Plain<A, R>>(f, items, None, Callbacks::none())
+        self.submit_map::<Plain<A, R>>(f, iterable, None, Callbacks::none())
     }
 
     /// [`map_async`](Self::map_async) with an explicit `chunksize` (≥ 1). Python:
@@ -746,8 +788,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<A> = iterable.into_iter().collect();
-        self.submit_map::<Plain<A, R>>(f, items, Some(chunksize), Callbacks::none())
+        self.submit_map::<Plain<A, R>>(f, iterable, Some(chunksize), Callbacks::none())
     }
 
     /// [`map_async`](Self::map_async) with Python's `callback` (given all the results) and
@@ -763,12 +804,11 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<A> = iterable.into_iter().collect();
         let cb = Callbacks {
             ok: Some(Box::new(callback)),
             err: Some(Box::new(error_callback)),
         };
-        self.submit_map::<Plain<A, R>>(f, items, None, cb)
+        self.submit_map::<Plain<A, R>>(f, iterable, None, cb)
     }
 
     /// [`map`](Self::map) for a function that returns `Result<T, E>`: the first `Err` to
@@ -783,8 +823,7 @@ impl Pool {
         T: Serialize + DeserializeOwned + Send + 'static,
         E: std::fmt::Display + 'static,
     {
-        let items: Vec<A> = iterable.into_iter().collect();
-        self.submit_map::<Fallible<A, T, E>>(f, items, None, Callbacks::none())?
+        self.submit_map::<Fallible<A, T, E>>(f, iterable, None, Callbacks::none())?
             .get()
     }
 
@@ -834,8 +873,7 @@ impl Pool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<(A, B)> = iterable.into_iter().collect();
-        self.submit_map::<Star2<A, B, R>>(f, items, None, Callbacks::none())
+        self.submit_map::<Star2<A, B, R>>(f, iterable, None, Callbacks::none())
     }
 
     /// [`starmap_async`](Self::starmap_async) with an explicit `chunksize` (≥ 1). Python:
@@ -851,8 +889,7 @@ impl Pool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<(A, B)> = iterable.into_iter().collect();
-        self.submit_map::<Star2<A, B, R>>(f, items, Some(chunksize), Callbacks::none())
+        self.submit_map::<Star2<A, B, R>>(f, iterable, Some(chunksize), Callbacks::none())
     }
 
     /// [`starmap_async`](Self::starmap_async) with Python's `callback` and `error_callback`
@@ -869,12 +906,11 @@ impl Pool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<(A, B)> = iterable.into_iter().collect();
         let cb = Callbacks {
             ok: Some(Box::new(callback)),
             err: Some(Box::new(error_callback)),
         };
-        self.submit_map::<Star2<A, B, R>>(f, items, None, cb)
+        self.submit_map::<Star2<A, B, R>>(f, iterable, None, cb)
     }
 
     // ----- imap -----

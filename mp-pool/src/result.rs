@@ -13,7 +13,7 @@ use mp_core::codec;
 use mp_core::Deadline;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Failure, Result};
+use crate::error::{Error, Result};
 use crate::pool::Shared;
 use crate::worker::RunOutput;
 
@@ -34,12 +34,22 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: &RunOutput) -> Result<Vec<R
             .into_iter()
             .map(Ok)
             .collect()),
-        Some(bytes) => Ok(
-            codec::decode::<Vec<std::result::Result<R, Failure>>>(&bytes.0)?
-                .into_iter()
-                .map(|r| r.map_err(Error::from))
-                .collect(),
-        ),
+        Some(bytes) => {
+            // The `Ok` results in order, with the failed items between them.
+            let mut ok = codec::decode::<Vec<R>>(&bytes.0)?.into_iter();
+            let mut all = Vec::with_capacity(ok.len() + out.failures.len());
+            for (index, f) in &out.failures {
+                while all.len() < *index as usize {
+                    match ok.next() {
+                        Some(v) => all.push(Ok(v)),
+                        None => break,
+                    }
+                }
+                all.push(Err(Error::from(f.clone())));
+            }
+            all.extend(ok.map(Ok));
+            Ok(all)
+        }
     }
 }
 
@@ -463,6 +473,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
                     out: None,
                     all_ok: false,
                     first_failure: None,
+                    failures: Vec::new(),
                 });
             }
         }

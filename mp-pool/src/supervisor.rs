@@ -15,7 +15,7 @@ use rustix::event::PollFlags;
 
 use crate::error::Error;
 use crate::pool::{Shared, State, Status, Task};
-use crate::worker::{BytesRef, FromWorker, TaskWireRef, ToWorkerRef};
+use crate::worker::{BytesRef, FromWorker, RunOutput, TaskWireRef, ToWorkerRef};
 use mp_core::frames::{Filled, FrameReader};
 
 /// Starts one worker process on the child end of its connection; the number is for its name.
@@ -32,7 +32,8 @@ const TOP_UP_BYTES: usize = 64 << 10;
 /// Tasks that take longer than this on average go to workers one at a time (no batches, no
 /// top-ups): a long task never waits behind another in a worker while a second worker idles.
 const SLOW_TASK: Duration = Duration::from_millis(1);
-/// What the average task time is taken to be before any task has finished.
+/// What the average task time is taken to be before any task has finished (the first result
+/// replaces it).
 const FIRST_GUESS: Duration = Duration::from_millis(10);
 /// How many workers in a row may die before saying they are ready, before the pool gives up.
 const MAX_EARLY_DEATHS: u32 = 5;
@@ -151,8 +152,13 @@ pub(crate) struct Supervisor {
     pub(crate) has_init: bool,
     pub(crate) next_no: usize,
     early_deaths: u32,
-    /// A moving average of how long tasks take (from their start to their result).
-    avg_task: Duration,
+    /// Results read and not yet delivered: they are delivered (decoded, their callbacks run)
+    /// once the workers that sent them have their next tasks, so that no worker waits for the
+    /// decoding of its last result before it gets more work.
+    deliveries: Vec<(Task, RunOutput)>,
+    /// A moving average of how long tasks take (from their start to their result); `None`
+    /// until the first result, when [`FIRST_GUESS`] stands in for it.
+    avg_task: Option<Duration>,
 }
 
 impl Supervisor {
@@ -174,7 +180,8 @@ impl Supervisor {
             has_init,
             next_no,
             early_deaths: 0,
-            avg_task: FIRST_GUESS,
+            deliveries: Vec::new(),
+            avg_task: None,
         }
     }
 
@@ -201,8 +208,17 @@ impl Supervisor {
             st.sleeping = false;
             let cancels = std::mem::take(&mut st.cancels);
             match &st.status {
-                Status::Terminating => return Some(Error::Terminated),
-                Status::Broken(e) => return Some(e.clone()),
+                Status::Terminating => {
+                    drop(st);
+                    self.deliver();
+                    return Some(Error::Terminated);
+                }
+                Status::Broken(e) => {
+                    let e = e.clone();
+                    drop(st);
+                    self.deliver();
+                    return Some(e);
+                }
                 Status::Running | Status::Closed => {}
             }
             let sends = self.plan(&mut st);
@@ -214,6 +230,7 @@ impl Supervisor {
                 && sends.is_empty()
             {
                 drop(st);
+                self.deliver();
                 self.stop_workers();
                 return None;
             }
@@ -222,6 +239,7 @@ impl Supervisor {
             for (i, batch) in sends {
                 self.send_batch(i, batch);
             }
+            self.deliver();
             if !cancels.is_empty() {
                 self.cancel_inflight(&cancels);
             }
@@ -239,7 +257,7 @@ impl Supervisor {
             return sends;
         }
         let n = self.workers.len().max(1);
-        let slow = self.avg_task > SLOW_TASK;
+        let slow = self.avg_task.unwrap_or(FIRST_GUESS) > SLOW_TASK;
         let per = if slow {
             1
         } else {
@@ -490,11 +508,14 @@ impl Supervisor {
             FromWorker::Done { id, output } => {
                 let now = Instant::now();
                 let took = now.saturating_duration_since(w.head_since);
-                self.avg_task = (self.avg_task * 7 + took) / 8;
+                // The first measurement replaces the guess: a guess of 10 ms that took a
+                // dozen fast results to wear off sent a `map` right after a warm-up task one
+                // chunk at a time, each worker idling between its chunks.
+                self.avg_task = Some(self.avg_task.map_or(took, |avg| (avg * 7 + took) / 8));
                 w.head_since = now;
                 if let Some(f) = take_inflight(&mut w.inflight, id) {
                     if !f.cancelled {
-                        f.task.sink.deliver(f.task.index, Ok(output));
+                        self.deliveries.push((f.task, output));
                     }
                 }
             }
@@ -503,6 +524,13 @@ impl Supervisor {
                 take_inflight(&mut w.inflight, id);
             }
             FromWorker::Retire => w.retiring = true,
+        }
+    }
+
+    /// Delivers the results read so far (see `deliveries`).
+    fn deliver(&mut self) {
+        for (task, output) in std::mem::take(&mut self.deliveries) {
+            task.sink.deliver(task.index, Ok(output));
         }
     }
 

@@ -418,6 +418,88 @@ fn a_map_with_a_failing_item_fails_only_after_every_chunk_has_finished() {
 }
 
 #[test]
+fn failed_items_inside_a_chunk_keep_their_places_among_the_results() {
+    // A chunk's `Ok` results cross as one array and its failures by index: each item comes
+    // back in its own place, whichever items of the chunk fail (first, last, several in a row).
+    fn fails(x: i64) -> bool {
+        x % 7 == 0 || x == 19 || x == 20
+    }
+    fn sevens_panic(x: i64) -> i64 {
+        assert!(!fails(x), "no {x}");
+        x * x
+    }
+    let p = pool(StartMethod::Fork);
+    let got: Vec<std::result::Result<i64, String>> = {
+        let mut it = p.imap_chunksize(sevens_panic, 0..23, 8).unwrap();
+        let mut v = Vec::new();
+        while let Some(r) = it.next_timeout(LONG) {
+            v.push(r.map_err(|e| e.to_string()));
+        }
+        v
+    };
+    assert_eq!(got.len(), 23);
+    for (x, r) in (0..23).zip(&got) {
+        if fails(x) {
+            let m = format!("no {x}");
+            assert!(r.as_ref().is_err_and(|e| e.contains(&m)), "item {x}: {r:?}");
+        } else {
+            assert_eq!(r.as_ref().ok(), Some(&(x * x)), "item {x}");
+        }
+    }
+    finish(p);
+}
+
+/// An iterator whose `size_hint` claims an exact length it does not have.
+struct Liar {
+    next: i64,
+    end: i64,
+    claims: usize,
+}
+
+impl Iterator for Liar {
+    type Item = i64;
+    fn next(&mut self) -> Option<i64> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.claims, Some(self.claims))
+    }
+}
+
+#[test]
+fn a_map_reads_a_sized_input_chunk_by_chunk_and_a_lying_size_hint_loses_no_item() {
+    let p = pool(StartMethod::Fork);
+    let want = |n: i64| (0..n).map(sqr).collect::<Vec<_>>();
+    assert_eq!(p.map(sqr, 0..1000).unwrap(), want(1000));
+    for (end, claims) in [(10, 3), (10, 40), (0, 5), (5, 0), (1000, 999), (999, 1000)] {
+        let liar = Liar {
+            next: 0,
+            end,
+            claims,
+        };
+        assert_eq!(
+            p.map(sqr, liar).unwrap(),
+            want(end),
+            "{end} items, {claims} claimed"
+        );
+        let liar = Liar {
+            next: 0,
+            end,
+            claims,
+        };
+        assert_eq!(
+            p.map_chunksize(sqr, liar, 3).unwrap(),
+            want(end),
+            "{end} items, {claims} claimed, chunks of 3"
+        );
+    }
+    finish(p);
+}
+
+#[test]
 fn map_uses_cpythons_default_chunksize() {
     // ceil(n / (4 * workers)): 10 items on 2 workers make chunks of 2, so 5 tasks, each run
     // by one worker; a worker's pid repeats inside a chunk.

@@ -1,0 +1,58 @@
+//! The two figures `pool_map_100k` and `pool_startup` exactly as `benches/pool_side.rs`
+//! measures them (a fresh pool per repetition), repeated for profiling; prints the median.
+
+use std::time::Instant;
+
+use mp_pool::Pool;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn pool() -> Pool {
+    Pool::builder()
+        .processes(2)
+        .start_method(mp_core::StartMethod::Fork)
+        .build()
+        .expect("pool")
+}
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "map".into());
+    let reps: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = match which.as_str() {
+            "map" => {
+                let p = pool();
+                assert_eq!(p.apply(square, 1).expect("warm-up"), 1);
+                let t0 = Instant::now();
+                let r = p.map(square, 0..100_000).expect("map");
+                let t = t0.elapsed();
+                assert_eq!(r[99_999], 99_999 * 99_999);
+                p.close();
+                p.join().expect("join");
+                t
+            }
+            _ => {
+                let t0 = Instant::now();
+                let p = pool();
+                assert_eq!(p.apply(square, 3).expect("apply"), 9);
+                p.close();
+                p.join().expect("join");
+                t0.elapsed()
+            }
+        };
+        times.push(t.as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{which}: median {:.3} ms, min {:.3} ms, max {:.3} ms ({reps} reps)",
+        times[reps / 2],
+        times[0],
+        times[reps - 1]
+    );
+}
