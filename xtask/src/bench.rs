@@ -71,16 +71,48 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     } else {
         "report.md"
     });
+    let samples = report_dir.join(if options.sweep {
+        "sweep_samples.csv"
+    } else {
+        "samples.csv"
+    });
     fs::create_dir_all(&report_dir)
         .and_then(|()| fs::write(&report, markdown_report(&rows, reps)))
+        .and_then(|()| fs::write(&samples, samples_csv(&rows)))
         .map_err(|e| format!("cannot write {}: {e}", report.display()))?;
-    eprintln!("report written to {}", report.display());
+    eprintln!(
+        "report written to {} (every repetition in {})",
+        report.display(),
+        samples.display()
+    );
     if options.sweep {
         for path in chart::draw_all(&rows)? {
             eprintln!("chart written to {path}");
         }
     }
     Ok(())
+}
+
+/// Every repetition of every figure, one line each: `name,unit,rep,rust,cpython,limit` (an
+/// empty field where that side has no such figure).
+fn samples_csv(rows: &[Row]) -> String {
+    let mut out = String::from("name,unit,rep,rust,cpython,limit\n");
+    for row in rows {
+        for (i, rep) in row.reps.iter().enumerate() {
+            let cell = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{}",
+                row.name,
+                row.unit,
+                i,
+                cell(rep[0]),
+                cell(rep[1]),
+                cell(rep[2])
+            );
+        }
+    }
+    out
 }
 
 /// The command line of `cargo xtask bench`.
