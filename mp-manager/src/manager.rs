@@ -54,6 +54,16 @@ pub struct Manager {
     address: Address,
     authkey: Vec<u8>,
     process: Option<Process<()>>,
+    /// The control channel to the server this manager started, and the process that started
+    /// it (a forked copy of this manager does not own the server).
+    control: Option<(Connection, u32)>,
+}
+
+/// What the starting manager sends on its control channel.
+#[derive(Serialize, Deserialize)]
+enum Control {
+    /// Stop serving (then the server process exits).
+    Shutdown,
 }
 
 /// A registered type as it crosses into the server process: its type id and its
@@ -108,7 +118,20 @@ fn server_main((args, mut report): (ServerArgs, Connection)) {
     {
         return;
     }
-    drop(report);
+    // The starting manager's end of `report` stays open as a control channel: its shutdown
+    // arrives there, without a connection and a handshake, and even while the listener is
+    // flooded. End of file (that manager dropped or its process gone) changes nothing.
+    let stopper = server.stopper();
+    let control = std::thread::Builder::new()
+        .name("mp-manager-control".into())
+        .spawn(move || {
+            if let Ok(Control::Shutdown) = report.recv::<Control>() {
+                stopper.stop();
+            }
+        });
+    if let Err(e) = control {
+        eprintln!("manager: no control thread ({e}); shutdown goes through the listener");
+    }
     if let Err(e) = server.serve_forever() {
         eprintln!("manager: server stopped: {e}");
     }
@@ -186,6 +209,7 @@ impl Manager {
             address,
             authkey,
             process: Some(process),
+            control: Some((ours, mp_core::process_id())),
         })
     }
 
@@ -197,6 +221,7 @@ impl Manager {
             address,
             authkey: authkey.to_vec(),
             process: None,
+            control: None,
         };
         manager.request(&Request::NumObjects)?;
         Ok(manager)
@@ -222,8 +247,18 @@ impl Manager {
 
     /// Stops the server and waits for its process (when this manager started it).
     /// Python: `manager.shutdown()`. Proxies fail with [`Error::ServerGone`] afterwards.
+    ///
+    /// The manager that started the server says so on the pipe it was started with (no
+    /// connection, no handshake, nothing a crowd of clients at the listener could delay); a
+    /// manager that [`connect`](Self::connect)ed sends a `Shutdown` request. A server already
+    /// gone is [`Error::ServerGone`].
     pub fn shutdown(&mut self) -> Result<()> {
-        let asked = self.request(&Request::Shutdown);
+        let asked = match self.control.take() {
+            Some((mut control, owner)) if owner == mp_core::process_id() => control
+                .send(&Control::Shutdown)
+                .map_err(|e| Error::ServerGone(format!("the control channel: {e}"))),
+            _ => self.request(&Request::Shutdown).map(drop),
+        };
         if let Some(process) = self.process.take() {
             // It stops within 100 ms; a server that does not is killed.
             if process.join_timeout(Duration::from_secs(5))?.is_none() {

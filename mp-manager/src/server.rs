@@ -54,6 +54,25 @@ struct Entry {
     transit: u64,
 }
 
+impl State {
+    /// Makes `serve_forever` return (now if it is waiting in `accept`).
+    fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(waker) = lock(&self.waker).as_ref() {
+            waker.wake();
+        }
+    }
+}
+
+/// Stops a [`Server`]'s `serve_forever` from another thread (a manager's control channel).
+pub(crate) struct Stopper(Arc<State>);
+
+impl Stopper {
+    pub(crate) fn stop(&self) {
+        self.0.request_stop();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -118,6 +137,11 @@ impl Server {
     /// The address clients connect to (a TCP port 0 resolved). Python: `Server.address`.
     pub fn address(&self) -> &Address {
         self.listener.address()
+    }
+
+    /// A handle that stops [`serve_forever`](Self::serve_forever) from another thread.
+    pub(crate) fn stopper(&self) -> Stopper {
+        Stopper(Arc::clone(&self.state))
     }
 
     /// Serves until a client sends `shutdown`. Python: `Server.serve_forever()`.
@@ -190,10 +214,7 @@ fn serve_connection(state: &State, mut conn: Connection) {
         }
         if shutdown {
             // After the reply: a server process may exit as soon as `serve_forever` returns.
-            state.stop.store(true, Ordering::SeqCst);
-            if let Some(waker) = lock(&state.waker).as_ref() {
-                waker.wake();
-            }
+            state.request_stop();
         }
     }
     let mut objects = lock(&state.objects);

@@ -336,6 +336,29 @@ fn shutdown_ends_the_server_process() {
     assert!(d.get_item(&1).unwrap_err().is_server_gone());
 }
 
+/// The manager that started a server stops it through its own channel, not the listener:
+/// with 300 silent connections holding handshakes open, the shutdown is prompt all the same.
+#[test]
+fn shutdown_is_prompt_while_silent_clients_crowd_the_listener() {
+    let mut manager = Manager::new().unwrap();
+    let pid = manager.pid().unwrap();
+    let name = manager.address().to_string();
+    let silent: Vec<_> = (0..300)
+        .map(|_| {
+            std::os::unix::net::UnixStream::connect_addr(
+                &std::os::unix::net::SocketAddr::from_abstract_name(name.trim_start_matches('@'))
+                    .unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    manager.shutdown().unwrap();
+    assert!(mp_testkit::ends_within(pid, LONG));
+    mp_testkit::assert_prompt(started.elapsed(), "shutdown beside 300 silent clients");
+    drop(silent);
+}
+
 /// Puts `n` items, then `None`.
 fn produce((q, n): (QueueProxy<Option<u32>>, u32)) {
     for i in 0..n {
