@@ -23,8 +23,9 @@ use crate::{target_dir, Result};
 
 mod chart;
 
-/// Repetitions per figure and side by default: enough for the median ratio of two runs in a
-/// row to agree within 15% on a shared 2-core machine.
+/// Repetitions per figure and side by default. On a shared 2-core VM, 27 did not make two runs
+/// agree more often than 9 (the machine's own speed moves between runs, see the README), so
+/// the default stays at what a run of a few minutes affords.
 const DEFAULT_REPS: usize = 9;
 /// Repetitions per point of a sweep by default.
 const DEFAULT_SWEEP_REPS: usize = 3;
