@@ -13,6 +13,7 @@ whose FIGURES these can join). `atomic_2proc_increments` has no CPython twin.
 """
 
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -35,6 +36,20 @@ def _run_and_report(q, f, args):
     q.put(f(*args))
 
 
+def _start_pinned(children):
+    """Starts child i on the i-th CPU this process may use (it inherits the affinity the
+    parent has while it forks), as the Rust side does: left to the scheduler, two children
+    sometimes share one CPU, where each runs a time slice of uncontended increments."""
+    allowed = sorted(os.sched_getaffinity(0))
+    for i, p in enumerate(children):
+        if len(allowed) > 1:
+            os.sched_setaffinity(0, {allowed[i % len(allowed)]})
+        try:
+            p.start()
+        finally:
+            os.sched_setaffinity(0, set(allowed))
+
+
 def figure_value_2proc_increments(per_child=PER_CHILD):
     """Increments per second of two fork processes each doing `with v.get_lock(): v.value += 1`
     on one `Value('i', 0)`, from the start barrier to the last increment (as the Rust side)."""
@@ -46,8 +61,7 @@ def figure_value_2proc_increments(per_child=PER_CHILD):
         ctx.Process(target=_run_and_report, args=(spans, _value_child, (v, barrier, per_child)))
         for _ in range(2)
     ]
-    for p in children:
-        p.start()
+    _start_pinned(children)
     results = [spans.get(timeout=300) for _ in children]
     for p in children:
         p.join()

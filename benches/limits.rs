@@ -426,3 +426,36 @@ fn cas_lock(count: u32) -> f64 {
     unsafe { rustix::mm::munmap(page, 4096) }.expect("munmap");
     f64::from(count) / elapsed
 }
+
+/// While it lives, this thread (and so any process it forks) may run on one CPU only: the
+/// `cpu`-th of those it may use (modulo their number); on drop, on all of those again. Does
+/// nothing on a machine with one CPU, or where the affinity cannot be read or set.
+pub struct Pinned(Option<rustix::thread::CpuSet>);
+
+impl Pinned {
+    pub fn to_cpu(cpu: usize) -> Pinned {
+        let Ok(all) = rustix::thread::sched_getaffinity(None) else {
+            return Pinned(None);
+        };
+        let allowed: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| all.is_set(c))
+            .collect();
+        if allowed.len() < 2 {
+            return Pinned(None);
+        }
+        let mut one = rustix::thread::CpuSet::new();
+        one.set(allowed[cpu % allowed.len()]);
+        match rustix::thread::sched_setaffinity(None, &one) {
+            Ok(()) => Pinned(Some(all)),
+            Err(_) => Pinned(None),
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if let Some(all) = &self.0 {
+            let _ = rustix::thread::sched_setaffinity(None, all);
+        }
+    }
+}
