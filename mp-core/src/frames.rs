@@ -79,12 +79,7 @@ impl FrameReader {
     /// One `read` of what `fd` holds; blocks if nothing is there (a non-blocking fd returns
     /// [`Filled::Data`] with nothing read).
     pub fn fill(&mut self, fd: BorrowedFd<'_>) -> Result<Filled> {
-        if self.start > 0 && self.start * 2 >= self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        let want = self.missing().clamp(READ_AT_LEAST, MAX_STEP);
-        self.buf.reserve(want);
+        self.make_room();
         loop {
             // Reads into the spare capacity; the vector grows by what was read.
             match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut self.buf)) {
@@ -94,6 +89,17 @@ impl FrameReader {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Drops the consumed bytes once they are half the buffer, and reserves room for the next
+    /// read: what the frame under way still misses, within [`READ_AT_LEAST`]..[`MAX_STEP`].
+    fn make_room(&mut self) {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let want = self.missing().clamp(READ_AT_LEAST, MAX_STEP);
+        self.buf.reserve(want);
     }
 
     /// As [`fill`](Self::fill), but first polls the socket without blocking for up to `spin`
@@ -119,12 +125,7 @@ impl FrameReader {
         if spin.is_zero() || !several_cpus() {
             return Ok(None);
         }
-        if self.start > 0 && self.start * 2 >= self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        let want = self.missing().clamp(READ_AT_LEAST, MAX_STEP);
-        self.buf.reserve(want);
+        self.make_room();
         let t0 = Instant::now();
         loop {
             let spare = rustix::buffer::spare_capacity(&mut self.buf);
