@@ -12,10 +12,6 @@ use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// How long a proxy waiting for a reply, or the server waiting for a client's next request,
-/// polls its socket before it sleeps (see [`FrameReader::fill_spinning`]).
-pub(crate) const SPIN: Duration = Duration::from_micros(50);
-
 use crate::error::{Error, Result};
 use crate::exposed::Exposed;
 use crate::protocol::{Reply, Request, Token};
@@ -25,6 +21,10 @@ use crate::proxy::{
 };
 use crate::proxy::{ConditionProxy, Proxy};
 use crate::server::{Constructor, Server};
+
+/// How long a proxy waiting for a reply, or the server waiting for a client's next request,
+/// polls its socket before it sleeps (see [`FrameReader::spin_fill`]).
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
 /// How long a starting server may take to report its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -130,6 +130,8 @@ fn server_main((args, mut report): (ServerArgs, Connection)) {
             }
         });
     if let Err(e) = control {
+        // The closure, and with it `report`, is dropped: the manager's shutdown finds the
+        // channel closed and asks through the listener instead.
         eprintln!("manager: no control thread ({e}); shutdown goes through the listener");
     }
     if let Err(e) = server.serve_forever() {
@@ -254,9 +256,13 @@ impl Manager {
     /// gone is [`Error::ServerGone`].
     pub fn shutdown(&mut self) -> Result<()> {
         let asked = match self.control.take() {
-            Some((mut control, owner)) if owner == mp_core::process_id() => control
-                .send(&Control::Shutdown)
-                .map_err(|e| Error::ServerGone(format!("the control channel: {e}"))),
+            Some((mut control, owner)) if owner == mp_core::process_id() => {
+                // A closed channel: the server is gone, or runs without its control thread.
+                match control.send(&Control::Shutdown) {
+                    Ok(()) => Ok(()),
+                    Err(_) => self.request(&Request::Shutdown).map(drop),
+                }
+            }
             _ => self.request(&Request::Shutdown).map(drop),
         };
         if let Some(process) = self.process.take() {
