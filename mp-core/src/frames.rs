@@ -207,6 +207,16 @@ impl FrameReader {
 mod tests {
     use super::*;
 
+    fn socketpair() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+        rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap()
+    }
+
     fn frame(payload: &[u8]) -> Vec<u8> {
         let mut v = (payload.len() as i32).to_be_bytes().to_vec();
         v.extend_from_slice(payload);
@@ -216,13 +226,7 @@ mod tests {
     #[test]
     fn spin_fill_reads_what_comes_within_the_spin_and_gives_up_after_it() {
         use std::os::fd::AsFd;
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let (a, b) = socketpair();
         let mut r = FrameReader::default();
         let spin = Duration::from_millis(20);
         if !several_cpus() {
@@ -262,13 +266,7 @@ mod tests {
 
     #[test]
     fn frames_are_cut_from_bulk_reads_whatever_the_boundaries() {
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let (a, b) = socketpair();
         let mut all = Vec::new();
         for i in 0..50u8 {
             all.extend(frame(&vec![i; i as usize * 7]));
@@ -297,13 +295,7 @@ mod tests {
 
     #[test]
     fn a_huge_length_header_never_sizes_the_buffer() {
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let (a, b) = socketpair();
         let mut huge = (-1i32).to_be_bytes().to_vec();
         huge.extend_from_slice(&(1u64 << 60).to_be_bytes());
         rustix::io::write(&a, &huge).unwrap();
