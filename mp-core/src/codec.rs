@@ -29,17 +29,32 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// The deepest nesting of arrays and maps [`decode`] accepts (serde_json's limit is 128).
+/// The deepest nesting of arrays, maps and enum variants [`decode`] accepts (serde_json's
+/// limit is 128).
 pub const MAX_DEPTH: usize = 256;
 
 /// Decodes a value encoded by [`encode`].
 ///
 /// Python: `pickle.loads`. Bad or truncated bytes give [`Error::Codec`](crate::Error::Codec),
-/// never a panic; so do values nested deeper than [`MAX_DEPTH`] arrays and maps.
+/// never a panic; so do values nested deeper than [`MAX_DEPTH`] arrays and maps, and types
+/// that recurse more than [`MAX_CALLS`] deep (see `depth`).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    check_depth(bytes)?;
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    Ok(crate::depth::deserialize_limited(&mut de, MAX_CALLS)?)
+    Ok(crate::depth::deserialize_limited(
+        &mut de, MAX_DEPTH, MAX_CALLS,
+    )?)
+}
+
+/// [`decode`] through a seed (serde's `DeserializeSeed`): for a decode that needs state, such
+/// as appending a sequence's items to an existing vector. The same limits apply.
+pub fn decode_seed<'de, S: serde::de::DeserializeSeed<'de>>(
+    seed: S,
+    bytes: &'de [u8],
+) -> Result<S::Value> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    Ok(crate::depth::deserialize_seed_limited(
+        seed, &mut de, MAX_DEPTH, MAX_CALLS,
+    )?)
 }
 
 /// How deeply the `deserialize` calls of one decode may nest: a few per level of
@@ -47,82 +62,6 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// recursive type that consumes no byte per level (`struct L(Option<Box<L>>)` from the single
 /// byte `0x01`) fails instead of overflowing the stack (see `depth`).
 pub const MAX_CALLS: usize = 4 * MAX_DEPTH;
-
-/// Refuses a value whose arrays and maps nest deeper than [`MAX_DEPTH`], before serde recurses
-/// into it.
-///
-/// rmp-serde's own depth limit (1024) counts arrays and maps read as sequences and structs, but
-/// not the one-entry map of an enum variant, so a recursive enum (`enum Expr { Neg(Box<Expr>),
-/// .. }`) recursed once per `{0: ...}` in the input, without limit: a peer's message of a few
-/// KiB overflowed the stack and killed the process (found while writing the `codec` fuzz target;
-/// its input is `fuzz/regressions/codec/deeply_nested_enum_overflows_the_stack`). This walk
-/// is iterative and only looks at markers and lengths; what it does not understand (a bad
-/// marker, truncated bytes) it leaves to rmp-serde to report.
-fn check_depth(bytes: &[u8]) -> Result<()> {
-    // Items still to read in each open array or map (a map's entries count twice).
-    let mut open: Vec<u64> = Vec::new();
-    let mut at = 0;
-    loop {
-        let Some(&marker) = bytes.get(at) else {
-            return Ok(());
-        };
-        at += 1;
-        let be = |at: usize, n: usize| -> Option<u64> {
-            let field = bytes.get(at..at + n)?;
-            Some(field.iter().fold(0u64, |v, &b| v << 8 | u64::from(b)))
-        };
-        // (bytes to skip after the marker, items of a new array or map)
-        let (skip, items) = match marker {
-            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, None),
-            0x80..=0x8f => (0, Some(u64::from(marker & 0x0f) * 2)),
-            0x90..=0x9f => (0, Some(u64::from(marker & 0x0f))),
-            0xa0..=0xbf => (u64::from(marker & 0x1f), None),
-            0xcc | 0xd0 => (1, None),
-            0xcd | 0xd1 => (2, None),
-            0xca | 0xce | 0xd2 => (4, None),
-            0xcb | 0xcf | 0xd3 => (8, None),
-            0xd4..=0xd8 => (1 + (1 << (marker - 0xd4)), None),
-            0xc4 | 0xd9 => (1 + be(at, 1).unwrap_or(0), None),
-            0xc5 | 0xda => (2 + be(at, 2).unwrap_or(0), None),
-            0xc6 | 0xdb => (4 + be(at, 4).unwrap_or(0), None),
-            0xc7 => (2 + be(at, 1).unwrap_or(0), None),
-            0xc8 => (3 + be(at, 2).unwrap_or(0), None),
-            0xc9 => (5 + be(at, 4).unwrap_or(0), None),
-            0xdc => (2, be(at, 2)),
-            0xdd => (4, be(at, 4)),
-            0xde => (2, be(at, 2).map(|n| n * 2)),
-            0xdf => (4, be(at, 4).map(|n| n * 2)),
-            // 0xc1 is never used: rmp-serde reports it.
-            0xc1 => return Ok(()),
-        };
-        let Some(next) = usize::try_from(skip).ok().and_then(|s| at.checked_add(s)) else {
-            return Ok(());
-        };
-        at = next;
-        // This item fills a slot of the innermost open container.
-        if let Some(left) = open.last_mut() {
-            *left -= 1;
-        }
-        match items {
-            Some(n) if n > 0 => {
-                if open.len() == MAX_DEPTH {
-                    return Err(crate::Error::Codec(format!(
-                        "the value nests arrays and maps more than {MAX_DEPTH} deep"
-                    )));
-                }
-                open.push(n);
-            }
-            _ => {}
-        }
-        while open.last() == Some(&0) {
-            open.pop();
-        }
-        if open.is_empty() {
-            // One whole value: rmp-serde reads no further either.
-            return Ok(());
-        }
-    }
-}
 
 /// A byte buffer that encodes as one MessagePack `bin` (not an array of numbers).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,12 +1,25 @@
 //! A serde adapter that bounds how deeply deserialization nests, whatever the bytes say.
 //!
-//! The byte-level walk of `codec::check_depth` bounds nesting that costs bytes (arrays, maps,
-//! enum variants). Some types recurse without consuming any: `struct L(Option<Box<L>>)` read
-//! from the single byte `0x01` asks for an option (not nil: `Some`), then a newtype, then an
-//! option again, on the same cached marker, forever, until the stack overflows. This adapter
-//! wraps the deserializer, its visitors and every access (sequences, maps, enums, variants,
-//! seeds), counts the nested `deserialize_*` calls, and fails with an error past a limit: a
-//! peer's message can no longer crash the process, whatever the type.
+//! It wraps the deserializer, its visitors and every access (sequences, maps, enums, variants,
+//! seeds), and bounds two things:
+//!
+//! - **Containers**: the arrays, maps and enum variants the value nests, which serde enters
+//!   through a visitor's `visit_seq`, `visit_map` or `visit_enum`, at most `containers` deep.
+//!   rmp-serde's own depth limit (1024) counts arrays and maps read as sequences and structs,
+//!   but not the one-entry map of an enum variant, so a recursive enum (`enum Expr {
+//!   Neg(Box<Expr>), .. }`) recursed once per `{0: ...}` in the input, without limit: a peer's
+//!   message of a few KiB overflowed the stack and killed the process (found while writing
+//!   the `codec` fuzz target; its input is
+//!   `fuzz/regressions/codec/deeply_nested_enum_overflows_the_stack`).
+//! - **Calls**: some types recurse without consuming any byte: `struct L(Option<Box<L>>)` read
+//!   from the single byte `0x01` asks for an option (not nil: `Some`), then a newtype, then an
+//!   option again, on the same cached marker, forever, until the stack overflows. So the
+//!   nested `deserialize_*` calls are counted too, at most `calls` deep.
+//!
+//! Past either limit the decode fails with an error: a peer's message can no longer crash the
+//! process, whatever the type. Counting as serde descends costs a counter per container and
+//! per call; an earlier byte-level walk over the whole message before decoding it (the same
+//! container bound) cost about a third of the decode of a vector of numbers.
 
 use std::cell::Cell;
 use std::fmt;
@@ -15,24 +28,47 @@ use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
-/// Deserializes a `T` from `d`, failing once deserialize calls nest deeper than `limit`.
-pub(crate) fn deserialize_limited<'de, T, D>(d: D, limit: usize) -> Result<T, D::Error>
+/// Deserializes a `T` from `d`, failing once containers nest deeper than `containers` or
+/// deserialize calls deeper than `calls`.
+pub(crate) fn deserialize_limited<'de, T, D>(
+    d: D,
+    containers: usize,
+    calls: usize,
+) -> Result<T, D::Error>
 where
     T: de::Deserialize<'de>,
     D: Deserializer<'de>,
 {
+    deserialize_seed_limited(std::marker::PhantomData::<T>, d, containers, calls)
+}
+
+/// [`deserialize_limited`] with a seed.
+pub(crate) fn deserialize_seed_limited<'de, S, D>(
+    seed: S,
+    d: D,
+    containers: usize,
+    calls: usize,
+) -> Result<S::Value, D::Error>
+where
+    S: DeserializeSeed<'de>,
+    D: Deserializer<'de>,
+{
     let depth = Depth {
-        left: Cell::new(limit),
+        left: Cell::new(calls),
+        containers: Cell::new(containers),
+        max_containers: containers,
     };
-    T::deserialize(Limited {
+    seed.deserialize(Limited {
         inner: d,
         depth: &depth,
     })
 }
 
-/// The nesting budget left.
+/// The nesting budgets left.
 struct Depth {
     left: Cell<usize>,
+    containers: Cell<usize>,
+    max_containers: usize,
 }
 
 impl Depth {
@@ -50,6 +86,23 @@ impl Depth {
 
     fn leave(&self) {
         self.left.set(self.left.get() + 1);
+    }
+
+    fn enter_container<E: de::Error>(&self) -> Result<(), E> {
+        match self.containers.get().checked_sub(1) {
+            Some(left) => {
+                self.containers.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format_args!(
+                "the value nests arrays and maps more than {} deep",
+                self.max_containers
+            ))),
+        }
+    }
+
+    fn leave_container(&self) {
+        self.containers.set(self.containers.get() + 1);
     }
 }
 
@@ -298,24 +351,27 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.inner.visit_seq(Wrap {
-            inner: seq,
-            depth: self.depth,
-        })
+        let depth = self.depth;
+        depth.enter_container()?;
+        let r = self.inner.visit_seq(Wrap { inner: seq, depth });
+        depth.leave_container();
+        r
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.inner.visit_map(Wrap {
-            inner: map,
-            depth: self.depth,
-        })
+        let depth = self.depth;
+        depth.enter_container()?;
+        let r = self.inner.visit_map(Wrap { inner: map, depth });
+        depth.leave_container();
+        r
     }
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-        self.inner.visit_enum(Wrap {
-            inner: data,
-            depth: self.depth,
-        })
+        let depth = self.depth;
+        depth.enter_container()?;
+        let r = self.inner.visit_enum(Wrap { inner: data, depth });
+        depth.leave_container();
+        r
     }
 }
 

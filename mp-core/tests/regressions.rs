@@ -333,3 +333,31 @@ fn an_untrusted_peer_cannot_fill_our_fd_table_with_carrier_frames() {
         mp_testkit::count_fds() <= before
     });
 }
+
+/// The container bound is counted as serde descends (no walk over the bytes first): arrays
+/// nested past [`MAX_DEPTH`](mp_core::codec::MAX_DEPTH) are refused whatever the type reads
+/// them as, even a type that skips them (`IgnoredAny`), and up to it they decode.
+#[test]
+fn arrays_nested_past_the_limit_are_refused_even_when_skipped() {
+    use serde::de::IgnoredAny;
+    let nested = |levels: usize| {
+        let mut bytes = vec![0x91u8; levels];
+        bytes.push(0x07);
+        bytes
+    };
+    let limit = mp_core::codec::MAX_DEPTH;
+    assert!(mp_core::codec::decode::<IgnoredAny>(&nested(limit)).is_ok());
+    for levels in [limit + 1, 100_000] {
+        let e = mp_core::codec::decode::<IgnoredAny>(&nested(levels)).unwrap_err();
+        assert!(matches!(e, mp_core::Error::Codec(_)), "{e}");
+        assert!(e.to_string().contains("deep"), "{e}");
+    }
+    // A map nested in arrays counts too, and a struct's ignored field is bounded the same way.
+    #[derive(Debug, serde::Deserialize)]
+    struct Pair(#[allow(dead_code)] u8, #[allow(dead_code)] IgnoredAny);
+    let mut bytes = vec![0x92u8, 0x01];
+    bytes.extend(std::iter::repeat([0x81u8, 0x00]).take(100_000).flatten());
+    bytes.push(0x00);
+    let e = mp_core::codec::decode::<Pair>(&bytes).unwrap_err();
+    assert!(e.to_string().contains("deep"), "{e}");
+}

@@ -24,6 +24,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
     let mut times = Vec::with_capacity(reps);
+    let mut warm: Option<Pool> = None;
     for _ in 0..reps {
         let t = match which.as_str() {
             "map" => {
@@ -35,6 +36,18 @@ fn main() {
                 assert_eq!(r[99_999], 99_999 * 99_999);
                 p.close();
                 p.join().expect("join");
+                t
+            }
+            "mapwarm" => {
+                let p = warm.get_or_insert_with(|| {
+                    let p = pool();
+                    assert_eq!(p.apply(square, 1).expect("warm-up"), 1);
+                    p
+                });
+                let t0 = Instant::now();
+                let r = p.map(square, 0..100_000).expect("map");
+                let t = t0.elapsed();
+                assert_eq!(r[99_999], 99_999 * 99_999);
                 t
             }
             _ => {

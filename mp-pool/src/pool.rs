@@ -595,7 +595,7 @@ impl Pool {
             None => default_chunksize(len, self.processes),
         };
         let chunks = len.div_ceil(chunksize);
-        let sink = MapSink::<K::Ok>::new(chunks, callbacks);
+        let sink = MapSink::<K::Ok>::new(chunks, len, callbacks);
         let run = runner::<K>();
         let mut chunk: Vec<K::Args> = Vec::with_capacity(chunksize.min(len));
         // Each chunk is queued as soon as it is encoded, so the workers start at once.

@@ -112,8 +112,28 @@ impl<V> Slot<V> {
 
     /// Waits until ready or `deadline`; returns the guard and whether it is ready.
     pub(crate) fn wait_until(&self, deadline: Deadline) -> (MutexGuard<'_, SlotInner<V>>, bool) {
-        let mut g = self.lock();
-        while !g.ready {
+        self.wait_while(self.lock(), deadline, |_| true)
+    }
+
+    /// Wakes the threads waiting in [`wait_while`](Self::wait_while) to look again (the
+    /// value changed, but is not ready).
+    pub(crate) fn notify(&self, guard: MutexGuard<'_, SlotInner<V>>) {
+        let notify = guard.waiters > 0;
+        drop(guard);
+        if notify {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Waits, from `g`, while the slot is not ready and `pending(value)` holds, until
+    /// `deadline`; returns the guard and whether the slot is ready.
+    pub(crate) fn wait_while<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, SlotInner<V>>,
+        deadline: Deadline,
+        mut pending: impl FnMut(&V) -> bool,
+    ) -> (MutexGuard<'a, SlotInner<V>>, bool) {
+        while !g.ready && pending(&g.value) {
             let timeout = match deadline.remaining() {
                 None => Duration::from_secs(3600),
                 Some(left) if left.is_zero() => return (g, false),
@@ -127,7 +147,8 @@ impl<V> Slot<V> {
             g = back;
             g.waiters -= 1;
         }
-        (g, true)
+        let ready = g.ready;
+        (g, ready)
     }
 
     /// For a `Future`: ready, or the waker is stored.
@@ -368,27 +389,83 @@ impl<R: DeserializeOwned + Send + 'static> Future for AsyncResult<R> {
 
 // ----- a map -----
 
-pub(crate) struct MapInner<R> {
-    chunks: Vec<Option<RunOutput>>,
-    /// Each chunk's values, decoded as it arrived (on the supervisor thread, while the
-    /// workers run the next chunks); the first `get` takes them, later ones decode again.
-    decoded: Vec<Option<Vec<R>>>,
+pub(crate) struct MapInner {
+    /// Each chunk's output, as it arrived (kept encoded: every `get` decodes them, in the
+    /// caller's thread, so the supervisor's thread only moves bytes).
+    chunks: Vec<Option<Arc<RunOutput>>>,
+    /// How many items the caller promised (a reservation for the values, not a bound).
+    items: usize,
     left: usize,
     error: Option<Error>,
 }
 
+/// Appends the values of a chunk that succeeded as a whole to `values`.
+fn append_chunk<R: DeserializeOwned>(values: &mut Vec<R>, out: &RunOutput) -> Result<()> {
+    match &out.out {
+        Some(bytes) if out.all_ok => {
+            let before = values.len();
+            codec::decode_seed(Append(values), &bytes.0).map_err(|e| {
+                values.truncate(before);
+                Error::from(e)
+            })
+        }
+        _ => Err(out.first_failure.clone().map_or_else(
+            || Error::InvalidArgument("a chunk without results".into()),
+            Error::from,
+        )),
+    }
+}
+
+/// A seed that decodes a sequence onto the end of a vector.
+struct Append<'a, R>(&'a mut Vec<R>);
+
+impl<'de, R: serde::Deserialize<'de>> serde::de::DeserializeSeed<'de> for Append<'_, R> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, R: serde::Deserialize<'de>> serde::de::Visitor<'de> for Append<'_, R> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence of results")
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: S,
+    ) -> std::result::Result<(), S::Error> {
+        while let Some(v) = seq.next_element()? {
+            self.0.push(v);
+        }
+        Ok(())
+    }
+}
+
+/// A vector for `items` values: reserved up front when it can be (the caller's count, not a
+/// peer's; a count that is wrong or too large only makes the vector grow, or reserve nothing).
+fn values_for<R>(items: usize) -> Vec<R> {
+    let mut values = Vec::new();
+    let _ = values.try_reserve_exact(items);
+    values
+}
+
 /// The slot of a `map_async`: every chunk's output, the first error to arrive.
 pub(crate) struct MapSink<R> {
-    slot: Slot<MapInner<R>>,
+    slot: Slot<MapInner>,
     callbacks: Mutex<Option<Callbacks<Vec<R>>>>,
 }
 
 impl<R: DeserializeOwned + Send + 'static> MapSink<R> {
-    pub(crate) fn new(chunks: usize, callbacks: Callbacks<Vec<R>>) -> Arc<Self> {
+    /// The sink of a map of `chunks` chunks and (as far as the caller knows) `items` items.
+    pub(crate) fn new(chunks: usize, items: usize, callbacks: Callbacks<Vec<R>>) -> Arc<Self> {
         let sink = Arc::new(MapSink {
             slot: Slot::new(MapInner {
                 chunks: (0..chunks).map(|_| None).collect(),
-                decoded: (0..chunks).map(|_| None).collect(),
+                items,
                 left: chunks,
                 error: None,
             }),
@@ -411,7 +488,7 @@ impl<R: DeserializeOwned + Send + 'static> MapSink<R> {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(cb) = callbacks {
-            let value = collect_map::<R>(&mut self.slot.lock().value);
+            let value = collect_map::<R>(&self.slot.lock().value);
             cb.run(&value);
         }
         let g = self.slot.lock();
@@ -419,68 +496,53 @@ impl<R: DeserializeOwned + Send + 'static> MapSink<R> {
     }
 }
 
-fn collect_map<R: DeserializeOwned>(m: &mut MapInner<R>) -> Result<Vec<R>> {
+/// Every value of a finished map, or its first error.
+fn collect_map<R: DeserializeOwned>(m: &MapInner) -> Result<Vec<R>> {
     if let Some(e) = &m.error {
         return Err(e.clone());
     }
-    if m.decoded.iter().all(Option::is_some) {
-        let mut all = Vec::with_capacity(m.decoded.iter().flatten().map(Vec::len).sum());
-        for d in m.decoded.iter_mut() {
-            all.append(d.get_or_insert_with(Vec::new));
-        }
-        m.decoded.iter_mut().for_each(|d| *d = None);
-        return Ok(all);
-    }
-    let mut all = Vec::new();
+    let mut all = values_for(m.items);
     for out in m.chunks.iter() {
-        let out = out.as_ref().ok_or(Error::Terminated)?;
-        for r in decode_chunk::<R>(out)? {
-            all.push(r?);
-        }
+        append_chunk(&mut all, out.as_ref().ok_or(Error::Terminated)?)?;
     }
     Ok(all)
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
     fn deliver(&self, index: usize, out: Result<RunOutput>) {
-        let decoded = match &out {
-            Ok(RunOutput {
-                out: Some(bytes),
-                all_ok: true,
-                ..
-            }) => codec::decode::<Vec<R>>(&bytes.0).ok(),
-            _ => None,
-        };
         let mut g = self.slot.lock();
         if g.ready || g.value.chunks.get(index).map_or(true, Option::is_some) || g.value.left == 0 {
             return;
         }
         let m = &mut g.value;
-        m.decoded[index] = decoded;
         m.left -= 1;
-        match out {
+        let out = match out {
             Ok(o) => {
                 if let (None, Some(f)) = (&m.error, &o.first_failure) {
                     m.error = Some(f.clone().into());
                 }
-                m.chunks[index] = Some(o);
+                o
             }
             Err(e) => {
                 if m.error.is_none() {
                     m.error = Some(e);
                 }
-                m.chunks[index] = Some(RunOutput {
+                RunOutput {
                     out: None,
                     all_ok: false,
                     first_failure: None,
                     failures: Vec::new(),
-                });
+                }
             }
-        }
+        };
+        m.chunks[index] = Some(Arc::new(out));
         let last = m.left == 0;
-        drop(g);
         if last {
+            drop(g);
             self.finish();
+        } else {
+            // A `get` decodes each chunk as soon as it arrives in turn.
+            self.slot.notify(g);
         }
     }
 }
@@ -527,12 +589,49 @@ impl<R: DeserializeOwned + Send + 'static> MapResult<R> {
         self.get_until(deadline.into())
     }
 
+    /// Decodes each chunk in this thread as soon as it arrives in turn (while the workers run
+    /// the next ones), onto the end of the one vector it returns.
     fn get_until(&self, deadline: Deadline) -> Result<Vec<R>> {
-        let (mut g, ready) = self.sink.slot.wait_until(deadline);
-        if !ready {
-            return Err(Error::Timeout);
+        let slot = &self.sink.slot;
+        let mut g = slot.lock();
+        let mut values = values_for::<R>(g.value.items);
+        let mut next = 0;
+        loop {
+            if g.value.error.is_some() || next == g.value.chunks.len() {
+                // Done, or failed: the map reports its first error once it has finished.
+                let (g, ready) = slot.wait_while(g, deadline, |_| true);
+                if !ready {
+                    return Err(Error::Timeout);
+                }
+                return match &g.value.error {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(values),
+                };
+            }
+            let (back, _) = slot.wait_while(g, deadline, |m: &MapInner| {
+                m.error.is_none() && m.chunks[next].is_none()
+            });
+            g = back;
+            if g.value.error.is_some() {
+                continue;
+            }
+            let Some(out) = g.value.chunks[next].clone() else {
+                return Err(Error::Timeout);
+            };
+            drop(g);
+            let decoded = append_chunk(&mut values, &out);
+            g = slot.lock();
+            if let Err(e) = decoded {
+                // Not a failure the map knows of (a result that would not decode): reported
+                // as the map's error once the map has finished.
+                let (g, ready) = slot.wait_while(g, deadline, |_| true);
+                if !ready {
+                    return Err(Error::Timeout);
+                }
+                return Err(g.value.error.clone().unwrap_or(e));
+            }
+            next += 1;
         }
-        collect_map(&mut g.value)
     }
 
     /// Waits until every chunk has finished. Python: `MapResult.wait()`.
@@ -571,10 +670,10 @@ impl<R: DeserializeOwned + Send + 'static> Future for MapResult<R> {
     type Output = Result<Vec<R>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Vec<R>>> {
-        let mut g = self.sink.slot.poll_ready(cx);
+        let g = self.sink.slot.poll_ready(cx);
         if !g.ready {
             return Poll::Pending;
         }
-        Poll::Ready(collect_map(&mut g.value))
+        Poll::Ready(collect_map(&g.value))
     }
 }
