@@ -59,6 +59,7 @@ pub(super) fn start_fork(
     warn_if_threaded();
     config.start_method = None;
     config.executable = None;
+    sys::trim_heap();
     // Hold the stdio locks and the registry across the fork, so the child finds them
     // consistent (released) even if another thread was printing or starting a process.
     let stdout = std::io::stdout().lock();
