@@ -366,10 +366,32 @@ pub(crate) fn child_main(
     sys::exit_immediately(code)
 }
 
-/// A daemonic child dies with its parent: a thread waits for EOF on the lifeline pipe, whose
-/// only write end the parent holds, and kills this process when the parent is gone (however it
-/// died, even by SIGKILL).
+/// A daemonic child dies with its parent: the lifeline pipe's only write end is the parent's,
+/// and its hangup, however the parent died (even by SIGKILL), kills this process. The kernel
+/// delivers that SIGKILL itself (`sys::kill_me_at_hangup`); where it cannot be arranged, a
+/// thread waits for the pipe's end of file instead.
 fn watch_lifeline(fd: OwnedFd) {
+    use std::os::fd::IntoRawFd;
+    if sys::kill_me_at_hangup(fd.as_fd()).is_ok() {
+        // A parent that was gone before the arming sent nothing: look once.
+        let mut poll = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let gone = matches!(rustix::event::poll(&mut poll, Some(&rustix::event::Timespec::default())), Ok(n) if n > 0)
+            && poll[0]
+                .revents()
+                .intersects(rustix::event::PollFlags::HUP | rustix::event::PollFlags::IN);
+        if gone {
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+        }
+        // Open for the rest of this process's life: the hangup is this fd's.
+        let _ = fd.into_raw_fd();
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("mp-lifeline".into())
         .stack_size(64 * 1024)

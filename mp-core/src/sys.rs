@@ -60,6 +60,39 @@ pub(crate) fn trim_heap() {
     }
 }
 
+/// Linux's `F_SETSIG` (`asm-generic/fcntl.h`), which the libc crate does not define.
+const F_SETSIG: libc::c_int = 10;
+
+/// Arranges for the kernel to SIGKILL this process when `fd`, the read end of a pipe, is hung
+/// up (its last write end closed): `fcntl` `F_SETOWN` (this process), `F_SETSIG` (`SIGKILL`)
+/// and `O_ASYNC`, which make the pipe's hangup notification (normally a `SIGIO`) that signal.
+///
+/// This is how a daemonic child dies with its parent without a thread of its own waiting on
+/// the pipe: a thread cost each worker a clone and a stack at start, a wakeup at exit, and
+/// TLB-flush interrupts for its copy-on-write faults while the thread's CPU still held the
+/// address space. A hangup that happened before this call is not signalled: the caller checks
+/// for it afterwards.
+pub(crate) fn kill_me_at_hangup(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let raw = fd.as_raw_fd();
+    let check = |r: libc::c_int| {
+        if r == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
+    // SAFETY: fcntl on an fd we borrow (so open for the call), with integer arguments only;
+    // F_SETOWN, F_SETSIG, F_GETFL and F_SETFL touch no memory of ours.
+    unsafe {
+        check(libc::fcntl(raw, libc::F_SETOWN, libc::getpid()))?;
+        check(libc::fcntl(raw, F_SETSIG, libc::SIGKILL))?;
+        let flags = check(libc::fcntl(raw, libc::F_GETFL))?;
+        check(libc::fcntl(raw, libc::F_SETFL, flags | libc::O_ASYNC))?;
+    }
+    Ok(())
+}
+
 /// `_exit(code)`—Ends this process at once, without running destructors or atexit handlers.
 pub(crate) fn exit_immediately(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it never returns.

@@ -296,3 +296,28 @@ fn daemonic_processes_cannot_have_children() {
     assert_invalid_state("set_daemon after start", p.set_daemon(true));
     join(&p);
 }
+
+/// A daemon watches its parent's lifeline without a thread of its own: the kernel signals it
+/// when the pipe hangs up (`F_SETSIG`), so a daemonic child has exactly one thread (a watcher
+/// thread cost each pool worker a clone at start and a wakeup at exit).
+#[test]
+fn a_daemon_watches_its_lifeline_without_a_thread() {
+    for m in METHODS {
+        let mut p = Process::new(sleep_long, ()).daemon(true).start_method(m);
+        p.start().unwrap();
+        let pid = p.pid().unwrap().unwrap();
+        // Once the child sleeps, and a while after (a spawned child also sleeps while it
+        // reads its bootstrap, before the lifeline is watched), count its threads.
+        mp_testkit::eventually(&format!("{m}: the daemon {pid} sleeps"), || {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .is_ok_and(|s| s.contains("State:\tS"))
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count();
+        assert_eq!(threads, 1, "{m}: the daemon runs {threads} threads");
+        p.kill().unwrap();
+        join(&p);
+    }
+}

@@ -25,6 +25,7 @@ fn main() {
         .unwrap_or(50);
     let mut times = Vec::with_capacity(reps);
     let mut warm: Option<Pool> = None;
+    let mut phases: Vec<[std::time::Duration; 3]> = Vec::new();
     for _ in 0..reps {
         let t = match which.as_str() {
             "map" => {
@@ -50,6 +51,18 @@ fn main() {
                 assert_eq!(r[99_999], 99_999 * 99_999);
                 t
             }
+            "phases" => {
+                let t0 = Instant::now();
+                let p = pool();
+                let t1 = Instant::now();
+                assert_eq!(p.apply(square, 3).expect("apply"), 9);
+                let t2 = Instant::now();
+                p.close();
+                p.join().expect("join");
+                let t3 = Instant::now();
+                phases.push([t1 - t0, t2 - t1, t3 - t2]);
+                t3 - t0
+            }
             _ => {
                 let t0 = Instant::now();
                 let p = pool();
@@ -62,6 +75,13 @@ fn main() {
         times.push(t.as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
+    if !phases.is_empty() {
+        for (i, name) in ["build", "first apply", "close+join"].iter().enumerate() {
+            let mut v: Vec<f64> = phases.iter().map(|p| p[i].as_secs_f64() * 1e3).collect();
+            v.sort_by(f64::total_cmp);
+            println!("  {name}: median {:.3} ms", v[v.len() / 2]);
+        }
+    }
     println!(
         "{which}: median {:.3} ms, min {:.3} ms, max {:.3} ms ({reps} reps)",
         times[reps / 2],
