@@ -716,7 +716,10 @@ impl Connection {
         };
         while buf.len() < end {
             let want = end - buf.len();
-            if buf.capacity() == buf.len() {
+            if buf.capacity() - buf.len() < want {
+                // Room for the rest in one read (a buffer kept from a shorter message would
+                // otherwise cost a read for what fits, then one more), growing by at most the
+                // buffer's size or ALLOC_STEP at a time: never sized by the header alone.
                 buf.reserve_exact(want.min(buf.capacity().max(ALLOC_STEP)));
             }
             let result = self.wait_for_io(true).and_then(|fd| loop {

@@ -51,6 +51,22 @@ fn main() {
                 assert_eq!(r[99_999], 99_999 * 99_999);
                 t
             }
+            "imap" => {
+                let p = warm.get_or_insert_with(|| {
+                    let p = pool();
+                    assert_eq!(p.apply(square, 1).expect("warm-up"), 1);
+                    p
+                });
+                let t0 = Instant::now();
+                let n = p
+                    .imap_chunksize(square, 0..10_000u64, 1)
+                    .expect("imap")
+                    .map(|r| r.expect("item"))
+                    .count();
+                let t = t0.elapsed();
+                assert_eq!(n, 10_000);
+                t
+            }
             "phases" => {
                 let t0 = Instant::now();
                 let p = pool();
