@@ -58,11 +58,11 @@ fn main() {
                     p
                 });
                 let t0 = Instant::now();
-                let n = p
-                    .imap_chunksize(square, 0..10_000u64, 1)
-                    .expect("imap")
-                    .map(|r| r.expect("item"))
-                    .count();
+                let mut n = 0;
+                for r in p.imap_chunksize(square, 0..10_000u64, 1).expect("imap") {
+                    r.expect("item");
+                    n += 1;
+                }
                 let t = t0.elapsed();
                 assert_eq!(n, 10_000);
                 t
