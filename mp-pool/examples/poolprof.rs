@@ -26,7 +26,14 @@ fn main() {
     let mut times = Vec::with_capacity(reps);
     let mut warm: Option<Pool> = None;
     let mut phases: Vec<[std::time::Duration; 3]> = Vec::new();
+    let pause = std::env::var("PAUSE_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(std::time::Duration::from_millis);
     for _ in 0..reps {
+        if let Some(p) = pause {
+            std::thread::sleep(p);
+        }
         let t = match which.as_str() {
             "map" => {
                 let p = pool();
