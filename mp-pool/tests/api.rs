@@ -689,3 +689,56 @@ fn pools_results_and_iterators_cross_threads() {
     assert_eq!(got, [1, 4, 9]);
     finish(p);
 }
+
+/// A value that encodes but refuses to decode when it is 7: a result the caller cannot decode.
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct NoSeven(i64);
+
+impl<'de> serde::Deserialize<'de> for NoSeven {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        if v == 7 {
+            return Err(serde::de::Error::custom("seven does not decode"));
+        }
+        Ok(NoSeven(v))
+    }
+}
+
+fn no_seven(x: i64) -> NoSeven {
+    NoSeven(x)
+}
+
+/// A map's values are decoded by `get` in the caller's thread, chunk by chunk as the chunks
+/// arrive: a `get` that times out part-way loses nothing (a later one returns every value),
+/// every `get` returns the whole result, and a value that does not decode fails the map once
+/// it has finished, with the decoder's message, instead of hanging or panicking.
+#[test]
+fn a_map_get_decodes_as_chunks_arrive_and_may_time_out_part_way() {
+    let p = pool(StartMethod::Fork);
+    // Chunk 0 is fast, chunk 1 sleeps 300 ms: the first `get` decodes chunk 0, then times out.
+    let m = p
+        .map_async_chunksize(sleep_ms, vec![1, 2, 300, 4], 2)
+        .unwrap();
+    assert!(matches!(
+        m.get_timeout(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(m.get_timeout(LONG).unwrap(), [1, 2, 300, 4]);
+    assert_eq!(m.get_timeout(LONG).unwrap(), [1, 2, 300, 4], "get twice");
+    assert!(m.successful().unwrap());
+
+    let bad = p.map_async_chunksize(no_seven, 0..20, 3).unwrap();
+    let e = bad.get_timeout(LONG).unwrap_err();
+    assert!(e.to_string().contains("seven does not decode"), "{e}");
+    assert!(bad.ready());
+    // The same error again, and the pool goes on.
+    assert!(bad.get_timeout(LONG).is_err());
+    assert_eq!(
+        p.map_async(no_seven, [1, 2, 3])
+            .unwrap()
+            .get_timeout(LONG)
+            .unwrap(),
+        [NoSeven(1), NoSeven(2), NoSeven(3)]
+    );
+    finish(p);
+}
