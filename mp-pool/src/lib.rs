@@ -52,6 +52,18 @@
 //! [`AsyncResult`] and [`MapResult`] are also [`Future`](std::future::Future)s, woken by the
 //! pool: `.await` them on any executor.
 //!
+//! # Where the work is done
+//!
+//! The supervisor thread only moves bytes: it sends tasks, reads results and resolves the
+//! slots. Results stay encoded until they are asked for, and are decoded by the thread that
+//! asks: `AsyncResult::get` decodes its value, and `MapResult::get` decodes each chunk onto the
+//! end of the one vector it returns as soon as that chunk arrives in turn, while the workers
+//! run the next ones (a `map` of 100 000 small items decodes in the caller's thread, in
+//! parallel with the pool, and never stalls the supervisor). Each `get` decodes anew, so a
+//! second `get` returns the whole value again, as Python's does; a `get` that times out
+//! part-way loses nothing. Callbacks, which run on the supervisor thread, decode their value
+//! there.
+//!
 //! # Differences from Python
 //!
 //! - Timeouts follow the stack's [timeout contract](mp_core::deadline): `get()`,
