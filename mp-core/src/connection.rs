@@ -72,6 +72,8 @@ pub struct Connection {
     /// per-step `timeout`; [`Deadline::NEVER`] between operations.
     deadline: Deadline,
     scratch: Vec<u8>,
+    /// How long a `recv` on a socket looks for a message before it sleeps (see `spin`).
+    spin: Duration,
 }
 
 impl fmt::Debug for Connection {
@@ -126,6 +128,7 @@ impl Connection {
             timeout: None,
             deadline: Deadline::NEVER,
             scratch: Vec::new(),
+            spin: crate::spin::SPIN,
         }
     }
 
@@ -152,6 +155,18 @@ impl Connection {
     /// still grow only as bytes arrive).
     pub fn set_max_message_size(&mut self, limit: u64) {
         self.max_message = limit;
+    }
+
+    /// How long a `recv` on a duplex connection looks for a message without blocking before it
+    /// sleeps ([`spin::SPIN`](crate::spin::SPIN), 50 µs, by default; zero never spins). Beyond
+    /// Python.
+    ///
+    /// A reply that comes within the spin is read without a wake-up, which on a virtual
+    /// machine can cost far more than the round trip itself (see [`spin`](crate::spin)); at
+    /// most `cpu_count() - 1` threads of a process spin at once. A connection whose messages
+    /// come at long intervals, in a process that shares its CPUs with busy ones, can set zero.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
     }
 
     /// Sets a timeout for each blocking read or write of this end (`None`, the default, waits
@@ -787,7 +802,7 @@ impl Connection {
     fn read_some(&self, buf: &mut [u8], fds: Option<&mut Vec<OwnedFd>>) -> Result<usize> {
         let fd = self.wait_for_io(true)?;
         match fds {
-            Some(fds) if self.socket => recv_with_fds(fd, buf, fds),
+            Some(fds) if self.socket => recv_with_fds(fd, buf, fds, self.spin),
             _ => loop {
                 match rustix::io::read(fd, &mut *buf) {
                     Ok(n) => return Ok(n),
@@ -807,12 +822,35 @@ fn truncated() -> Error {
 }
 
 /// One `recvmsg` into `buf`, keeping any fds that arrive.
-fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<usize> {
+///
+/// Unless `spin` is zero, it looks without blocking first; when nothing is there yet, it spins
+/// for up to `spin` (see [`spin`](crate::spin): a request's reply usually
+/// comes within microseconds, and a sleeping reader costs a wake-up), then blocks. Only
+/// readiness is polled while spinning, so nothing is read past the message.
+fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    spin: Duration,
+) -> Result<usize> {
     let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
     let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut flags = if spin.is_zero() {
+        RecvFlags::CMSG_CLOEXEC
+    } else {
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
+    };
     loop {
         let mut iov = [IoSliceMut::new(buf)];
-        match rustix::net::recvmsg(fd, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+        match rustix::net::recvmsg(fd, &mut iov, &mut control, flags) {
+            Err(Errno::AGAIN) if flags.contains(RecvFlags::DONTWAIT) => {
+                crate::spin::spin_until(spin, || {
+                    io::wait_readable(fd, Deadline::now()).unwrap_or(true)
+                });
+                // Then a blocking read: it returns at once if something came.
+                flags = RecvFlags::CMSG_CLOEXEC;
+                continue;
+            }
             Ok(msg) => {
                 for message in control.drain() {
                     if let RecvAncillaryMessage::ScmRights(received) = message {

@@ -99,6 +99,7 @@ mod identity;
 pub mod io;
 mod process;
 mod shm;
+pub mod spin;
 mod sys;
 mod trampoline;
 pub mod util;

@@ -1216,3 +1216,57 @@ fn a_message_over_2_gib() {
     assert_eq!(recv_bytes(&mut c), b"after the huge one");
     p.join_ok();
 }
+
+// ----- the spin before a blocking recv -----
+
+/// Replies to each `u32` with the same value after sleeping that many milliseconds; stops at 0.
+fn slow_echo_child(mut c: Connection) {
+    loop {
+        let ms: u32 = c.recv().unwrap();
+        if ms == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(u64::from(ms)));
+        c.send(&ms).unwrap();
+        // Two messages at once: the reader must take exactly one per recv.
+        c.send(&(ms + 1)).unwrap();
+    }
+}
+
+/// This thread's CPU time (the first field of `/proc/thread-self/schedstat`, in ns).
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
+}
+
+/// A `recv` spins only briefly (`Connection::set_spin`, 50 µs by default) before it sleeps: a
+/// reply 200 ms away costs its reader far less than 200 ms of CPU, with the default spin and
+/// with none, and the reader never takes more than the one message it returns (the second one
+/// stays in the socket, so the fd is still readable for `wait()`).
+#[test]
+fn a_recv_spins_briefly_then_sleeps_and_never_reads_past_its_message() {
+    for m in METHODS {
+        let (mut c, theirs) = pipe(true).unwrap();
+        let p = start(m, slow_echo_child, theirs);
+        for spin in [mp_core::spin::SPIN, Duration::ZERO] {
+            c.set_spin(spin);
+            c.send(&200u32).unwrap();
+            let cpu0 = thread_cpu();
+            let t0 = Instant::now();
+            assert_eq!(recv::<u32>(&mut c), 200, "{m}");
+            assert!(t0.elapsed() >= Duration::from_millis(200), "{m}");
+            let burnt = thread_cpu() - cpu0;
+            assert!(
+                burnt < Duration::from_millis(50),
+                "{m}: a 200 ms wait with a spin of {spin:?} burnt {burnt:?} of CPU"
+            );
+            assert!(
+                c.poll_timeout(LONG).unwrap(),
+                "{m}: the second message was read too"
+            );
+            assert_eq!(recv::<u32>(&mut c), 201, "{m}");
+        }
+        c.send(&0u32).unwrap();
+        p.join_ok();
+    }
+}

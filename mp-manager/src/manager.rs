@@ -22,10 +22,6 @@ use crate::proxy::{
 use crate::proxy::{ConditionProxy, Proxy};
 use crate::server::{Constructor, Server};
 
-/// How long a proxy waiting for a reply, or the server waiting for a client's next request,
-/// polls its socket before it sleeps (see [`FrameReader::spin_fill`]).
-pub(crate) const SPIN: Duration = Duration::from_micros(50);
-
 /// How long a starting server may take to report its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -583,7 +579,12 @@ impl Channel {
                 });
             }
             let fd = self.conn.fileno().map_err(gone)?;
-            if self.reader.fill_spinning(fd, SPIN).map_err(gone)? == Filled::Eof {
+            if self
+                .reader
+                .fill_spinning(fd, mp_core::spin::SPIN)
+                .map_err(gone)?
+                == Filled::Eof
+            {
                 return Err(Error::ServerGone(
                     "the server closed the connection".to_owned(),
                 ));

@@ -5,7 +5,7 @@
 //! other. A connection's references are dropped when it closes, however its process ended.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mp_connection::{Address, Connection, Listener};
@@ -235,8 +235,10 @@ fn next_request(conn: &mut Connection, reader: &mut FrameReader) -> mp_core::Res
             return mp_core::codec::decode::<Request>(payload);
         }
         let fd = conn.fileno()?;
-        let spun = match Spinner::take() {
-            Some(_spinner) => reader.spin_fill(fd, crate::manager::SPIN)?,
+        // At most `cpu_count() - 1` threads spin at once (see `mp_core::spin`): under a crowd
+        // of clients the server's spinning never takes the CPUs its clients need.
+        let spun = match mp_core::spin::Spinner::take() {
+            Some(_spinner) => reader.spin_fill(fd, mp_core::spin::SPIN)?,
             None => None,
         };
         let filled = match spun {
@@ -250,33 +252,6 @@ fn next_request(conn: &mut Connection, reader: &mut FrameReader) -> mp_core::Res
                 mp_core::Error::Protocol("the client closed in the middle of a request".into())
             });
         }
-    }
-}
-
-/// The right of one connection thread to spin while it waits for its client's next request.
-/// At most one fewer thread than there are CPUs spin at once (at least one), so that under a
-/// crowd of clients the server's spinning never takes the CPUs its clients need: the others
-/// sleep in `read` at once.
-struct Spinner;
-
-static SPINNERS: AtomicUsize = AtomicUsize::new(0);
-
-impl Spinner {
-    fn take() -> Option<Spinner> {
-        static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let max = *MAX.get_or_init(|| mp_core::cpu_count().saturating_sub(1).max(1));
-        SPINNERS
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Spinner)
-    }
-}
-
-impl Drop for Spinner {
-    fn drop(&mut self) {
-        SPINNERS.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
