@@ -1,5 +1,11 @@
 //! The two figures `pool_map_100k` and `pool_startup` exactly as `benches/pool_side.rs`
 //! measures them (a fresh pool per repetition), repeated for profiling; prints the median.
+//!
+//! `poolprof MODE [REPS]`, MODE one of: `map` (a new pool per repetition, as the benchmark),
+//! `mapwarm` (the same map on one pool), `imap` (`imap` of 10 000 items, chunksize 1, on one
+//! pool), `startup` (the benchmark's), `phases` (startup, with the medians of its three
+//! phases: build, first `apply`, `close` + `join`). `PAUSE_MS=N` sleeps before each repetition,
+//! for a cold start as the benchmark's one repetition per request sees it.
 
 use std::time::Instant;
 
@@ -15,6 +21,22 @@ fn pool() -> Pool {
         .start_method(mp_core::StartMethod::Fork)
         .build()
         .expect("pool")
+}
+
+/// A new pool of 2 that has answered one task.
+fn warmed_up() -> Pool {
+    let p = pool();
+    assert_eq!(p.apply(square, 1).expect("warm-up"), 1);
+    p
+}
+
+/// `map(square, 0..100_000)` on `p`, timed.
+fn map_100k(p: &Pool) -> std::time::Duration {
+    let t0 = Instant::now();
+    let r = p.map(square, 0..100_000).expect("map");
+    let t = t0.elapsed();
+    assert_eq!(r[99_999], 99_999 * 99_999);
+    t
 }
 
 fn main() {
@@ -36,34 +58,15 @@ fn main() {
         }
         let t = match which.as_str() {
             "map" => {
-                let p = pool();
-                assert_eq!(p.apply(square, 1).expect("warm-up"), 1);
-                let t0 = Instant::now();
-                let r = p.map(square, 0..100_000).expect("map");
-                let t = t0.elapsed();
-                assert_eq!(r[99_999], 99_999 * 99_999);
+                let p = warmed_up();
+                let t = map_100k(&p);
                 p.close();
                 p.join().expect("join");
                 t
             }
-            "mapwarm" => {
-                let p = warm.get_or_insert_with(|| {
-                    let p = pool();
-                    assert_eq!(p.apply(square, 1).expect("warm-up"), 1);
-                    p
-                });
-                let t0 = Instant::now();
-                let r = p.map(square, 0..100_000).expect("map");
-                let t = t0.elapsed();
-                assert_eq!(r[99_999], 99_999 * 99_999);
-                t
-            }
+            "mapwarm" => map_100k(warm.get_or_insert_with(warmed_up)),
             "imap" => {
-                let p = warm.get_or_insert_with(|| {
-                    let p = pool();
-                    assert_eq!(p.apply(square, 1).expect("warm-up"), 1);
-                    p
-                });
+                let p = warm.get_or_insert_with(warmed_up);
                 let t0 = Instant::now();
                 let mut n = 0;
                 for r in p.imap_chunksize(square, 0..10_000u64, 1).expect("imap") {
