@@ -373,15 +373,9 @@ pub(crate) fn child_main(
 fn watch_lifeline(fd: OwnedFd) {
     use std::os::fd::IntoRawFd;
     if sys::kill_me_at_hangup(fd.as_fd()).is_ok() {
-        // A parent that was gone before the arming sent nothing: look once.
-        let mut poll = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
-        let gone = matches!(rustix::event::poll(&mut poll, Some(&rustix::event::Timespec::default())), Ok(n) if n > 0)
-            && poll[0]
-                .revents()
-                .intersects(rustix::event::PollFlags::HUP | rustix::event::PollFlags::IN);
+        // A parent that was gone before the arming sent nothing: look once (readable means
+        // hung up, as the parent never writes).
+        let gone = io::wait_readable(fd.as_fd(), crate::Deadline::now()).unwrap_or(false);
         if gone {
             let _ = rustix::process::kill_process(
                 rustix::process::getpid(),

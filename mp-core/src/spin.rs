@@ -25,6 +25,12 @@ pub const SPIN: Duration = Duration::from_micros(50);
 /// Spinners now.
 static SPINNERS: AtomicUsize = AtomicUsize::new(0);
 
+/// In a new child (the fork hook): the threads that held the right to spin stayed in the
+/// parent, and would otherwise hold it here forever.
+pub(crate) fn forget_spinners_in_child() {
+    SPINNERS.store(0, Ordering::Relaxed);
+}
+
 /// The right of one thread to spin (see the [module](self)); given back when dropped.
 #[derive(Debug)]
 pub struct Spinner {

@@ -201,6 +201,8 @@ static HOOKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 
 extern "C" fn forget_pid_in_child() {
     PID.store(0, std::sync::atomic::Ordering::Relaxed);
+    // The threads that held the right to spin stayed in the parent.
+    crate::spin::forget_spinners_in_child();
 }
 
 /// Registers the hook that clears the cached pid in every child forked through libc.
@@ -211,7 +213,7 @@ extern "C" fn forget_pid_in_child() {
 /// half-run.
 pub(crate) fn register_fork_hook() {
     if !HOOKED.swap(true, std::sync::atomic::Ordering::AcqRel) {
-        // SAFETY: the child handler only stores to an atomic, which is async-signal-safe and
+        // SAFETY: the child handler only stores to atomics, which is async-signal-safe and
         // valid in a freshly forked child.
         unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
     }
