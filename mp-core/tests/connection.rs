@@ -1270,3 +1270,27 @@ fn a_recv_spins_briefly_then_sleeps_and_never_reads_past_its_message() {
         p.join_ok();
     }
 }
+
+fn can_spin(_: ()) -> bool {
+    mp_core::spin::Spinner::take().is_some()
+}
+
+/// A child may spin even if its parent held every right to spin when it forked: the threads
+/// holding them stayed in the parent (the fork hook gives the rights back in the child).
+#[test]
+fn a_child_forked_while_the_parent_spins_may_spin() {
+    if mp_core::cpu_count() < 2 {
+        return; // Nobody spins on one CPU.
+    }
+    let mut held = Vec::new();
+    while let Some(s) = mp_core::spin::Spinner::take() {
+        held.push(s);
+    }
+    assert!(!held.is_empty());
+    for m in METHODS {
+        let p = start(m, can_spin, ());
+        assert!(p.finish(), "{m}: the child cannot spin");
+    }
+    drop(held);
+    assert!(mp_core::spin::Spinner::take().is_some());
+}
