@@ -39,10 +39,7 @@ pub const MAX_DEPTH: usize = 256;
 /// never a panic; so do values nested deeper than [`MAX_DEPTH`] arrays and maps, and types
 /// that recurse more than [`MAX_CALLS`] deep (see `depth`).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    Ok(crate::depth::deserialize_limited(
-        &mut de, MAX_DEPTH, MAX_CALLS,
-    )?)
+    decode_seed(std::marker::PhantomData::<T>, bytes)
 }
 
 /// [`decode`] through a seed (serde's `DeserializeSeed`): for a decode that needs state, such

@@ -28,21 +28,8 @@ use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
-/// Deserializes a `T` from `d`, failing once containers nest deeper than `containers` or
-/// deserialize calls deeper than `calls`.
-pub(crate) fn deserialize_limited<'de, T, D>(
-    d: D,
-    containers: usize,
-    calls: usize,
-) -> Result<T, D::Error>
-where
-    T: de::Deserialize<'de>,
-    D: Deserializer<'de>,
-{
-    deserialize_seed_limited(std::marker::PhantomData::<T>, d, containers, calls)
-}
-
-/// [`deserialize_limited`] with a seed.
+/// Deserializes `seed`'s value from `d`, failing once containers nest deeper than
+/// `containers` or deserialize calls deeper than `calls`.
 pub(crate) fn deserialize_seed_limited<'de, S, D>(
     seed: S,
     d: D,

@@ -79,17 +79,17 @@ pub(crate) fn kill_me_at_hangup(fd: BorrowedFd<'_>) -> std::io::Result<()> {
         if r == -1 {
             Err(std::io::Error::last_os_error())
         } else {
-            Ok(r)
+            Ok(())
         }
     };
     // SAFETY: fcntl on an fd we borrow (so open for the call), with integer arguments only;
-    // F_SETOWN, F_SETSIG, F_GETFL and F_SETFL touch no memory of ours.
+    // F_SETOWN and F_SETSIG (which rustix lacks) touch no memory of ours.
     unsafe {
         check(libc::fcntl(raw, libc::F_SETOWN, libc::getpid()))?;
         check(libc::fcntl(raw, F_SETSIG, libc::SIGKILL))?;
-        let flags = check(libc::fcntl(raw, libc::F_GETFL))?;
-        check(libc::fcntl(raw, libc::F_SETFL, flags | libc::O_ASYNC))?;
     }
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::ASYNC)?;
     Ok(())
 }
 
