@@ -14,10 +14,10 @@
 //! Timing runs from the start barrier (which both children pass once they are running) to the
 //! last child finishing, measured in the children; the final count is checked. The time per
 //! increment is `1e9 / value` nanoseconds. Seen on a 2-CPU VM: `atomic_2proc_increments`
-//! 70-125 M ops/s, i.e. 8-14 ns per increment (the counter's cache line bouncing between two
-//! cores); `value_2proc_increments` 4-15 M ops/s, i.e. 65-250 ns per locked increment, bounded
-//! by the `RLock` itself (a bare `mp_sync::RLock` around a raw increment runs at the same
-//! speed), against 0.25-0.29 M ops/s for CPython.
+//! 50-125 M ops/s, i.e. 8-20 ns per increment (the counter's cache line bouncing between two
+//! cores); `value_2proc_increments` 26-29 M ops/s (35-40 ns per locked increment) since the
+//! lock's waiter backs off exponentially (`mp_core::spin::Backoff`), 5-7 M ops/s on the same
+//! machine with the fixed spin before it, against 1.0-1.2 M ops/s for CPython.
 
 use std::time::{Duration, Instant};
 

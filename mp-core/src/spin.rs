@@ -15,6 +15,10 @@
 //! on a machine with one CPU, where the awaited thread could not run meanwhile): a [`Spinner`]
 //! is the right to spin. Under a crowd of waiters the others sleep at once, so spinning never
 //! takes the CPUs the awaited work needs.
+//!
+//! A wait on a word in shared memory that another CPU holds for nanoseconds (a lock word, a
+//! semaphore count, a queue's tail) is shorter still: it pauses in place with a [`Backoff`]
+//! before it sleeps on the word's futex.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -74,4 +78,75 @@ pub fn spin_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
         }
         std::thread::yield_now();
     }
+}
+
+/// How long a [`Backoff`] pauses, in all, before it says to sleep.
+pub const BACKOFF_SPIN: Duration = Duration::from_micros(20);
+
+/// The longest single pause of a [`Backoff`], in pause instructions (a pause takes 10-40 ns,
+/// by CPU).
+const BACKOFF_MAX: u32 = 256;
+
+/// The step from which a [`Backoff`] reads the clock: the looks before it (31 pauses) cost no
+/// clock read, and catch a word that another CPU changes within a few hundred nanoseconds.
+const BACKOFF_CLOCK_STEP: u32 = 5;
+
+/// Exponential backoff between looks at a shared word: the stack's one short spin, before a
+/// futex sleep (as crossbeam's `Backoff` and parking_lot's `SpinWait`). Beyond Python.
+///
+/// Each [`snooze`](Backoff::snooze) pauses twice as long as the one before, up to 256 pause
+/// instructions, for at most [`BACKOFF_SPIN`] in all; on a machine with one CPU it never
+/// pauses, since the holder of the word cannot run meanwhile. Looking again at once, as a
+/// fixed spin does, takes the word's cache line from the CPU that holds a lock every few
+/// nanoseconds, so that its release and its next acquire each wait for the line to come back.
+/// Two processes incrementing one locked `Value` measured 6 M increments/s with a fixed spin
+/// of 100 pauses on this project's 2-CPU VM, and 26-29 M/s with this backoff; and a waiter
+/// that spins for 20 µs instead of 1 µs catches the handoffs whose answer takes longer than a
+/// halted CPU's wake-up would (a lock handed back and forth: 50 k round trips/s before,
+/// over 1 M after).
+#[derive(Debug, Default)]
+pub struct Backoff {
+    step: u32,
+    since: Option<Instant>,
+}
+
+impl Backoff {
+    /// A backoff that has not paused yet.
+    pub const fn new() -> Backoff {
+        Backoff {
+            step: 0,
+            since: None,
+        }
+    }
+
+    /// Pauses once, longer than last time; `false` (without pausing) once [`BACKOFF_SPIN`]
+    /// has passed, or at once on a machine with one CPU, when the caller should sleep
+    /// instead.
+    #[inline]
+    pub fn snooze(&mut self) -> bool {
+        if self.step >= BACKOFF_CLOCK_STEP {
+            match self.since {
+                None => self.since = Some(Instant::now()),
+                Some(t0) if t0.elapsed() >= BACKOFF_SPIN => return false,
+                Some(_) => {}
+            }
+        } else if self.step == 0 && !several_cpus() {
+            return false;
+        }
+        let n = 1u32
+            .checked_shl(self.step)
+            .unwrap_or(u32::MAX)
+            .min(BACKOFF_MAX);
+        for _ in 0..n {
+            std::hint::spin_loop();
+        }
+        self.step = self.step.saturating_add(1);
+        true
+    }
+}
+
+/// Whether this machine has more than one CPU (read once).
+fn several_cpus() -> bool {
+    static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SEVERAL.get_or_init(|| crate::process::cpu_count() > 1)
 }

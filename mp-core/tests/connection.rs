@@ -1294,3 +1294,28 @@ fn a_child_forked_while_the_parent_spins_may_spin() {
     drop(held);
     assert!(mp_core::spin::Spinner::take().is_some());
 }
+
+/// A `Backoff` pauses for `BACKOFF_SPIN` in all, then says to sleep; on one CPU it never pauses.
+#[test]
+fn a_backoff_spins_for_its_budget_then_gives_up() {
+    let mut b = mp_core::spin::Backoff::new();
+    let t0 = std::time::Instant::now();
+    let mut snoozes = 0u32;
+    while b.snooze() {
+        snoozes += 1;
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "a backoff that never gives up"
+        );
+    }
+    if mp_core::cpu_count() < 2 {
+        assert_eq!(snoozes, 0, "a backoff paused on one CPU");
+        return;
+    }
+    assert!(
+        t0.elapsed() >= mp_core::spin::BACKOFF_SPIN,
+        "gave up after {:?} ({snoozes} snoozes)",
+        t0.elapsed()
+    );
+    assert!(!b.snooze(), "a spent backoff paused again");
+}

@@ -45,8 +45,6 @@ const MAGIC: u32 = 0x5155_4555; // "QUEU"
 const ITEM: u32 = 0x4d45_5449;
 const SKIP: u32 = 0x5049_4b53;
 const POS_MASK: u64 = (1 << 31) - 1;
-/// Spins before a consumer sleeps.
-const SPINS: u32 = 200;
 /// The default data area: 1 GiB of address space, sparse.
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 30;
 /// The default resident part of the data area.
@@ -471,7 +469,7 @@ impl Ring {
     fn wait_for_item(&self, deadline: Deadline) -> Result<u64> {
         let h = self.h();
         let p = &h.producer.0;
-        let mut spins = 0;
+        let mut backoff = mp_core::spin::Backoff::new();
         loop {
             let head = h.consumer.0.head.load(Ordering::Relaxed);
             let tail = p.tail.load(Ordering::Acquire);
@@ -485,9 +483,7 @@ impl Ring {
             if deadline.has_passed() {
                 return Err(Error::Empty);
             }
-            if spins < SPINS {
-                spins += 1;
-                std::hint::spin_loop();
+            if backoff.snooze() {
                 continue;
             }
             p.item_sleepers.fetch_add(1, Ordering::SeqCst);

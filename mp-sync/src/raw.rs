@@ -7,7 +7,7 @@
 //! | `pid \| WAITERS` | locked by `pid`, someone may be sleeping on the word |
 //! | `\| STARVING` | (with either of the above, or alone: unlocked) a sleeper has waited past [`FAIR_BOUND`]: only sleepers may take the lock |
 //!
-//! Acquire is a compare-exchange `0 → pid`, then a short spin, then futex sleeps. A sleeper wakes
+//! Acquire is a compare-exchange `0 → pid`, then a short spin (an exponential [`Backoff`]), then futex sleeps. A sleeper wakes
 //! after 10 ms, then at least every [`CHECK_INTERVAL`], to ask whether the owner still lives; if it died (gone, or
 //! a zombie) the sleeper takes the lock over with a compare-exchange from the dead owner's
 //! value and learns [`Acquired::OwnerDied`]. Release clears the word (but for `STARVING`, which
@@ -35,6 +35,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use mp_core::spin::Backoff;
 use mp_core::Deadline;
 
 use crate::futex::{self, Woke};
@@ -53,8 +54,6 @@ const FAIR_BOUND: Duration = Duration::from_millis(2);
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// The first check comes sooner, so a lock whose owner is already dead is taken over fast.
 const FIRST_CHECK: Duration = Duration::from_millis(10);
-/// Spins before sleeping.
-const SPINS: u32 = 100;
 
 /// How an acquire ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,8 +118,8 @@ pub(crate) fn lock(word: &AtomicU32, deadline: Deadline) -> Acquired {
 #[cold]
 fn lock_slow(word: &AtomicU32, me: u32, deadline: Deadline) -> Acquired {
     let mut checks = 0u32;
-    for _ in 0..SPINS {
-        std::hint::spin_loop();
+    let mut backoff = Backoff::new();
+    while backoff.snooze() {
         if word.load(Ordering::Relaxed) == 0
             && word
                 .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)

@@ -13,8 +13,6 @@ use crate::segment::{Segment, Tagged};
 
 /// The largest value a semaphore holds (Python's `SEM_VALUE_MAX` on Linux).
 pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
-/// Spins before sleeping.
-const SPINS: u32 = 100;
 
 mp_core::shared_state! {
     pub(crate) struct SemState {
@@ -76,7 +74,7 @@ impl Semaphore {
 
     fn take(&self, deadline: Deadline) -> bool {
         let st = self.s.get();
-        let mut spins = 0;
+        let mut backoff = mp_core::spin::Backoff::new();
         loop {
             let v = st.value.load(Ordering::Relaxed);
             if v > 0 {
@@ -89,9 +87,7 @@ impl Semaphore {
                 }
                 continue;
             }
-            if spins < SPINS {
-                spins += 1;
-                std::hint::spin_loop();
+            if backoff.snooze() {
                 continue;
             }
             if deadline.has_passed() {
