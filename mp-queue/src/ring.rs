@@ -14,6 +14,14 @@
 //! A consumer killed before its store leaves the item for the next consumer; one killed after
 //! it has taken the item with it.
 //!
+//! Each side keeps its last view of the other's word on a line of its own (`head_seen`,
+//! `tail_seen`): a put loads the consumers' line only when its view shows too little room, a
+//! get loads the producers' line only when the items its view shows are taken. Loading the
+//! other side's line on every step took that line from the other CPU every time: half the
+//! time of a put, and 4.4 M items/s instead of 8-9 M between two processes on a 2-CPU VM.
+//! A view is never ahead of the real word, and one that is not a plausible past value (as a
+//! test's surgery leaves) is ignored.
+//!
 //! Residency: the data area is address space; pages exist once written. To keep reusing the
 //! same warm pages, head and tail go back to offset 0 once they are past `soft` bytes: when the
 //! queue is empty (whoever finds it so, producer or consumer, publishes a skip record to the end
@@ -218,20 +226,38 @@ impl Ring {
     fn put_locked<T: Serialize + ?Sized>(&self, item: &T, deadline: Deadline) -> Result<()> {
         let h = self.h();
         let maxsize = self.maxsize();
+        // First with the head as producers last saw it (no load of the consumers' line, which
+        // would take it from the consumer on every put), then, if that shows too little room
+        // or the queue past `soft`, with the real one.
+        let mut fresh = false;
         loop {
             let tail = h.producer.0.tail.load(Ordering::Relaxed);
-            let head = h.consumer.0.head.load(Ordering::Acquire);
+            let head = if fresh {
+                self.load_head()
+            } else {
+                h.producer_own.0.head_seen.load(Ordering::Relaxed)
+            };
             let queued = count(tail).wrapping_sub(count(head));
-            // An empty queue past `soft`: start again at offset 0 (the pages there are warm).
-            if tail == head && pos(tail) % self.capacity() >= self.soft() {
-                self.restart_at_zero(tail, head);
-                continue;
+            if pos(tail) % self.capacity() >= self.soft() {
+                if !fresh {
+                    fresh = true;
+                    continue;
+                }
+                // An empty queue past `soft`: start again at offset 0 (the pages there are warm).
+                if tail == head {
+                    self.restart_at_zero(tail, head);
+                    continue;
+                }
             }
             if maxsize == 0 || u64::from(queued) < maxsize {
                 match self.encode(item, tail, head)? {
                     Some(new_tail) => {
                         self.publish(new_tail);
                         return Ok(());
+                    }
+                    None if !fresh => {
+                        fresh = true;
+                        continue;
                     }
                     None if self.never_fits(item) => {
                         return Err(Error::TooLarge {
@@ -243,12 +269,23 @@ impl Ring {
                     None if queued == 0 && self.restart_at_zero(tail, head) => continue,
                     None => {}
                 }
+            } else if !fresh {
+                fresh = true;
+                continue;
             }
             // Full (by count or by bytes): wait for a consumer, without the put lock.
             if deadline.has_passed() || !self.wait_for_space(head, deadline) {
                 return Err(Error::Full);
             }
         }
+    }
+
+    /// Loads the real head (put lock held) and keeps it as the producers' view of it.
+    fn load_head(&self) -> u64 {
+        let h = self.h();
+        let head = h.consumer.0.head.load(Ordering::Acquire);
+        h.producer_own.0.head_seen.store(head, Ordering::Relaxed);
+        head
     }
 
     /// Stores a new tail and wakes a sleeping consumer.
@@ -395,10 +432,11 @@ impl Ring {
                 );
                 advance += cap - off;
             }
-            h.producer
-                .0
-                .high_water
-                .fetch_max(start + record, Ordering::Relaxed);
+            // Only producers, under the put lock, touch it.
+            let high = &h.producer_own.0.high_water;
+            if start + record > high.load(Ordering::Relaxed) {
+                high.store(start + record, Ordering::Relaxed);
+            }
             return Ok(Some(pack(count(tail).wrapping_add(1), pos(tail) + advance)));
         }
         Ok(None)
@@ -469,11 +507,23 @@ impl Ring {
     fn wait_for_item(&self, deadline: Deadline) -> Result<u64> {
         let h = self.h();
         let p = &h.producer.0;
+        let seen = &h.consumer_own.0.tail_seen;
+        // The items of the tail that consumers last loaded, if some are left: no load of the
+        // producers' line, which would take it from the producer on every get. Only a tail
+        // ahead of the head by at most the whole area is used (any other value is stale).
+        let head = h.consumer.0.head.load(Ordering::Relaxed);
+        let tail = seen.load(Ordering::Relaxed);
+        let items = count(tail).wrapping_sub(count(head));
+        let bytes = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+        if items != 0 && items < 1 << 31 && bytes <= self.capacity() {
+            return Ok(tail);
+        }
         let mut backoff = mp_core::spin::Backoff::new();
         loop {
             let head = h.consumer.0.head.load(Ordering::Relaxed);
             let tail = p.tail.load(Ordering::Acquire);
             if count(tail) != count(head) {
+                seen.store(tail, Ordering::Relaxed);
                 return Ok(tail);
             }
             if pos(tail) != pos(head) {
@@ -517,8 +567,7 @@ impl Ring {
         let cap = self.capacity();
         let soft = h.consts.0.soft.load(Ordering::Relaxed);
         let head = h.consumer.0.head.load(Ordering::Relaxed);
-        let tail = h.producer.0.tail.load(Ordering::Acquire);
-        if pos(head) % cap < soft || tail != head {
+        if pos(head) % cap < soft || h.producer.0.tail.load(Ordering::Acquire) != head {
             return;
         }
         if !matches!(self.put_lock.try_acquire(), Ok(true) | Err(_)) {
@@ -531,7 +580,12 @@ impl Ring {
         }
         let new = self.publish_skip(tail);
         h.consumer.0.head.store(new, Ordering::SeqCst);
-        let high = h.producer.0.high_water.swap(0, Ordering::Relaxed).min(cap);
+        let high = h
+            .producer_own
+            .0
+            .high_water
+            .swap(0, Ordering::Relaxed)
+            .min(cap);
         if high >= soft + PUNCH_MIN {
             let from = soft.next_multiple_of(4096);
             let _ = rustix::fs::fallocate(
@@ -630,6 +684,46 @@ mod tests {
 
     fn small_ring() -> Ring {
         Ring::new(1, 1 << 16, 1 << 12, 0).unwrap()
+    }
+
+    /// The producers' view of the head and the consumers' view of the tail are hints: a stale
+    /// one costs a load of the real value, never a lost item, an invented one or a false
+    /// `Full`.
+    #[test]
+    fn stale_views_of_head_and_tail_lose_nothing_and_invent_nothing() {
+        let ring = small_ring();
+        let h = ring.h();
+        // Fill the area, so that the producers' view of the head says "full".
+        let mut n = 0u64;
+        while ring.put(&(n, vec![0u8; 64]), Deadline::now()).is_ok() {
+            n += 1;
+        }
+        assert!(n > 100, "only {n} items fit");
+        let full_head = h.producer_own.0.head_seen.load(Ordering::Relaxed);
+        for i in 0..n {
+            assert_eq!(ring.get::<(u64, Vec<u8>)>(Deadline::now()).unwrap().0, i);
+        }
+        // Every item is gone; a producer still holding the old head must look again.
+        h.producer_own
+            .0
+            .head_seen
+            .store(full_head, Ordering::Relaxed);
+        ring.put(&(7u64, vec![1u8; 64]), Deadline::now())
+            .expect("a stale head made a false Full");
+        // A consumers' view of the tail that is ahead of any real tail is ignored...
+        let tail = h.producer.0.tail.load(Ordering::SeqCst);
+        h.consumer_own.0.tail_seen.store(
+            pack(count(tail).wrapping_add(5), pos(tail) + (1 << 20)),
+            Ordering::Relaxed,
+        );
+        assert_eq!(ring.get::<(u64, Vec<u8>)>(Deadline::now()).unwrap().0, 7);
+        // ...and so is one behind the head: no phantom item.
+        h.consumer_own.0.tail_seen.store(0, Ordering::Relaxed);
+        assert!(matches!(
+            ring.get::<(u64, Vec<u8>)>(Deadline::now()),
+            Err(Error::Empty)
+        ));
+        assert_eq!(ring.qsize(), 0);
     }
 
     /// A consumer killed in the middle of a rewind (after publishing its skip record, before

@@ -33,11 +33,31 @@ mp_core::shared_state! {
     pub(crate) struct ProducerSide {
         /// `count << 32 | pos`: items ever put (mod 2^32), bytes ever put (mod 2^31).
         pub tail: AtomicU64,
-        /// The furthest data offset producers have written (for hole punching).
-        pub high_water: AtomicU64,
         /// Bumped when an item is published while a consumer sleeps; consumers sleep on it.
         pub items_seq: AtomicU32,
         pub item_sleepers: AtomicU32,
+    }
+}
+
+mp_core::shared_state! {
+    /// Read and written by producers only (under the put lock), on a line of its own so that a
+    /// put does not take a line that consumers read.
+    pub(crate) struct ProducerOwn {
+        /// The head as a producer last loaded it: never ahead of the real one, so it shows
+        /// less room and more items than there are, and is loaded again only when it shows too
+        /// little.
+        pub head_seen: AtomicU64,
+        /// The furthest data offset producers have written (for hole punching).
+        pub high_water: AtomicU64,
+    }
+}
+
+mp_core::shared_state! {
+    /// Read and written by consumers only (under the get lock), on a line of its own.
+    pub(crate) struct ConsumerOwn {
+        /// The tail as a consumer last loaded it: never ahead of the real one, so the items
+        /// it shows are there; loaded again once they are taken.
+        pub tail_seen: AtomicU64,
     }
 }
 
@@ -70,6 +90,8 @@ mp_core::shared_state! {
         pub producer: Line<ProducerSide>,
         pub consumer: Line<ConsumerSide>,
         pub tasks: Line<TaskSide>,
+        pub producer_own: Line<ProducerOwn>,
+        pub consumer_own: Line<ConsumerOwn>,
     }
 }
 
