@@ -22,7 +22,7 @@ use crate::segment::{Segment, Tagged};
 mp_core::shared_state! {
     pub(crate) struct BarrierState {
         magic: AtomicU32,
-        lock: AtomicU32,
+        lock: raw::RawWord,
         parties: AtomicU32,
         count: AtomicU32,
         broken: AtomicU32,
@@ -71,7 +71,7 @@ struct Inner<'a> {
 
 impl Drop for Inner<'_> {
     fn drop(&mut self) {
-        raw::unlock(&self.st.lock);
+        raw::unlock_held(&self.st.lock);
     }
 }
 

@@ -55,6 +55,7 @@ mod barrier;
 mod condition;
 mod error;
 mod event;
+mod fence;
 pub mod futex;
 mod guard;
 mod lock;

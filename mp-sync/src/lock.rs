@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::{Error, OwnerDied, Result};
 use crate::guard::{lock_surface, GuardNoSend, GuardSend, RawLock};
-use crate::raw::{self, Acquired};
+use crate::raw::{self, Acquired, RawWord};
 use crate::segment::{self, Segment, Tagged};
 
 thread_local! {
@@ -46,7 +46,7 @@ mp_core::shared_state! {
     pub(crate) struct LockState {
         magic: AtomicU32,
         /// The raw lock word (see `raw`).
-        word: AtomicU32,
+        word: RawWord,
         /// The thread that last acquired it (only meaningful while locked).
         owner_tid: AtomicU32,
     }
@@ -102,6 +102,18 @@ impl Lock {
         outcome(a)
     }
 
+    /// A release that found no acquiring thread recorded: unlocked, or released by another
+    /// thread between the acquire's compare-exchange and its record.
+    #[cold]
+    #[inline(never)]
+    fn release_unrecorded(&self) -> Result<()> {
+        if raw::unlock(&self.s.get().word) {
+            Ok(())
+        } else {
+            Err(Error::NotLocked)
+        }
+    }
+
     /// Whether anyone holds the lock.
     pub fn is_locked(&self) -> bool {
         raw::owner(&self.s.get().word) != 0
@@ -136,12 +148,14 @@ impl RawLock for Lock {
     #[inline]
     fn release(&self) -> Result<()> {
         let st = self.s.get();
-        st.owner_tid.store(0, Ordering::Relaxed);
-        if raw::unlock(&st.word) {
-            Ok(())
-        } else {
-            Err(Error::NotLocked)
+        // Every acquire records its thread: a recorded one says "locked" without a load of
+        // the word, which the acquire's compare-exchange may still be writing.
+        if st.owner_tid.load(Ordering::Relaxed) != 0 {
+            st.owner_tid.store(0, Ordering::Relaxed);
+            raw::unlock_held(&st.word);
+            return Ok(());
         }
+        self.release_unrecorded()
     }
 
     fn is_owned(&self) -> bool {
@@ -156,7 +170,7 @@ mp_core::shared_state! {
     /// Shared state of an [`RLock`].
     pub(crate) struct RLockState {
         magic: AtomicU32,
-        word: AtomicU32,
+        word: RawWord,
         owner_tid: AtomicU32,
         count: AtomicU32,
     }
@@ -212,15 +226,11 @@ impl RLock {
     #[inline]
     fn acquire_with(
         &self,
-        take: impl FnOnce(&AtomicU32) -> Acquired,
+        take: impl FnOnce(&RawWord) -> Acquired,
     ) -> std::result::Result<bool, OwnerDied> {
         let st = self.s.get();
         // Free: take it at once. Ours: one level deeper (only the owner touches `count`).
-        if st
-            .word
-            .compare_exchange(0, segment::pid(), Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
+        if raw::try_free(&st.word) {
             st.owner_tid.store(tid(), Ordering::Relaxed);
             st.count.store(1, Ordering::Relaxed);
             return Ok(true);
@@ -246,7 +256,7 @@ impl RLock {
         let st = self.s.get();
         let count = st.count.swap(0, Ordering::Relaxed);
         st.owner_tid.store(0, Ordering::Relaxed);
-        raw::unlock(&st.word);
+        raw::unlock_held(&st.word);
         Ok(count)
     }
 
@@ -290,7 +300,7 @@ impl RawLock for RLock {
         if depth <= 1 {
             st.count.store(0, Ordering::Relaxed);
             st.owner_tid.store(0, Ordering::Relaxed);
-            raw::unlock(&st.word);
+            raw::unlock_held(&st.word);
         } else {
             st.count.store(depth - 1, Ordering::Relaxed);
         }

@@ -7,11 +7,20 @@
 //! | `pid \| WAITERS` | locked by `pid`, someone may be sleeping on the word |
 //! | `\| STARVING` | (with either of the above, or alone: unlocked) a sleeper has waited past [`FAIR_BOUND`]: only sleepers may take the lock |
 //!
-//! Acquire is a compare-exchange `0 → pid`, then a short spin (an exponential [`Backoff`]), then futex sleeps. A sleeper wakes
-//! after 10 ms, then at least every [`CHECK_INTERVAL`], to ask whether the owner still lives; if it died (gone, or
-//! a zombie) the sleeper takes the lock over with a compare-exchange from the dead owner's
-//! value and learns [`Acquired::OwnerDied`]. Release clears the word (but for `STARVING`, which
-//! keeps `WAITERS` with it) and wakes one sleeper if the `WAITERS` bit was set.
+//! Acquire is a compare-exchange `0 → pid`, then a short spin (an exponential [`Backoff`]),
+//! then futex sleeps. A sleeper wakes after 10 ms, then at least every [`CHECK_INTERVAL`], to
+//! ask whether the owner still lives; if it died (gone, or a zombie) the sleeper takes the
+//! lock over with a compare-exchange from the dead owner's value and learns
+//! [`Acquired::OwnerDied`].
+//!
+//! Beside the word, a count of the threads in a sleep on it (from their first futex sleep until
+//! their acquire returns). Release with nobody counted is a plain store of 0 and a plain load of
+//! the count, made safe by an asymmetric fence (see [`unlock_held`] and `fence.rs`): no
+//! read-modify-write, so an acquire and release pair costs one compare-exchange, as a bare
+//! spinlock's does. With someone counted, release is a compare-exchange that clears the word
+//! (but for `STARVING`, which keeps `WAITERS` with it) and wakes one sleeper. A process killed
+//! while counted leaves the count one too high: every later release then takes the
+//! compare-exchange path, correct and about as fast as before the plain-store release.
 //!
 //! # Eventual fairness
 //!
@@ -38,8 +47,18 @@ use std::time::Duration;
 use mp_core::spin::Backoff;
 use mp_core::Deadline;
 
+use crate::fence;
 use crate::futex::{self, Woke};
 use crate::segment;
+
+mp_core::shared_state! {
+    /// A raw lock in shared memory: the word, and how many threads sleep on it (or are about
+    /// to), which a release that stored 0 over the word reads to know whether to wake one.
+    pub(crate) struct RawWord {
+        word: AtomicU32,
+        sleepers: AtomicU32,
+    }
+}
 
 /// Set in the word when a sleeper may be waiting.
 const WAITERS: u32 = 1 << 31;
@@ -74,7 +93,8 @@ pub(crate) fn alive(pid: u32) -> bool {
 /// Tries to take `word` without blocking; a dead owner's lock is taken over. An unlocked word
 /// is taken even when a sleeper claims it (`STARVING`): Python's `acquire(False)` of a free
 /// lock succeeds.
-pub(crate) fn try_lock(word: &AtomicU32) -> Acquired {
+pub(crate) fn try_lock(w: &RawWord) -> Acquired {
+    let word = &w.word;
     let me = segment::pid();
     let mut v = 0;
     loop {
@@ -102,21 +122,26 @@ fn take_over_if_dead(word: &AtomicU32, seen: u32, me: u32) -> Acquired {
     Acquired::No
 }
 
-/// Takes `word`, waiting until `deadline`.
+/// Takes an unlocked word at once (`0 → pid`); false otherwise.
 #[inline]
-pub(crate) fn lock(word: &AtomicU32, deadline: Deadline) -> Acquired {
-    let me = segment::pid();
-    if word
-        .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+pub(crate) fn try_free(w: &RawWord) -> bool {
+    w.word
+        .compare_exchange(0, segment::pid(), Ordering::Acquire, Ordering::Relaxed)
         .is_ok()
-    {
+}
+
+/// Takes the lock, waiting until `deadline`.
+#[inline]
+pub(crate) fn lock(w: &RawWord, deadline: Deadline) -> Acquired {
+    if try_free(w) {
         return Acquired::Yes;
     }
-    lock_slow(word, me, deadline)
+    lock_slow(w, segment::pid(), deadline)
 }
 
 #[cold]
-fn lock_slow(word: &AtomicU32, me: u32, deadline: Deadline) -> Acquired {
+fn lock_slow(w: &RawWord, me: u32, deadline: Deadline) -> Acquired {
+    let word = &w.word;
     let mut checks = 0u32;
     let mut backoff = Backoff::new();
     while backoff.snooze() {
@@ -131,6 +156,8 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Deadline) -> Acquired {
     // When this thread first slept on the word (only sleepers may take a `STARVING` word);
     // read only once it has, so the handoff that spinning catches costs no clock read.
     let mut slept: Option<std::time::Instant> = None;
+    // Counted among the sleepers from the first sleep until this call returns.
+    let mut counted: Option<Sleeper<'_>> = None;
     loop {
         let v = word.load(Ordering::Relaxed);
         if v & PID_MASK == 0 && (v & STARVING == 0 || slept.is_some()) {
@@ -177,6 +204,9 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Deadline) -> Acquired {
         if slept.is_none() {
             slept = Some(std::time::Instant::now());
         }
+        if counted.is_none() {
+            counted = Some(Sleeper::count(w));
+        }
         let woke = futex::wait(word, want, slice_end);
         if woke == Woke::TimedOut {
             let now = word.load(Ordering::Relaxed);
@@ -193,9 +223,66 @@ fn lock_slow(word: &AtomicU32, me: u32, deadline: Deadline) -> Acquired {
     }
 }
 
-/// Releases `word`; false if it was not locked.
+/// One thread counted among a word's sleepers; uncounted when dropped.
+struct Sleeper<'a>(&'a RawWord);
+
+impl<'a> Sleeper<'a> {
+    /// Counts this thread among the sleepers, then runs the heavy [`fence`]: a release that
+    /// stores 0 over the word without looking at it loads the count after its store, and the
+    /// fence makes that load see this count (or the kernel's compare see that store, and the
+    /// futex wait return at once). Once the count is seen everywhere, the fence need not be
+    /// repeated for later sleeps of the same wait.
+    fn count(w: &'a RawWord) -> Sleeper<'a> {
+        w.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence::heavy();
+        Sleeper(w)
+    }
+}
+
+impl Drop for Sleeper<'_> {
+    fn drop(&mut self) {
+        self.0.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Releases the lock; false if it was not locked.
 #[inline]
-pub(crate) fn unlock(word: &AtomicU32) -> bool {
+pub(crate) fn unlock(w: &RawWord) -> bool {
+    if owner(w) == 0 {
+        return unlock_slow(w);
+    }
+    unlock_held(w);
+    true
+}
+
+/// Releases a lock the caller knows to be locked (its owner, or a `Lock` whose owner thread
+/// is recorded).
+///
+/// With nobody in a sleep on the word, the release is a plain store of 0, then a plain load
+/// of the sleepers' count, which wakes one if a sleeper was counted meanwhile: an asymmetric
+/// Dekker with the heavy [`fence`] each sleeper runs once (as in liburcu and folly). The word
+/// itself is not read: a load right after the acquire's compare-exchange waits for that
+/// write to complete, which costs as much again as the release. Where the fence is missing, or
+/// someone sleeps (and may have claimed the next turn with `STARVING`), a compare-exchange.
+#[inline]
+pub(crate) fn unlock_held(w: &RawWord) {
+    if w.sleepers.load(Ordering::Relaxed) == 0 && fence::light_side_ready() {
+        w.word.store(0, Ordering::Release);
+        // The compiler must not move the load above the store; the CPU's own reordering is
+        // what the heavy fence takes care of.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if w.sleepers.load(Ordering::Relaxed) != 0 {
+            futex::wake(&w.word, 1);
+        }
+        return;
+    }
+    unlock_slow(w);
+}
+
+#[cold]
+#[inline(never)]
+fn unlock_slow(w: &RawWord) -> bool {
+    let word = &w.word;
     // Keeps `STARVING` (the next holder must be a sleeper), and with it `WAITERS`.
     let mut v = word.load(Ordering::Relaxed);
     loop {
@@ -209,14 +296,14 @@ pub(crate) fn unlock(word: &AtomicU32) -> bool {
             Err(seen) => v = seen,
         }
     }
-    if v & WAITERS != 0 {
+    if v & WAITERS != 0 || w.sleepers.load(Ordering::SeqCst) != 0 {
         futex::wake(word, 1);
     }
     v & PID_MASK != 0
 }
 
-/// The pid that holds `word` (0 when unlocked).
+/// The pid that holds the lock (0 when unlocked).
 #[inline]
-pub(crate) fn owner(word: &AtomicU32) -> u32 {
-    word.load(Ordering::Relaxed) & PID_MASK
+pub(crate) fn owner(w: &RawWord) -> u32 {
+    w.word.load(Ordering::Relaxed) & PID_MASK
 }

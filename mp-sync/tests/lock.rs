@@ -233,3 +233,77 @@ fn a_blocked_acquire_sleeps_rather_than_spins() {
     .unwrap();
     lock.release().unwrap();
 }
+
+/// Rounds of [`a_release_racing_a_waiter_going_to_sleep_always_wakes_it`] per start method.
+const RACE_ROUNDS: u32 = 400;
+/// A wait this long is the sign of a lost wake-up: the sleeper woke by its own first check
+/// (10 ms), not by the release.
+const LOST_WAKEUP: Duration = Duration::from_millis(8);
+
+/// Busy for `us` microseconds (not a sleep: the other side must find the lock held).
+fn busy_us(us: u64) {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_micros(us) {
+        std::hint::spin_loop();
+    }
+}
+
+/// The delay before round `i`'s release, 0-63 µs: it sweeps the moment of the release across
+/// the waiter's spin (20 µs), its fence and its futex sleep.
+fn race_delay(i: u32) -> u64 {
+    u64::from(i.wrapping_mul(37) % 64)
+}
+
+/// The child side: takes `ping` (released by the parent), waits, gives back `pong`; returns
+/// how many of its acquires looked like a lost wake-up.
+fn race_partner((ping, pong): (Lock, Lock)) -> u32 {
+    let mut slow = 0;
+    for i in 0..RACE_ROUNDS {
+        let t0 = Instant::now();
+        assert!(ping.acquire_timeout(LONG).unwrap(), "ping never came");
+        if t0.elapsed() >= LOST_WAKEUP {
+            slow += 1;
+        }
+        busy_us(race_delay(i));
+        pong.release().unwrap();
+    }
+    slow
+}
+
+/// A release is a plain store of 0 when nobody sleeps on the lock, so a waiter that goes to
+/// sleep just as the holder releases must still be woken (it is counted among the sleepers and
+/// fences before it sleeps). Two processes hand two locks back and forth, each release coming
+/// 0-63 µs after the other side began to wait, so that it meets the waiter spinning, fencing or
+/// asleep; a lost wake-up would show as a wait of 10 ms (the sleeper's own first check), and
+/// an acquire that never completes fails the test. (It fails, 797 of 800 waits slow, with a
+/// release that stores 0 without looking at the sleepers. The nanoseconds-wide race between a
+/// release's store and a waiter's count is closed by the fence, as argued in `raw.rs`.)
+#[test]
+fn a_release_racing_a_waiter_going_to_sleep_always_wakes_it() {
+    for m in METHODS {
+        let (ping, pong) = (Lock::new().unwrap(), Lock::new().unwrap());
+        assert!(ping.try_acquire().unwrap());
+        assert!(pong.try_acquire().unwrap());
+        let child = start(m, race_partner, (ping.clone(), pong.clone()));
+        let mut slow = 0;
+        for i in 0..RACE_ROUNDS {
+            busy_us(race_delay(i.wrapping_add(11)));
+            ping.release().unwrap();
+            let t0 = Instant::now();
+            assert!(
+                pong.acquire_timeout(LONG).unwrap(),
+                "{m:?}: pong never came"
+            );
+            if t0.elapsed() >= LOST_WAKEUP {
+                slow += 1;
+            }
+        }
+        let child_slow = child.finish();
+        // A busy host may delay a few rounds that long; lost wake-ups would delay most.
+        assert!(
+            slow + child_slow <= RACE_ROUNDS / 20,
+            "{m:?}: {slow} + {child_slow} of {} waits looked like lost wake-ups",
+            2 * RACE_ROUNDS
+        );
+    }
+}
