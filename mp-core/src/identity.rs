@@ -21,29 +21,31 @@ pub(crate) fn addr_of(offset: i64) -> usize {
     (anchor as fn() as usize as i64).wrapping_add(offset) as usize
 }
 
-/// Identifies the running binary: the device, inode, size and modification time of the file
-/// behind `/proc/self/exe`. A rebuilt or different executable has a different fingerprint.
+/// Identifies the running binary: a hash of the device, inode, size and modification time of
+/// the file behind `/proc/self/exe`. A rebuilt or different executable has a different
+/// fingerprint. One `u64` on the wire (9 bytes, not the 45 of the five fields): every task of a
+/// pool carries two function identities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Fingerprint {
-    dev: u64,
-    ino: u64,
-    size: i64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
+pub(crate) struct Fingerprint(u64);
 
 /// This process's fingerprint (computed once).
 pub(crate) fn fingerprint() -> Result<Fingerprint> {
+    use std::hash::{Hash, Hasher};
     static CELL: OnceCell<Fingerprint> = OnceCell::new();
     CELL.get_or_try_init(|| {
         let st = rustix::fs::stat("/proc/self/exe")?;
-        Ok(Fingerprint {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size,
-            mtime: st.st_mtime,
-            mtime_nsec: st.st_mtime_nsec as i64,
-        })
+        // `DefaultHasher::new()` has fixed keys: the same binary hashes the same in every
+        // process (two builds of a different toolchain are different binaries anyway).
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime,
+            st.st_mtime_nsec as i64,
+        )
+            .hash(&mut h);
+        Ok(Fingerprint(h.finish()))
     })
     .copied()
 }

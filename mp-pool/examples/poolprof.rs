@@ -83,6 +83,9 @@ fn main() {
                 let rs: Vec<_> = (0..10_000u64)
                     .map(|i| p.apply_async(square, i).expect("apply_async"))
                     .collect();
+                if std::env::var_os("SHOW_SUBMIT").is_some() {
+                    eprintln!("submitted in {:?}", t0.elapsed());
+                }
                 for r in &rs {
                     r.get().expect("get");
                 }
