@@ -87,6 +87,9 @@ pub const BACKOFF_SPIN: Duration = Duration::from_micros(20);
 /// by CPU).
 const BACKOFF_MAX: u32 = 256;
 
+/// The snoozes [`Backoff::after_a_pause`] has made (1 + 2 + 4 + 8 + 16 pause instructions).
+const PAUSED_STEPS: u32 = 5;
+
 /// The step from which a [`Backoff`] reads the clock: the looks before it (31 pauses) cost no
 /// clock read, and catch a word that another CPU changes within a few hundred nanoseconds.
 const BACKOFF_CLOCK_STEP: u32 = 5;
@@ -119,17 +122,32 @@ impl Backoff {
         }
     }
 
+    /// A backoff that has already paused as its first five snoozes would (31 pause
+    /// instructions, a few hundred nanoseconds): for a consumer about to look at a producer's
+    /// word after it has taken every item it knew of. Each look takes the producer's cache
+    /// line from it; a look that comes at once finds one new item, one that comes a little
+    /// later finds the several that a streaming producer has put meanwhile, taken in one look.
+    /// A queue between two processes carried 8-9 M small items/s with [`Backoff::new`] on this
+    /// project's 2-CPU VM and 17-18 M/s with this, its round trip 0.64 µs then 0.66-0.73 µs.
+    pub fn after_a_pause() -> Backoff {
+        let mut b = Backoff::new();
+        for _ in 0..PAUSED_STEPS {
+            b.snooze();
+        }
+        b
+    }
+
     /// Pauses once, longer than last time; `false` (without pausing) once [`BACKOFF_SPIN`]
     /// has passed, or at once on a machine with one CPU, when the caller should sleep
     /// instead.
     #[inline]
     pub fn snooze(&mut self) -> bool {
-        if self.step >= BACKOFF_CLOCK_STEP {
-            match self.since {
-                None => self.since = Some(Instant::now()),
-                Some(t0) if t0.elapsed() >= BACKOFF_SPIN => return false,
-                Some(_) => {}
+        if let Some(t0) = self.since {
+            if t0.elapsed() >= BACKOFF_SPIN {
+                return false;
             }
+        } else if self.step >= BACKOFF_CLOCK_STEP {
+            self.since = Some(Instant::now());
         } else if self.step == 0 && !several_cpus() {
             return false;
         }

@@ -1295,10 +1295,15 @@ fn a_child_forked_while_the_parent_spins_may_spin() {
     assert!(mp_core::spin::Spinner::take().is_some());
 }
 
-/// A `Backoff` pauses for `BACKOFF_SPIN` in all, then says to sleep; on one CPU it never pauses.
+/// A `Backoff` (either kind) pauses for `BACKOFF_SPIN` in all, then says to sleep; on one CPU
+/// it never pauses.
 #[test]
 fn a_backoff_spins_for_its_budget_then_gives_up() {
-    let mut b = mp_core::spin::Backoff::new();
+    backoff_spins_for_its_budget(mp_core::spin::Backoff::new());
+    backoff_spins_for_its_budget(mp_core::spin::Backoff::after_a_pause());
+}
+
+fn backoff_spins_for_its_budget(mut b: mp_core::spin::Backoff) {
     let t0 = std::time::Instant::now();
     let mut snoozes = 0u32;
     while b.snooze() {
