@@ -3,7 +3,8 @@
 //!
 //! `poolprof MODE [REPS]`, MODE one of: `map` (a new pool per repetition, as the benchmark),
 //! `mapwarm` (the same map on one pool), `imap` (`imap` of 10 000 items, chunksize 1, on one
-//! pool), `apply` (10 000 `apply_async`, then every `get`, on one pool), `startup` (the benchmark's), `phases` (startup, with the medians of its three
+//! pool), `apply` (10 000 `apply_async`, then every `get`, on one pool), `applyfresh` (the same on a new pool
+//! per repetition, as the benchmark), `startup` (the benchmark's), `phases` (startup, with the medians of its three
 //! phases: build, first `apply`, `close` + `join`). `PAUSE_MS=N` sleeps before each repetition,
 //! for a cold start as the benchmark's one repetition per request sees it.
 
@@ -77,8 +78,12 @@ fn main() {
                 assert_eq!(n, 10_000);
                 t
             }
-            "apply" => {
-                let p = warm.get_or_insert_with(warmed_up);
+            "apply" | "applyfresh" => {
+                let fresh = (which == "applyfresh").then(warmed_up);
+                let p = match &fresh {
+                    Some(p) => p,
+                    None => warm.get_or_insert_with(warmed_up),
+                };
                 let t0 = Instant::now();
                 let rs: Vec<_> = (0..10_000u64)
                     .map(|i| p.apply_async(square, i).expect("apply_async"))
@@ -89,7 +94,12 @@ fn main() {
                 for r in &rs {
                     r.get().expect("get");
                 }
-                t0.elapsed()
+                let t = t0.elapsed();
+                if let Some(p) = fresh {
+                    p.close();
+                    p.join().expect("join");
+                }
+                t
             }
             "phases" => {
                 let t0 = Instant::now();
