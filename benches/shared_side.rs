@@ -15,7 +15,7 @@
 //! last child finishing, measured in the children; the final count is checked. The time per
 //! increment is `1e9 / value` nanoseconds. Seen on a 2-CPU VM: `atomic_2proc_increments`
 //! 50-125 M ops/s, i.e. 8-20 ns per increment (the counter's cache line bouncing between two
-//! cores); `value_2proc_increments` 26-29 M ops/s (35-40 ns per locked increment) since the
+//! cores); `value_2proc_increments` 24-29 M ops/s (35-42 ns per locked increment) since the
 //! lock's waiter backs off exponentially (`mp_core::spin::Backoff`), 5-7 M ops/s on the same
 //! machine with the fixed spin before it, against 1.0-1.2 M ops/s for CPython.
 

@@ -103,7 +103,7 @@ const BACKOFF_CLOCK_STEP: u32 = 5;
 /// fixed spin does, takes the word's cache line from the CPU that holds a lock every few
 /// nanoseconds, so that its release and its next acquire each wait for the line to come back.
 /// Two processes incrementing one locked `Value` measured 6 M increments/s with a fixed spin
-/// of 100 pauses on this project's 2-CPU VM, and 26-29 M/s with this backoff; and a waiter
+/// of 100 pauses on this project's 2-CPU VM, and 24-29 M/s with this backoff; and a waiter
 /// that spins for 20 µs instead of 1 µs catches the handoffs whose answer takes longer than a
 /// halted CPU's wake-up would (a lock handed back and forth: 50 k round trips/s before,
 /// over 1 M after).

@@ -518,7 +518,6 @@ impl Ring {
         if items != 0 && items < 1 << 31 && bytes <= self.capacity() {
             return Ok(tail);
         }
-        // Patient: a producer streaming items has put several by the first look.
         // The producers' line is looked at only after a short pause: a producer streaming
         // items has put several by then, all taken with this one look.
         let mut backoff = mp_core::spin::Backoff::after_a_pause();

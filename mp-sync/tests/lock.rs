@@ -234,7 +234,7 @@ fn a_blocked_acquire_sleeps_rather_than_spins() {
     lock.release().unwrap();
 }
 
-/// Rounds of [`a_release_racing_a_waiter_going_to_sleep_always_wakes_it`] per start method.
+/// Rounds of [`a_release_racing_a_waiter_going_to_sleep_wakes_it`] per start method.
 const RACE_ROUNDS: u32 = 400;
 /// A wait this long is the sign of a lost wake-up: the sleeper woke by its own first check
 /// (10 ms), not by the release.
@@ -279,7 +279,7 @@ fn race_partner((ping, pong): (Lock, Lock)) -> u32 {
 /// release that stores 0 without looking at the sleepers. The nanoseconds-wide race between a
 /// release's store and a waiter's count is closed by the fence, as argued in `raw.rs`.)
 #[test]
-fn a_release_racing_a_waiter_going_to_sleep_always_wakes_it() {
+fn a_release_racing_a_waiter_going_to_sleep_wakes_it() {
     for m in METHODS {
         let (ping, pong) = (Lock::new().unwrap(), Lock::new().unwrap());
         assert!(ping.try_acquire().unwrap());
