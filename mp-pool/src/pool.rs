@@ -745,7 +745,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_async(f, iterable)?.get()
+        self.map_async(f, iterable)?.into_values()
     }
 
     /// [`map`](Self::map) with an explicit `chunksize` (≥ 1). Python: `map(func, iterable,
@@ -760,7 +760,8 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_async_chunksize(f, iterable, chunksize)?.get()
+        self.map_async_chunksize(f, iterable, chunksize)?
+            .into_values()
     }
 
     /// Queues a [`map`](Self::map); returns at once. Python: `Pool.map_async(func, iterable)`.
@@ -824,7 +825,7 @@ impl Pool {
         E: std::fmt::Display + 'static,
     {
         self.submit_map::<Fallible<A, T, E>>(f, iterable, None, Callbacks::none())?
-            .get()
+            .into_values()
     }
 
     // ----- starmap -----
@@ -843,7 +844,7 @@ impl Pool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.starmap_async(f, iterable)?.get()
+        self.starmap_async(f, iterable)?.into_values()
     }
 
     /// [`starmap`](Self::starmap) with an explicit `chunksize` (≥ 1). Python:
@@ -859,7 +860,8 @@ impl Pool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.starmap_async_chunksize(f, iterable, chunksize)?.get()
+        self.starmap_async_chunksize(f, iterable, chunksize)?
+            .into_values()
     }
 
     /// Queues a [`starmap`](Self::starmap). Python: `Pool.starmap_async(func, iterable)`.

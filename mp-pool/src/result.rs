@@ -574,24 +574,33 @@ impl<R: DeserializeOwned + Send + 'static> MapResult<R> {
     /// Waits for every result; returns them in input order, or the first error.
     /// Python: `MapResult.get()`.
     pub fn get(&self) -> Result<Vec<R>> {
-        self.get_until(Deadline::NEVER)
+        self.get_until(Deadline::NEVER, false)
+    }
+
+    /// [`get`](Self::get) for the last time (the blocking `map`s): each chunk's encoded
+    /// results are freed as soon as they are decoded, instead of when the `MapResult` drops,
+    /// so a map holds at most a few chunks' bytes beside its values, not all of them; and the
+    /// memory of the first chunks decoded takes the next ones.
+    pub(crate) fn into_values(self) -> Result<Vec<R>> {
+        self.get_until(Deadline::NEVER, true)
     }
 
     /// [`get`](Self::get) that gives up with [`Error::Timeout`] after `timeout`.
     /// Python: `MapResult.get(timeout)`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<R>> {
-        self.get_until(Deadline::after(timeout))
+        self.get_until(Deadline::after(timeout), false)
     }
 
     /// [`get_timeout`](Self::get_timeout) with a deadline (beyond Python: a deadline bounds
     /// several waits as one).
     pub fn get_deadline(&self, deadline: impl Into<Deadline>) -> Result<Vec<R>> {
-        self.get_until(deadline.into())
+        self.get_until(deadline.into(), false)
     }
 
     /// Decodes each chunk in this thread as soon as it arrives in turn (while the workers run
-    /// the next ones), onto the end of the one vector it returns.
-    fn get_until(&self, deadline: Deadline) -> Result<Vec<R>> {
+    /// the next ones), onto the end of the one vector it returns; with `consume`, leaves a
+    /// tombstone in each chunk's place once decoded (no later `get` may follow).
+    fn get_until(&self, deadline: Deadline, consume: bool) -> Result<Vec<R>> {
         let slot = &self.sink.slot;
         let mut g = slot.lock();
         let mut values = values_for::<R>(g.value.items);
@@ -615,11 +624,19 @@ impl<R: DeserializeOwned + Send + 'static> MapResult<R> {
             if g.value.error.is_some() {
                 continue;
             }
-            let Some(out) = g.value.chunks[next].clone() else {
+            let out = if consume {
+                // Still `Some`, so that a late duplicate of this chunk is refused as before.
+                g.value.chunks[next].replace(Arc::new(RunOutput::taken()))
+            } else {
+                g.value.chunks[next].clone()
+            };
+            let Some(out) = out else {
                 return Err(Error::Timeout);
             };
             drop(g);
             let decoded = append_chunk(&mut values, &out);
+            // With `consume`, the last reference: the bytes go now.
+            drop(out);
             g = slot.lock();
             if let Err(e) = decoded {
                 // Not a failure the map knows of (a result that would not decode): reported

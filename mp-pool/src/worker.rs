@@ -54,6 +54,17 @@ impl RunOutput {
             failures: Vec::new(),
         }
     }
+
+    /// What a chunk's place holds once a last `get` has decoded and freed it (nothing is
+    /// allocated for it).
+    pub(crate) fn taken() -> RunOutput {
+        RunOutput {
+            out: None,
+            all_ok: false,
+            first_failure: None,
+            failures: Vec::new(),
+        }
+    }
 }
 
 /// A kind of task: how its function is called on one item.

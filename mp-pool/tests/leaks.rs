@@ -2,6 +2,9 @@
 //! worker, a time limit and a cancel) and closed, terminated or dropped, this process holds no
 //! more fds than before and has no zombie children. The count runs as a scenario in a process
 //! of its own (see `mp_testkit::Scenario`), where no other test's children interfere.
+//!
+//! And no hoarding: a blocking `map` frees each chunk's encoded results once it has decoded
+//! them (its peak, measured in a scenario of its own).
 
 use std::time::Duration;
 
@@ -103,4 +106,66 @@ fn scenario_pool_no_leaks() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     say("NO_LEAKS", "ok");
+}
+
+/// 4 MiB of one byte value, as one MessagePack `bin`.
+fn four_mib(x: u8) -> mp_core::codec::Bytes {
+    mp_core::codec::Bytes(vec![x; 4 << 20])
+}
+
+/// This process's resident set and its peak since the last reset, in KiB (`/proc/self/status`).
+fn rss_and_peak_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[test]
+fn a_blocking_map_frees_each_chunks_bytes_once_decoded() {
+    let out = run_scenario("scenario_map_memory");
+    assert!(out.contains("MAP_PEAK=[ok]"), "{out}");
+}
+
+/// A blocking `map` of 16 chunks of 4 MiB each: the values take 64 MiB; holding every chunk's
+/// encoded bytes until the end (as a `MapResult` that may be read again must) would take 64
+/// MiB more. The scenario's process is its own, so its peak is the map's. The parent's memory
+/// does not depend on the start method; fork is the one measured.
+#[test]
+fn scenario_map_memory() {
+    if !in_scenario("scenario_map_memory") {
+        return;
+    }
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(mp_core::StartMethod::Fork)
+        .build()
+        .unwrap();
+    assert_eq!(p.apply_async(sqr, 3).unwrap().get_timeout(LONG).unwrap(), 9);
+    // Resets the peak to the current resident set (Linux >= 4.0).
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let (base, _) = rss_and_peak_kib();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _ = tx.send(p.map_chunksize(four_mib, 0..16u8, 1));
+        });
+        let values = rx.recv_timeout(LONG).expect("the map hung").unwrap();
+        assert_eq!(values.len(), 16);
+        assert!(values
+            .iter()
+            .enumerate()
+            .all(|(i, v)| v.0.len() == 4 << 20 && v.0.iter().all(|&b| b == i as u8)));
+        let (_, peak) = rss_and_peak_kib();
+        let grew_mib = peak.saturating_sub(base) / 1024;
+        say("MAP_GREW_MIB", grew_mib);
+        // 64 MiB of values, and a few chunks in flight (in the supervisor's read buffer, the
+        // chunk being decoded, the next ones arriving): far from the 128 MiB of keeping all.
+        assert!(grew_mib < 104, "the map's peak grew by {grew_mib} MiB");
+    });
+    p.close();
+    assert!(p.join_timeout(LONG).unwrap());
+    say("MAP_PEAK", "ok");
 }
