@@ -30,13 +30,13 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: &RunOutput) -> Result<Vec<R
             || Error::InvalidArgument("empty task output".into()),
             Error::from,
         )),
-        Some(bytes) if out.all_ok => Ok(codec::decode::<Vec<R>>(&bytes.0)?
+        Some(bytes) if out.all_ok => Ok(codec::decode::<Vec<R>>(bytes.as_slice())?
             .into_iter()
             .map(Ok)
             .collect()),
         Some(bytes) => {
             // The `Ok` results in order, with the failed items between them.
-            let mut ok = codec::decode::<Vec<R>>(&bytes.0)?.into_iter();
+            let mut ok = codec::decode::<Vec<R>>(bytes.as_slice())?.into_iter();
             let mut all = Vec::with_capacity(ok.len() + out.failures.len());
             for (index, f) in &out.failures {
                 while all.len() < *index as usize {
@@ -404,7 +404,7 @@ fn append_chunk<R: DeserializeOwned>(values: &mut Vec<R>, out: &RunOutput) -> Re
     match &out.out {
         Some(bytes) if out.all_ok => {
             let before = values.len();
-            codec::decode_seed(Append(values), &bytes.0).map_err(|e| {
+            codec::decode_seed(Append(values), bytes.as_slice()).map_err(|e| {
                 values.truncate(before);
                 Error::from(e)
             })
