@@ -3,7 +3,7 @@
 //!
 //! `poolprof MODE [REPS]`, MODE one of: `map` (a new pool per repetition, as the benchmark),
 //! `mapwarm` (the same map on one pool), `imap` (`imap` of 10 000 items, chunksize 1, on one
-//! pool), `apply` (10 000 `apply_async`, then every `get`, on one pool), `applyfresh` (the same on a new pool
+//! pool), `big` (`map` of 32 results of 4 MiB each, chunksize 1, on one pool), `apply` (10 000 `apply_async`, then every `get`, on one pool), `applyfresh` (the same on a new pool
 //! per repetition, as the benchmark), `startup` (the benchmark's), `phases` (startup, with the medians of its three
 //! phases: build, first `apply`, `close` + `join`). `PAUSE_MS=N` sleeps before each repetition,
 //! for a cold start as the benchmark's one repetition per request sees it.
@@ -22,6 +22,11 @@ fn pool() -> Pool {
         .start_method(mp_core::StartMethod::Fork)
         .build()
         .expect("pool")
+}
+
+/// 4 MiB of one byte value, as one MessagePack `bin`.
+fn four_mib(x: u8) -> mp_core::codec::Bytes {
+    mp_core::codec::Bytes(vec![x; 4 << 20])
 }
 
 /// A new pool of 2 that has answered one task.
@@ -66,6 +71,17 @@ fn main() {
                 t
             }
             "mapwarm" => map_100k(warm.get_or_insert_with(warmed_up)),
+            "big" => {
+                let p = warm.get_or_insert_with(warmed_up);
+                let t0 = Instant::now();
+                let r = p.map_chunksize(four_mib, 0..32u8, 1).expect("map");
+                let t = t0.elapsed();
+                assert!(r
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| b.0.len() == 4 << 20 && b.0[0] == i as u8));
+                t
+            }
             "imap" => {
                 let p = warm.get_or_insert_with(warmed_up);
                 let t0 = Instant::now();
