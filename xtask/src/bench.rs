@@ -9,14 +9,6 @@
 //! (min–max over the repetitions), and the number of repetitions. The report goes to
 //! `target/bench/report.md`.
 //!
-//! How many repetitions: `--reps N` takes exactly N. By default a figure takes 9, then more
-//! (up to 45) while the 95% confidence interval of the median of any of its ratios spans more
-//! than ±5% (the distribution-free interval of order statistics), and while those extra
-//! repetitions have not yet taken twice as long as the first 9. So the steady figures cost
-//! what they did, and the noisy ones (two processes streaming through one cache line, whose
-//! every repetition depends on where the scheduler put them) get the repetitions their medians
-//! need.
-//!
 //! `--sweep` measures the curves of `benches/sweep_side.rs` (pipe and queue throughput over
 //! message sizes, queue throughput over process counts) the same way and draws them as SVG
 //! charts in `bench/charts/`, which the README shows.
@@ -31,15 +23,10 @@ use crate::{target_dir, Result};
 
 mod chart;
 
-/// Repetitions per figure and side at least, by default.
+/// Repetitions per figure and side by default. On a shared 2-core VM, 27 did not make two runs
+/// agree more often than 9 (the machine's own speed moves between runs, see the README), so
+/// the default stays at what a run of a few minutes affords.
 const DEFAULT_REPS: usize = 9;
-/// Repetitions per figure and side at most, by default.
-const MAX_REPS: usize = 45;
-/// By default a figure takes repetitions beyond [`DEFAULT_REPS`] until the 95% confidence
-/// interval of the median of each of its ratios spans at most this factor (±5%), ...
-const SETTLED: f64 = 1.10;
-/// ... or its extra repetitions have taken this many times as long as its first ones.
-const EXTRA_TIME: u32 = 2;
 /// Repetitions per point of a sweep by default.
 const DEFAULT_SWEEP_REPS: usize = 3;
 
@@ -54,15 +41,11 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     } else {
         options.names.clone()
     };
-    // `--reps N` and sweeps: exactly that many; otherwise, as many as the figure needs.
-    let plan = match options.reps {
-        Some(n) => Plan::fixed(n),
-        None if options.sweep => Plan::fixed(DEFAULT_SWEEP_REPS),
-        None => Plan {
-            min: DEFAULT_REPS,
-            max: MAX_REPS,
-        },
-    };
+    let reps = options.reps.unwrap_or(if options.sweep {
+        DEFAULT_SWEEP_REPS
+    } else {
+        DEFAULT_REPS
+    });
 
     let mut rust = Server::start(
         Step::cargo(&["bench", "--bench", "mpbench", "--", "--serve"]),
@@ -75,7 +58,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
 
     let mut rows = Vec::new();
     for name in &names {
-        let row = measure(name, plan, &mut rust, &mut cpython)?;
+        let row = measure(name, reps, &mut rust, &mut cpython)?;
         println!("{}", row.line());
         flush_stdout();
         rows.push(row);
@@ -95,7 +78,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         "samples.csv"
     });
     fs::create_dir_all(&report_dir)
-        .and_then(|()| fs::write(&report, markdown_report(&rows, plan)))
+        .and_then(|()| fs::write(&report, markdown_report(&rows, reps)))
         .and_then(|()| fs::write(&samples, samples_csv(&rows)))
         .map_err(|e| format!("cannot write {}: {e}", report.display()))?;
     eprintln!(
@@ -254,39 +237,14 @@ impl Drop for Server {
     }
 }
 
-/// How many repetitions a figure takes: `min`, then more while its ratios are not settled
-/// ([`Row::settled`]), up to `max`, within [`EXTRA_TIME`] times the time of the first `min`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Plan {
-    min: usize,
-    max: usize,
-}
-
-impl Plan {
-    /// Exactly `n` repetitions.
-    fn fixed(n: usize) -> Plan {
-        Plan { min: n, max: n }
-    }
-}
-
-/// Measures interleaved repetitions of figure `name`, as many as `plan` says.
-fn measure(name: &str, plan: Plan, rust: &mut Server, cpython: &mut Server) -> Result<Row> {
+/// Measures `reps` interleaved repetitions of figure `name`.
+fn measure(name: &str, reps: usize, rust: &mut Server, cpython: &mut Server) -> Result<Row> {
     let mut row = Row {
         name: name.to_owned(),
         ..Row::default()
     };
     let (mut ask_rust, mut ask_cpython, mut ask_limit) = (true, true, true);
-    let t0 = std::time::Instant::now();
-    let mut first = None;
-    for rep in 0..plan.max {
-        if rep == plan.min {
-            first = Some(t0.elapsed());
-        }
-        if rep >= plan.min
-            && (row.settled() || first.is_some_and(|f| t0.elapsed() > f * (EXTRA_TIME + 1)))
-        {
-            break;
-        }
+    for rep in 0..reps {
         let mut pair: [Option<Sample>; 3] = [None, None, None];
         if ask_rust {
             pair[0] = rust.ask(&format!("rust {name}"))?;
@@ -383,14 +341,6 @@ impl Row {
             .collect()
     }
 
-    /// Whether the 95% confidence interval of the median of each ratio spans at most
-    /// [`SETTLED`] (a figure without ratios is settled).
-    fn settled(&self) -> bool {
-        [self.ratios(0, 1), self.ratios(0, 2)]
-            .into_iter()
-            .all(|r| median_interval(r).is_none_or(|(lo, hi)| hi <= lo * SETTLED))
-    }
-
     /// Median and (min, max) of the Rust/CPython ratios.
     fn speedup(&self) -> Option<(f64, f64, f64)> {
         spread(self.ratios(0, 1))
@@ -445,27 +395,6 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// A 95% confidence interval of the median of `values` without assuming their distribution:
-/// the order statistics `floor(n/2 - 0.98 sqrt(n))` and `ceil(n/2 + 1 + 0.98 sqrt(n))`
-/// (1-based), so the whole range for 9 values, the 15th to the 31st of 45. `None` for no
-/// values, or only negative ones.
-fn median_interval(mut values: Vec<f64>) -> Option<(f64, f64)> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len() as f64;
-    let half = 0.98 * n.sqrt();
-    // Truncations are intended: small non-negative integers, clamped into the vector.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let (lo, hi) = (
-        ((n / 2.0 - half).floor().max(1.0) as usize) - 1,
-        ((n / 2.0 + 1.0 + half).ceil().min(n) as usize) - 1,
-    );
-    let (lo, hi) = (values[lo], values[hi]);
-    (lo > 0.0).then_some((lo, hi))
-}
-
 fn spread(values: Vec<f64>) -> Option<(f64, f64, f64)> {
     let min = values.iter().copied().reduce(f64::min)?;
     let max = values.iter().copied().reduce(f64::max)?;
@@ -502,7 +431,7 @@ fn fmt_spread(ratio: Option<(f64, f64, f64)>) -> (String, String) {
 }
 
 /// The Markdown report: a header line describing the machine and the run, then the table.
-fn markdown_report(rows: &[Row], plan: Plan) -> String {
+fn markdown_report(rows: &[Row], reps: usize) -> String {
     let date = capture("date", &["-u"]).unwrap_or_else(|| "unknown date".to_owned());
     let uname = capture("uname", &["-srm"]).unwrap_or_else(|| "unknown OS".to_owned());
     let nproc = capture("nproc", &[]).unwrap_or_else(|| "?".to_owned());
@@ -512,22 +441,16 @@ fn markdown_report(rows: &[Row], plan: Plan) -> String {
         .unwrap_or_else(|| "unknown CPU".to_owned());
 
     let mut md = String::from("# multiprocessing benchmarks: Rust vs CPython\n\n");
-    let reps = if plan.min == plan.max {
-        format!("{} interleaved repetitions per figure", plan.min)
-    } else {
-        format!(
-            "{}–{} interleaved repetitions per figure (more where the median ratio had not \
-             settled to ±5%)",
-            plan.min, plan.max
-        )
-    };
-    let _ = writeln!(md, "{date} · {uname} · {cpu} · nproc {nproc} · {reps}\n");
-    md.push_str(
-        "| name | unit | rust | cpython | limit | speedup | (min–max) | of_limit | (min–max) | reps |\n",
+    let _ = writeln!(
+        md,
+        "{date} · {uname} · {cpu} · nproc {nproc} · {reps} interleaved repetitions per figure\n"
     );
-    md.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    md.push_str(
+        "| name | unit | rust | cpython | limit | speedup | (min–max) | of_limit | (min–max) |\n",
+    );
+    md.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for row in rows {
-        let _ = writeln!(md, "| {} | {} |", row.cells().join(" | "), row.reps.len());
+        let _ = writeln!(md, "| {} |", row.cells().join(" | "));
     }
     md.push_str(
         "\nRust, CPython and limit repetitions are interleaved (R C L R C L ...). Values are \
@@ -558,20 +481,6 @@ mod tests {
             unit: unit.to_owned(),
             reps: reps.to_vec(),
         }
-    }
-
-    #[test]
-    fn the_median_interval_narrows_with_repetitions() {
-        let upto = |n: u32| (1..=n).map(f64::from).collect::<Vec<_>>();
-        assert_eq!(median_interval(upto(9)), Some((1.0, 9.0)));
-        assert_eq!(median_interval(upto(45)), Some((15.0, 31.0)));
-        assert_eq!(median_interval(Vec::new()), None);
-        let steady = row("x", "us", &[[Some(100.0), Some(300.0), None]; 9]);
-        assert!(steady.settled());
-        let noisy: Vec<[Option<f64>; 3]> = (1..=9)
-            .map(|i| [Some(100.0), Some(100.0 * f64::from(i)), None])
-            .collect();
-        assert!(!row("x", "us", &noisy).settled());
     }
 
     #[test]
