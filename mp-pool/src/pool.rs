@@ -739,7 +739,10 @@ impl Pool {
     /// Python: `Pool.map(func, iterable)`. The input is consumed at once (as CPython does),
     /// chunk by chunk as the chunks are queued when its length is known. An
     /// item that fails makes the map fail with the first error to arrive, returned only once
-    /// every chunk has finished (CPython's rule); the other items still run.
+    /// every chunk has finished (CPython's rule); the other items still run. Each chunk's
+    /// results are decoded as soon as it arrives in turn, and their encoded bytes freed then
+    /// (a [`MapResult`] from [`map_async`](Self::map_async) keeps them, since it may be read
+    /// again): the map's memory is its values and a few chunks in flight.
     pub fn map<A, R>(&self, f: fn(A) -> R, iterable: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
