@@ -625,8 +625,11 @@ impl<R: DeserializeOwned + Send + 'static> MapResult<R> {
                 continue;
             }
             let out = if consume {
-                // Still `Some`, so that a late duplicate of this chunk is refused as before.
-                g.value.chunks[next].replace(Arc::new(RunOutput::taken()))
+                // Still `Some`, so that a late duplicate of this chunk is refused as before
+                // (and a place not yet filled is left as it is).
+                g.value.chunks[next]
+                    .as_mut()
+                    .map(|c| std::mem::replace(c, Arc::new(RunOutput::taken())))
             } else {
                 g.value.chunks[next].clone()
             };
