@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::atomic::{
     AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicIsize, AtomicU16, AtomicU32, AtomicU64,
@@ -149,7 +150,8 @@ impl SharedSegment {
 /// serializes as the segment (inside a handle transfer, see [`crate::handle`]) and checks the
 /// received segment again on arrival.
 pub struct SharedView<T> {
-    segment: Arc<SharedSegment>,
+    /// Dropped by hand (see the `Drop` impl), so that the view's own address never escapes.
+    segment: ManuallyDrop<Arc<SharedSegment>>,
     state: NonNull<T>,
     _owns: PhantomData<T>,
 }
@@ -163,10 +165,24 @@ unsafe impl<T: SharedState> Sync for SharedView<T> {}
 impl<T> Clone for SharedView<T> {
     fn clone(&self) -> Self {
         SharedView {
-            segment: self.segment.clone(),
+            segment: ManuallyDrop::new(Arc::clone(&self.segment)),
             state: self.state,
             _owns: PhantomData,
         }
+    }
+}
+
+impl<T> Drop for SharedView<T> {
+    /// Moves the `Arc` out before dropping it, so that the `Arc`'s slow path (`drop_slow`,
+    /// which takes the `Arc`'s address) sees a local copy and not the view. A view whose
+    /// address never escapes keeps its pointer in a register in a caller's loop; one whose
+    /// address escapes has it reloaded after every atomic operation on the shared state,
+    /// which the compiler must assume may have changed it.
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: `segment` is taken once, here, and `self` is not used after `drop`.
+        let segment = unsafe { ManuallyDrop::take(&mut self.segment) };
+        drop(segment);
     }
 }
 
@@ -189,7 +205,7 @@ impl<T: SharedState> SharedView<T> {
     pub fn new(segment: SharedSegment) -> Result<Self> {
         let state = segment.checked_ptr::<T>()?;
         Ok(SharedView {
-            segment: Arc::new(segment),
+            segment: ManuallyDrop::new(Arc::new(segment)),
             state,
             _owns: PhantomData,
         })
