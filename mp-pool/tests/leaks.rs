@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use mp_pool::Pool;
-use mp_testkit::{in_scenario, open_fds, run_scenario, say, zombie_children, LONG, METHODS};
+use mp_testkit::{
+    in_scenario, open_fds, run_scenario, run_scenario_with, say, zombie_children, LONG, METHODS,
+};
 
 fn sqr(x: i64) -> i64 {
     x * x
@@ -125,7 +127,16 @@ fn rss_and_peak_kib() -> (u64, u64) {
 
 #[test]
 fn a_blocking_map_frees_each_chunks_bytes_once_decoded() {
-    let out = run_scenario("scenario_map_memory");
+    // A fixed mmap threshold: every buffer of 1 MiB or more is a mapping of its own, given back
+    // to the kernel when freed. glibc's default threshold rises after the first such buffer
+    // is freed, and later ones then come from the caller's or the supervisor's arena, whose
+    // freed space the other thread cannot reuse: the peak moved between 80 and 104 MiB from
+    // run to run. With the threshold fixed it is 76 MiB every time, and 136 MiB every time for
+    // code that keeps each chunk's bytes to the end (checked).
+    let out = run_scenario_with(
+        "scenario_map_memory",
+        &[("MALLOC_MMAP_THRESHOLD_", "1048576")],
+    );
     assert!(out.contains("MAP_PEAK=[ok]"), "{out}");
 }
 
@@ -162,7 +173,7 @@ fn scenario_map_memory() {
         let grew_mib = peak.saturating_sub(base) / 1024;
         say("MAP_GREW_MIB", grew_mib);
         // 64 MiB of values, and a few chunks in flight (in the supervisor's read buffer, the
-        // chunk being decoded, the next ones arriving): far from the 128 MiB of keeping all.
+        // chunk being decoded, the next ones arriving): 76 MiB, far from the 136 of keeping all.
         assert!(grew_mib < 104, "the map's peak grew by {grew_mib} MiB");
     });
     p.close();

@@ -35,7 +35,7 @@
 //! - The operating system: pids ([`is_running`], [`kill_pid`], ...), fds ([`open_fds`]),
 //!   zombies, [`at_exit`]: every `unsafe` a test needs is wrapped here.
 //! - Scenarios: a test that needs a process of its own re-executes its test binary
-//!   ([`Scenario`], [`run_scenario`], [`in_scenario`], [`say`], [`markers`]).
+//!   ([`Scenario`], [`run_scenario`], [`run_scenario_with`], [`in_scenario`], [`say`], [`markers`]).
 //! - [`bodies`]: plain `fn` items that children of mp-core's process tests run.
 
 pub mod bodies;
@@ -56,7 +56,7 @@ pub use os::{
     at_exit, count_fds, ends_within, is_running, kill_pid, open_fds, our_pid, pid_of,
     reap_all_children, zombie_children,
 };
-pub use scenario::{in_scenario, markers, run_scenario, say, Scenario};
+pub use scenario::{in_scenario, markers, run_scenario, run_scenario_with, say, Scenario};
 pub use shm::{byte, in_dev_shm, our_entries, unique_name, vanishes, word, Counters};
 pub use wait::{
     assert_prompt, assert_sleeps, assert_took_about, eventually, readable, recv, recv_bytes,

@@ -197,7 +197,13 @@ impl Drop for Scenario {
 
 /// Runs scenario `name` to its end and returns its stdout; fails if it fails or hangs.
 pub fn run_scenario(name: &str) -> String {
-    let mut s = Scenario::start(name, &[]);
+    run_scenario_with(name, &[])
+}
+
+/// [`run_scenario`] with `env` added to the scenario's environment (say, a malloc tunable that
+/// makes a memory measurement deterministic).
+pub fn run_scenario_with(name: &str, env: &[(&str, &str)]) -> String {
+    let mut s = Scenario::start(name, env);
     let status = s.wait_exit(Duration::from_secs(60));
     // Children that inherited the pipes may outlive the scenario; give them a moment, then
     // take what arrived (everything the scenario process itself wrote is in by now, or nearly).
