@@ -35,7 +35,8 @@
 //! - The operating system: pids ([`is_running`], [`kill_pid`], ...), fds ([`open_fds`]),
 //!   zombies, [`at_exit`]: every `unsafe` a test needs is wrapped here.
 //! - Scenarios: a test that needs a process of its own re-executes its test binary
-//!   ([`Scenario`], [`run_scenario`], [`run_scenario_with`], [`in_scenario`], [`say`], [`markers`]).
+//!   ([`Scenario`], [`run_scenario`], [`run_scenario_with`], [`in_scenario`], [`say`],
+//!   [`markers`]).
 //! - [`bodies`]: plain `fn` items that children of mp-core's process tests run.
 
 pub mod bodies;
