@@ -48,7 +48,7 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "process_forkserver" => ("us", start_join(StartMethod::Forkserver, 500)),
         "pipe_pingpong" => ("round_trips/s", pingpong(20_000)),
         "pipe_1mib" => ("MB/s", one_mib(200)),
-        "lock_uncontended" => ("ops/s", lock_uncontended(1_000_000)),
+        "lock_uncontended" => ("ops/s", lock_uncontended(10_000_000)),
         "lock_handoff" => ("round_trips/s", lock_handoff(100_000)),
         "semaphore_pingpong" => ("round_trips/s", semaphore_pingpong(100_000)),
         "queue_1to1" => ("msgs/s", queue_n_to_1(1, 200_000)),
