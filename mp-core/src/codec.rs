@@ -56,8 +56,9 @@ pub fn decode_seed<'de, S: serde::de::DeserializeSeed<'de>>(
     )?)
 }
 
-/// How deeply the `deserialize` calls of one decode may nest: a few per level of
-/// [`MAX_DEPTH`] (an option, a box, a newtype around each container), and no more, so that a
+/// How deeply the options and newtypes of one decode may nest (each `Some` and each newtype's
+/// content counts one): a few per level of [`MAX_DEPTH`] (an option, a newtype around each
+/// container), and no more, so that a
 /// recursive type that consumes no byte per level (`struct L(Option<Box<L>>)` from the single
 /// byte `0x01`) fails instead of overflowing the stack (see `depth`).
 pub const MAX_CALLS: usize = 4 * MAX_DEPTH;

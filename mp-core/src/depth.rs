@@ -14,12 +14,18 @@
 //! - **Calls**: some types recurse without consuming any byte: `struct L(Option<Box<L>>)` read
 //!   from the single byte `0x01` asks for an option (not nil: `Some`), then a newtype, then an
 //!   option again, on the same cached marker, forever, until the stack overflows. So the
-//!   nested `deserialize_*` calls are counted too, at most `calls` deep.
+//!   deserializers handed back to the type without a container (an option's `Some`, a
+//!   newtype's content: a visitor's `visit_some` and `visit_newtype_struct`) are counted too,
+//!   at most `calls` deep. Those two, and the three container visits, are the only ways serde
+//!   gives a type a deserializer again, so every way of nesting passes a counter; a number,
+//!   a string or a unit reads its bytes and returns, and costs no count.
 //!
 //! Past either limit the decode fails with an error: a peer's message can no longer crash the
-//! process, whatever the type. Counting as serde descends costs a counter per container and
-//! per call; an earlier byte-level walk over the whole message before decoding it (the same
-//! container bound) cost about a third of the decode of a vector of numbers.
+//! process, whatever the type. Counting as serde descends costs a counter per container, per
+//! option and per newtype; an earlier byte-level walk over the whole message before decoding
+//! it (the same container bound) cost about a third of the decode of a vector of numbers, and
+//! counting every `deserialize_*` call (each number too) made decoding a vector of 12 500
+//! `u64` 1.7 times as slow as rmp-serde's own decode (0.62 ms against 0.37 per 100 000).
 
 use std::cell::Cell;
 use std::fmt;
@@ -115,11 +121,7 @@ macro_rules! forward_deserialize {
     ($($method:ident),*) => {
         $(
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-                let depth = self.depth;
-                depth.enter()?;
-                let r = self.inner.$method(Wrap { inner: visitor, depth });
-                depth.leave();
-                r
+                self.inner.$method(Wrap { inner: visitor, depth: self.depth })
             }
         )*
     };
@@ -162,16 +164,13 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let depth = self.depth;
-        depth.enter()?;
-        let r = self.inner.deserialize_unit_struct(
+        self.inner.deserialize_unit_struct(
             name,
             Wrap {
                 inner: visitor,
                 depth,
             },
-        );
-        depth.leave();
-        r
+        )
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -180,16 +179,13 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let depth = self.depth;
-        depth.enter()?;
-        let r = self.inner.deserialize_newtype_struct(
+        self.inner.deserialize_newtype_struct(
             name,
             Wrap {
                 inner: visitor,
                 depth,
             },
-        );
-        depth.leave();
-        r
+        )
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(
@@ -198,16 +194,13 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let depth = self.depth;
-        depth.enter()?;
-        let r = self.inner.deserialize_tuple(
+        self.inner.deserialize_tuple(
             len,
             Wrap {
                 inner: visitor,
                 depth,
             },
-        );
-        depth.leave();
-        r
+        )
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -217,17 +210,14 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let depth = self.depth;
-        depth.enter()?;
-        let r = self.inner.deserialize_tuple_struct(
+        self.inner.deserialize_tuple_struct(
             name,
             len,
             Wrap {
                 inner: visitor,
                 depth,
             },
-        );
-        depth.leave();
-        r
+        )
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -237,17 +227,14 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let depth = self.depth;
-        depth.enter()?;
-        let r = self.inner.deserialize_struct(
+        self.inner.deserialize_struct(
             name,
             fields,
             Wrap {
                 inner: visitor,
                 depth,
             },
-        );
-        depth.leave();
-        r
+        )
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -257,17 +244,14 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let depth = self.depth;
-        depth.enter()?;
-        let r = self.inner.deserialize_enum(
+        self.inner.deserialize_enum(
             name,
             variants,
             Wrap {
                 inner: visitor,
                 depth,
             },
-        );
-        depth.leave();
-        r
+        )
     }
 
     fn is_human_readable(&self) -> bool {
@@ -324,17 +308,19 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.inner.visit_some(Limited {
-            inner: d,
-            depth: self.depth,
-        })
+        let depth = self.depth;
+        depth.enter()?;
+        let r = self.inner.visit_some(Limited { inner: d, depth });
+        depth.leave();
+        r
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.inner.visit_newtype_struct(Limited {
-            inner: d,
-            depth: self.depth,
-        })
+        let depth = self.depth;
+        depth.enter()?;
+        let r = self.inner.visit_newtype_struct(Limited { inner: d, depth });
+        depth.leave();
+        r
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {

@@ -270,6 +270,64 @@ fn message_boundaries_are_never_merged() {
     }
 }
 
+// ----- send_bytes_vectored -----
+
+/// The parts of message `k` of the vectored test: empty parts, many small ones (more than
+/// one write takes), and large ones that fill the socket or pipe several times.
+fn vectored_parts(k: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(31 + k as u64);
+    match k {
+        0 => vec![],
+        1 => vec![vec![], vec![], vec![]],
+        2 => (0..1500).map(|i| vec![i as u8; i % 3]).collect(),
+        3 => vec![pattern(3 << 20), vec![], pattern(1 << 20), vec![7]],
+        _ => (0..40)
+            .map(|_| {
+                let n = rng.below(70_000) as usize;
+                pattern(n)
+            })
+            .collect(),
+    }
+}
+
+const VECTORED_MESSAGES: usize = 8;
+
+/// Sends every vectored message, the second half with a timeout (so each write is bounded:
+/// `PIPE_BUF` bytes at a time on a pipe).
+fn vectored_child(mut c: Connection) {
+    for k in 0..VECTORED_MESSAGES {
+        let parts = vectored_parts(k);
+        let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        if k >= VECTORED_MESSAGES / 2 {
+            c.set_timeout(Some(LONG));
+        }
+        c.send_bytes_vectored(&slices).unwrap();
+    }
+}
+
+#[test]
+fn send_bytes_vectored_sends_the_concatenation_as_one_message() {
+    for duplex in [true, false] {
+        for m in METHODS {
+            let (mut r, w) = pipe(duplex).unwrap();
+            let p = start(m, vectored_child, w);
+            for k in 0..VECTORED_MESSAGES {
+                let want: Vec<u8> = vectored_parts(k).concat();
+                let got = recv_bytes(&mut r);
+                assert!(
+                    got == want,
+                    "message {k} under {m} (duplex {duplex}): {} bytes, want {}",
+                    got.len(),
+                    want.len()
+                );
+            }
+            p.join_ok();
+            // Nothing more than the messages: the next read finds the end.
+            assert!(matches!(r.recv_bytes_timeout(LONG), Err(Error::Eof)));
+        }
+    }
+}
+
 // ----- send_bytes_range -----
 
 #[test]

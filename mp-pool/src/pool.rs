@@ -16,8 +16,8 @@ use crate::imap::{IMapIterator, IMapUnorderedIterator, ImapCore};
 use crate::result::{AsyncResult, Callbacks, MapResult, MapSink, OneSink, Sink};
 use crate::supervisor::{Spawn, Supervisor, Worker};
 use crate::worker::{
-    encode_chunk, runner, worker_main, Fallible, InitOutcome, Kind, Plain, RunOutput, Runner,
-    Star2, WorkerArgs,
+    chunk_capacity, encode_chunk, encode_chunk_into, runner, worker_main, Fallible, InitOutcome,
+    Kind, Plain, RunOutput, Runner, Star2, WorkerArgs,
 };
 
 /// A task waiting in the pool's queue or held by a worker.
@@ -598,6 +598,8 @@ impl Pool {
         let sink = MapSink::<K::Ok>::new(chunks, len, callbacks);
         let run = runner::<K>();
         let mut chunk: Vec<K::Args> = Vec::with_capacity(chunksize.min(len));
+        // Each chunk's buffer is sized after the chunk before it (the first, after its type).
+        let mut room = chunk_capacity::<K::Args>(chunksize.min(len));
         // Each chunk is queued as soon as it is encoded, so the workers start at once.
         for index in 0..chunks {
             chunk.clear();
@@ -611,7 +613,11 @@ impl Pool {
                 sink.deliver(index, Ok(RunOutput::empty()));
                 continue;
             }
-            let task = encode_chunk(f, &chunk).map(|payload| Task {
+            let encoded = encode_chunk_into(f, &chunk, Vec::with_capacity(room));
+            if let Ok(payload) = &encoded {
+                room = (payload.len() + payload.len() / 8 + 64).min(16 << 20);
+            }
+            let task = encoded.map(|payload| Task {
                 id: self.shared.next_id(),
                 runner: run,
                 payload,

@@ -15,7 +15,7 @@ use rustix::event::PollFlags;
 
 use crate::error::Error;
 use crate::pool::{Shared, State, Status, Task};
-use crate::worker::{BytesRef, FromWorker, RunOutput, TaskWireRef, ToWorkerRef};
+use crate::worker::{tasks_heads, BytesRef, FromWorker, RunOutput, TaskWireRef, ToWorkerRef};
 use mp_core::frames::{Filled, FrameReader};
 
 /// Starts one worker process on the child end of its connection; the number is for its name.
@@ -314,7 +314,19 @@ impl Supervisor {
                 payload: BytesRef(&t.payload),
             })
             .collect();
-        let sent = w.conn.send(&ToWorkerRef::Tasks(wire));
+        // The payloads go out from where they are, between the small parts of the message
+        // (`tasks_heads`), instead of being copied into one buffer.
+        let sent = tasks_heads(&wire).and_then(|(heads, ends)| {
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * wire.len() + 1);
+            let mut begin = 0;
+            for (t, &end) in wire.iter().zip(&ends) {
+                parts.push(&heads[begin..end]);
+                parts.push(t.payload.0);
+                begin = end;
+            }
+            parts.push(&heads[begin..]);
+            w.conn.send_bytes_vectored(&parts)
+        });
         if w.inflight.is_empty() {
             w.head_since = Instant::now();
         }
