@@ -189,6 +189,30 @@ impl FrameReader {
         }
     }
 
+    /// The next whole frame, consumed and owned: a buffer and where the payload is in it;
+    /// `None` until it has all arrived. A payload of at least `take_at` bytes that ends the
+    /// bytes read so far (a large message usually does) is handed over in the reader's own
+    /// buffer, without a copy, and the reader starts a new one; any other is copied out.
+    /// Beyond Python.
+    pub fn next_frame_owned(
+        &mut self,
+        take_at: usize,
+    ) -> Result<Option<(Vec<u8>, std::ops::Range<usize>)>> {
+        let Some((h, len)) = self.header()? else {
+            return Ok(None);
+        };
+        let begin = self.start + h;
+        let Some(end) = begin.checked_add(len).filter(|&e| e <= self.buf.len()) else {
+            return Ok(None);
+        };
+        if len >= take_at && end == self.buf.len() {
+            self.start = 0;
+            return Ok(Some((std::mem::take(&mut self.buf), begin..end)));
+        }
+        self.start = end;
+        Ok(Some((self.buf[begin..end].to_vec(), 0..len)))
+    }
+
     /// The next whole frame's payload, consumed; `None` until it has all arrived.
     pub fn next_frame(&mut self) -> Result<Option<&[u8]>> {
         let Some((h, len)) = self.header()? else {
@@ -221,6 +245,44 @@ mod tests {
         let mut v = (payload.len() as i32).to_be_bytes().to_vec();
         v.extend_from_slice(payload);
         v
+    }
+
+    /// A large frame that ends what was read comes in the reader's buffer, without a copy;
+    /// a small one, or one with more bytes after it, is copied out; the frames after it still
+    /// come whole, in order.
+    #[test]
+    fn owned_frames_are_handed_over_or_copied_and_none_is_lost() {
+        use std::os::fd::AsFd;
+        let (a, b) = socketpair();
+        let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let mut r = FrameReader::default();
+        // A big frame alone: handed over.
+        rustix::io::write(&b, &frame(&big)).unwrap();
+        let mut got = None;
+        while got.is_none() {
+            r.fill(a.as_fd()).unwrap();
+            got = r.next_frame_owned(1000).unwrap();
+        }
+        let (buf, range) = got.unwrap();
+        assert_eq!((range.start, &buf[range.clone()]), (4, &big[..]));
+        assert!(r.is_empty());
+        // A big frame followed by a small one, then a small one alone: copied out.
+        let mut two = frame(&big);
+        two.extend(frame(b"tail"));
+        rustix::io::write(&b, &two).unwrap();
+        rustix::io::write(&b, &frame(b"last")).unwrap();
+        let mut frames = Vec::new();
+        while frames.len() < 3 {
+            r.fill(a.as_fd()).unwrap();
+            while let Some((buf, range)) = r.next_frame_owned(1000).unwrap() {
+                frames.push(buf[range].to_vec());
+            }
+        }
+        assert_eq!(
+            frames,
+            vec![big.clone(), b"tail".to_vec(), b"last".to_vec()]
+        );
+        assert!(r.is_empty());
     }
 
     #[test]

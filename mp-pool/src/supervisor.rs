@@ -15,7 +15,9 @@ use rustix::event::PollFlags;
 
 use crate::error::Error;
 use crate::pool::{Shared, State, Status, Task};
-use crate::worker::{tasks_heads, BytesRef, FromWorker, RunOutput, TaskWireRef, ToWorkerRef};
+use crate::worker::{
+    decode_from_worker, tasks_heads, BytesRef, FromWorker, RunOutput, TaskWireRef, ToWorkerRef,
+};
 use mp_core::frames::{Filled, FrameReader};
 
 /// Starts one worker process on the child end of its connection; the number is for its name.
@@ -35,6 +37,9 @@ const SLOW_TASK: Duration = Duration::from_millis(1);
 /// What the average task time is taken to be before any task has finished (the first result
 /// replaces it).
 const FIRST_GUESS: Duration = Duration::from_millis(10);
+/// Frames from a worker of at least this many bytes are taken over from the reader whole
+/// (when they end what it read), not copied: a chunk's results stay where they were read.
+const TAKE_FRAME_AT: usize = 16 << 10;
 /// How many workers in a row may die before saying they are ready, before the pool gives up.
 const MAX_EARLY_DEATHS: u32 = 5;
 
@@ -464,8 +469,9 @@ impl Supervisor {
             };
             let mut msgs = Vec::new();
             loop {
-                match w.reader.next_frame() {
-                    Ok(Some(payload)) => match mp_core::codec::decode::<FromWorker>(payload) {
+                // A large result stays in the frame it came in (`decode_from_worker`).
+                match w.reader.next_frame_owned(TAKE_FRAME_AT) {
+                    Ok(Some((frame, range))) => match decode_from_worker(frame, range) {
                         Ok(m) => msgs.push(m),
                         Err(_) => {
                             w.kill();
