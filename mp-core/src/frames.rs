@@ -41,6 +41,11 @@ pub struct FrameReader {
     start: usize,
     /// The largest payload accepted.
     limit: u64,
+    /// The size of the last frame handed over in the buffer (`next_frame_owned`): the next
+    /// buffer starts that large, so that a stream of large frames of one size is read without
+    /// growing each buffer by reallocation (a copy of what was read so far). Bytes that
+    /// arrived, not a header's claim, and at most [`MAX_STEP`].
+    last_taken: usize,
 }
 
 impl Default for FrameReader {
@@ -49,6 +54,7 @@ impl Default for FrameReader {
             buf: Vec::new(),
             start: 0,
             limit: u64::MAX,
+            last_taken: 0,
         }
     }
 }
@@ -98,7 +104,10 @@ impl FrameReader {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let want = self.missing().clamp(READ_AT_LEAST, MAX_STEP);
+        let mut want = self.missing().clamp(READ_AT_LEAST, MAX_STEP);
+        if self.buf.capacity() == 0 {
+            want = want.max(self.last_taken);
+        }
         self.buf.reserve(want);
     }
 
@@ -207,6 +216,7 @@ impl FrameReader {
         };
         if len >= take_at && end == self.buf.len() {
             self.start = 0;
+            self.last_taken = end.min(MAX_STEP);
             return Ok(Some((std::mem::take(&mut self.buf), begin..end)));
         }
         self.start = end;
