@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use crate::error::Result;
 
+pub mod ints;
+
 /// Encodes `value` as MessagePack, appending to `buf`.
 ///
 /// Python: `pickle.dumps` (the codec `Connection.send` uses). Fails with [`Error::Codec`] when the
@@ -54,6 +56,21 @@ pub fn decode_seed<'de, S: serde::de::DeserializeSeed<'de>>(
     Ok(crate::depth::deserialize_seed_limited(
         seed, &mut de, MAX_DEPTH, MAX_CALLS,
     )?)
+}
+
+/// Decodes the value at the start of `bytes` (more may follow it); returns it and how many
+/// bytes it took. The same limits as [`decode`] apply. Beyond Python: for a message whose
+/// tail is read another way (a pool task's arguments, after its function; see [`ints`]).
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
+    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+    let value = crate::depth::deserialize_seed_limited(
+        std::marker::PhantomData::<T>,
+        &mut de,
+        MAX_DEPTH,
+        MAX_CALLS,
+    )?;
+    let used = usize::try_from(de.position()).unwrap_or(usize::MAX);
+    Ok((value, used))
 }
 
 /// How deeply the options and newtypes of one decode may nest (each `Some` and each newtype's

@@ -400,8 +400,9 @@ pub(crate) struct MapInner {
 }
 
 /// Appends the values of a chunk that succeeded as a whole to `values`.
-fn append_chunk<R: DeserializeOwned>(values: &mut Vec<R>, out: &RunOutput) -> Result<()> {
+fn append_chunk<R: DeserializeOwned + 'static>(values: &mut Vec<R>, out: &RunOutput) -> Result<()> {
     match &out.out {
+        Some(bytes) if out.all_ok && codec::ints::append_ints(values, bytes.as_slice()) => Ok(()),
         Some(bytes) if out.all_ok => {
             let before = values.len();
             codec::decode_seed(Append(values), bytes.as_slice()).map_err(|e| {
@@ -497,7 +498,7 @@ impl<R: DeserializeOwned + Send + 'static> MapSink<R> {
 }
 
 /// Every value of a finished map, or its first error.
-fn collect_map<R: DeserializeOwned>(m: &MapInner) -> Result<Vec<R>> {
+fn collect_map<R: DeserializeOwned + 'static>(m: &MapInner) -> Result<Vec<R>> {
     if let Some(e) = &m.error {
         return Err(e.clone());
     }

@@ -240,7 +240,10 @@ pub(crate) fn runner<K: Kind>() -> Function<Runner> {
 
 /// Encodes the payload of a chunk: `f`'s identity and the arguments. Arguments holding
 /// handles are refused (as CPython refuses to pickle a `Queue` into a task).
-pub(crate) fn encode_chunk<F: FnPtr, A: Serialize>(f: F, items: &[A]) -> crate::Result<Vec<u8>> {
+pub(crate) fn encode_chunk<F: FnPtr, A: Serialize + 'static>(
+    f: F,
+    items: &[A],
+) -> crate::Result<Vec<u8>> {
     encode_chunk_into(
         f,
         items,
@@ -262,13 +265,23 @@ pub(crate) fn chunk_capacity<A>(items: usize) -> usize {
 
 /// [`encode_chunk`] into `buf` (cleared first), which the caller sized: a map sizes each chunk
 /// after the one before it.
-pub(crate) fn encode_chunk_into<F: FnPtr, A: Serialize>(
+pub(crate) fn encode_chunk_into<F: FnPtr, A: Serialize + 'static>(
     f: F,
     items: &[A],
     mut buf: Vec<u8>,
 ) -> crate::Result<Vec<u8>> {
     buf.clear();
     let (bytes, fds) = mp_core::handle::collect_handles(|| {
+        if codec::ints::is_int::<A>() {
+            // The pair `(f, items)` as rmp-serde writes it (an array of two), the integers by
+            // the fast path (`codec::ints`).
+            buf.push(0x92);
+            codec::encode_into(&Function::new(f), &mut buf)?;
+            if codec::ints::encode_ints(items, &mut buf) {
+                return Ok(buf);
+            }
+            buf.clear();
+        }
         codec::encode_into(&(Function::new(f), items), &mut buf).map(|()| buf)
     });
     if !fds.is_empty() {
@@ -339,7 +352,58 @@ struct Streamed<K> {
     failures: Vec<(u32, Failure)>,
     /// Why a result could not be encoded, if one could not.
     encode_error: Option<String>,
+    /// How many results `out` holds.
+    ok: u32,
+    /// The index of the next item.
+    index: u32,
     _k: PhantomData<fn() -> K>,
+}
+
+impl<K: Kind> Streamed<K> {
+    /// A run of a chunk said to hold `items` items (room for their results, capped).
+    fn new(items: usize) -> Self {
+        // Room for the results as for a chunk of arguments (`chunk_capacity`): a chunk of
+        // numbers never grows its buffer. The count is the array's header, from the pool,
+        // and the room is capped whatever it says.
+        let mut out = Vec::with_capacity(ENVELOPE_ROOM + 5 + chunk_capacity::<K::Ok>(items));
+        out.resize(ENVELOPE_ROOM, 0);
+        out.extend_from_slice(&array_header(0));
+        Streamed {
+            out,
+            failures: Vec::new(),
+            encode_error: None,
+            ok: 0,
+            index: 0,
+            _k: PhantomData,
+        }
+    }
+
+    /// Calls `f` on the next item, under `catch_unwind`, and encodes its result.
+    fn run(&mut self, f: K::F, a: K::Args) {
+        match catch_unwind(AssertUnwindSafe(|| K::call(f, a))) {
+            Ok(Ok(v)) => {
+                if self.encode_error.is_none() {
+                    if codec::ints::encode_int(&v, &mut self.out) {
+                        self.ok += 1;
+                    } else {
+                        match codec::encode_into(&v, &mut self.out) {
+                            Ok(()) => self.ok += 1,
+                            Err(e) => self.encode_error = Some(e.to_string()),
+                        }
+                    }
+                }
+            }
+            Ok(Err(message)) => self.failures.push((self.index, plain_failure(message))),
+            Err(payload) => self.failures.push((self.index, panic_failure(payload))),
+        }
+        self.index = self.index.wrapping_add(1);
+    }
+
+    /// The run, its results' array header filled in.
+    fn finish(mut self) -> Self {
+        self.out[ENVELOPE_ROOM..ENVELOPE_ROOM + 5].copy_from_slice(&array_header(self.ok));
+        self
+    }
 }
 
 impl<'de, K: Kind> Deserialize<'de> for Streamed<K> {
@@ -392,39 +456,11 @@ impl<'de, K: Kind> Visitor<'de> for ItemsSeed<K> {
     }
 
     fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-        // Room for the results as for a chunk of arguments (`chunk_capacity`): a chunk of
-        // numbers never grows its buffer. The count is the array's header, from the pool,
-        // and the room is capped whatever it says.
-        let items = seq.size_hint().unwrap_or(0);
-        let mut out = Vec::with_capacity(ENVELOPE_ROOM + 5 + chunk_capacity::<K::Ok>(items));
-        out.resize(ENVELOPE_ROOM, 0);
-        out.extend_from_slice(&array_header(0));
-        let mut ok: u32 = 0;
-        let mut failures = Vec::new();
-        let mut encode_error = None;
-        let mut index: u32 = 0;
+        let mut run = Streamed::<K>::new(seq.size_hint().unwrap_or(0));
         while let Some(a) = seq.next_element::<K::Args>()? {
-            match catch_unwind(AssertUnwindSafe(|| K::call(self.f, a))) {
-                Ok(Ok(v)) => {
-                    if encode_error.is_none() {
-                        match codec::encode_into(&v, &mut out) {
-                            Ok(()) => ok += 1,
-                            Err(e) => encode_error = Some(e.to_string()),
-                        }
-                    }
-                }
-                Ok(Err(message)) => failures.push((index, plain_failure(message))),
-                Err(payload) => failures.push((index, panic_failure(payload))),
-            }
-            index = index.wrapping_add(1);
+            run.run(self.f, a);
         }
-        out[ENVELOPE_ROOM..ENVELOPE_ROOM + 5].copy_from_slice(&array_header(ok));
-        Ok(Streamed {
-            out,
-            failures,
-            encode_error,
-            _k: PhantomData,
-        })
+        Ok(run.finish())
     }
 }
 
@@ -437,7 +473,11 @@ fn run_chunk<K: Kind>(payload: Vec<u8>) -> RunOutput {
         first_failure: Some(plain_failure(message)),
         failures: Vec::new(),
     };
-    let run: Streamed<K> = match codec::decode(&payload) {
+    let decoded = match ints_chunk::<K>(&payload) {
+        Some(run) => run,
+        None => codec::decode::<Streamed<K>>(&payload).map_err(|e| e.to_string()),
+    };
+    let run = match decoded {
         Ok(v) => v,
         Err(e) => return whole(format!("the worker could not decode the task: {e}")),
     };
@@ -450,6 +490,37 @@ fn run_chunk<K: Kind>(payload: Vec<u8>) -> RunOutput {
         first_failure: run.failures.first().map(|(_, f)| f.clone()),
         failures: run.failures,
     }
+}
+
+/// Runs a chunk whose arguments are integers read by the fast path (`codec::ints`), as
+/// [`ItemsSeed`] runs any other: `None` when `K::Args` is no integer type or the payload does
+/// not begin as the pool writes it (then serde decodes it, and says what is wrong);
+/// `Some(Err)` when an argument is not an integer of the type (as serde would fail, after the
+/// items before it ran).
+fn ints_chunk<K: Kind>(payload: &[u8]) -> Option<Result<Streamed<K>, String>> {
+    if !codec::ints::is_int::<K::Args>() || payload.first() != Some(&0x92) {
+        return None;
+    }
+    let (f, used) = codec::decode_prefix::<Function<K::F>>(&payload[1..]).ok()?;
+    let mut at = 1 + used;
+    let n = codec::ints::read_array_len(payload, &mut at)?;
+    let f = f.get();
+    let mut run = Streamed::<K>::new(n);
+    for i in 0..n {
+        match codec::ints::read_as::<K::Args>(payload, &mut at) {
+            Some(a) => run.run(f, a),
+            None => {
+                return Some(Err(format!(
+                    "argument {i} of the chunk is not a {}",
+                    std::any::type_name::<K::Args>()
+                )))
+            }
+        }
+    }
+    if at != payload.len() {
+        return Some(Err("bytes after the chunk's arguments".into()));
+    }
+    Some(Ok(run.finish()))
 }
 
 /// What an initializer's return value says: `()` always succeeds, a `Result` fails with its

@@ -179,6 +179,71 @@ fn the_blocking_forms_map_starmap_and_try_map_match_too() {
     });
 }
 
+/// Integers at every boundary of MessagePack's forms, as `i128`, for the type tests below.
+fn int_edges() -> Vec<i128> {
+    let mut v = vec![0i128];
+    for e in [
+        127i128,
+        1 << 8,
+        1 << 16,
+        1 << 32,
+        1 << 63,
+        1 << 64,
+        -32,
+        -128,
+        -(1 << 15),
+        -(1 << 31),
+        -(1 << 63),
+    ] {
+        v.extend([e - 1, e, e + 1]);
+    }
+    v
+}
+
+/// The identity, the successor (wrapping) and a text, for every integer type.
+macro_rules! int_fns {
+    ($($t:ident),*) => {
+        mod ints {
+            $(pub mod $t {
+                pub fn same(x: $t) -> $t { x }
+                pub fn next(x: $t) -> $t { x.wrapping_add(1) }
+                pub fn show(x: $t) -> String { x.to_string() }
+                pub fn parse(s: String) -> $t { s.parse().unwrap() }
+            })*
+        }
+    };
+}
+int_fns!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+/// Maps over every integer type the codec's fast path reads and writes (`codec::ints`), at
+/// every boundary of every form, with integers as arguments and results, as arguments only
+/// and as results only, by `map` (one chunk and several) and `imap`: the results are the
+/// sequential ones under every start method.
+#[test]
+fn maps_over_every_integer_type_at_every_form_boundary_equal_the_sequential_results() {
+    macro_rules! check {
+        ($p:expr, $($t:ident),*) => {$({
+            let xs: Vec<$t> = int_edges().into_iter().filter_map(|v| $t::try_from(v).ok()).collect();
+            let p = $p;
+            assert_eq!(p.map(ints::$t::same, xs.clone()).unwrap(), xs, stringify!($t));
+            let next: Vec<$t> = xs.iter().map(|x| x.wrapping_add(1)).collect();
+            assert_eq!(p.map_chunksize(ints::$t::next, xs.clone(), 2).unwrap(), next);
+            let shown: Vec<String> = xs.iter().map(|x| x.to_string()).collect();
+            assert_eq!(p.map(ints::$t::show, xs.clone()).unwrap(), shown);
+            assert_eq!(p.map(ints::$t::parse, shown.clone()).unwrap(), xs);
+            let got: Vec<$t> = drain(p.imap(ints::$t::next, xs.clone()).unwrap());
+            assert_eq!(got, next);
+        })*};
+    }
+    for m in METHODS {
+        let p = pool(m);
+        within("every integer type", move || {
+            check!(&p, u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+            finish(p);
+        });
+    }
+}
+
 #[test]
 fn an_empty_input_gives_an_empty_result() {
     let p = pool(StartMethod::Fork);
