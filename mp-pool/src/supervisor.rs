@@ -40,6 +40,9 @@ const FIRST_GUESS: Duration = Duration::from_millis(10);
 /// Frames from a worker of at least this many bytes are taken over from the reader whole
 /// (when they end what it read), not copied: a chunk's results stay where they were read.
 const TAKE_FRAME_AT: usize = 16 << 10;
+/// A batch whose payloads add up to this many bytes is sent by a gather write
+/// ([`send_gathered`]); a smaller one is encoded into one buffer.
+const GATHER_AT: usize = 16 << 10;
 /// How many workers in a row may die before saying they are ready, before the pool gives up.
 const MAX_EARLY_DEATHS: u32 = 5;
 
@@ -319,19 +322,15 @@ impl Supervisor {
                 payload: BytesRef(&t.payload),
             })
             .collect();
-        // The payloads go out from where they are, between the small parts of the message
-        // (`tasks_heads`), instead of being copied into one buffer.
-        let sent = tasks_heads(&wire).and_then(|(heads, ends)| {
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * wire.len() + 1);
-            let mut begin = 0;
-            for (t, &end) in wire.iter().zip(&ends) {
-                parts.push(&heads[begin..end]);
-                parts.push(t.payload.0);
-                begin = end;
-            }
-            parts.push(&heads[begin..]);
-            w.conn.send_bytes_vectored(&parts)
-        });
+        // Large payloads go out from where they are, between the small parts of the message
+        // (`tasks_heads`), instead of being copied into one buffer; small ones are copied,
+        // which costs less than a gather of many tiny pieces (an `imap` of single items).
+        let bytes: usize = wire.iter().map(|t| t.payload.0.len()).sum();
+        let sent = if bytes < GATHER_AT {
+            w.conn.send(&ToWorkerRef::Tasks(wire))
+        } else {
+            send_gathered(&mut w.conn, &wire)
+        };
         if w.inflight.is_empty() {
             w.head_since = Instant::now();
         }
@@ -687,4 +686,19 @@ fn take_inflight(inflight: &mut VecDeque<InFlight>, id: u64) -> Option<InFlight>
     }
     let pos = inflight.iter().position(|f| f.task.id == id)?;
     inflight.remove(pos)
+}
+
+/// Sends `ToWorker::Tasks(wire)` with each payload written from where it is (see
+/// `tasks_heads`).
+fn send_gathered(conn: &mut mp_core::Connection, wire: &[TaskWireRef<'_>]) -> mp_core::Result<()> {
+    let (heads, ends) = tasks_heads(wire)?;
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * wire.len() + 1);
+    let mut begin = 0;
+    for (t, &end) in wire.iter().zip(&ends) {
+        parts.push(&heads[begin..end]);
+        parts.push(t.payload.0);
+        begin = end;
+    }
+    parts.push(&heads[begin..]);
+    conn.send_bytes_vectored(&parts)
 }

@@ -492,13 +492,21 @@ fn run_chunk<K: Kind>(payload: Vec<u8>) -> RunOutput {
     }
 }
 
+/// The smallest payload [`ints_chunk`] reads by the fast path.
+const INTS_AT: usize = 256;
+
 /// Runs a chunk whose arguments are integers read by the fast path (`codec::ints`), as
 /// [`ItemsSeed`] runs any other: `None` when `K::Args` is no integer type or the payload does
 /// not begin as the pool writes it (then serde decodes it, and says what is wrong);
 /// `Some(Err)` when an argument is not an integer of the type (as serde would fail, after the
 /// items before it ran).
 fn ints_chunk<K: Kind>(payload: &[u8]) -> Option<Result<Streamed<K>, String>> {
-    if !codec::ints::is_int::<K::Args>() || payload.first() != Some(&0x92) {
+    // The fast path pays from a few dozen items on: for fewer, serde's one pass costs less
+    // than reading the function apart from the items.
+    if !codec::ints::is_int::<K::Args>()
+        || payload.len() < INTS_AT
+        || payload.first() != Some(&0x92)
+    {
         return None;
     }
     let (f, used) = codec::decode_prefix::<Function<K::F>>(&payload[1..]).ok()?;
@@ -646,9 +654,8 @@ enum ToWorker {
 /// Pool to worker, as sent (variants in [`ToWorker`]'s order).
 #[derive(Serialize)]
 pub(crate) enum ToWorkerRef<'a> {
-    /// Sent in parts (`tasks_heads`); the variant is the reference its test checks them
-    /// against.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Small batches; large ones are sent in parts (`tasks_heads`), which its test checks
+    /// against this.
     Tasks(Vec<TaskWireRef<'a>>),
     Skip(&'a [u64]),
     Stop,
