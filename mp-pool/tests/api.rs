@@ -239,6 +239,10 @@ fn maps_over_every_integer_type_at_every_form_boundary_equal_the_sequential_resu
         let p = pool(m);
         within("every integer type", move || {
             check!(&p, u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+            // Chunks large enough to be sent by a gather write (`send_gathered`).
+            let big: Vec<u64> = (0..100_000u64).map(|x| x * 40_503).collect();
+            let next: Vec<u64> = big.iter().map(|x| x + 1).collect();
+            assert_eq!(p.map(ints::u64::next, big).unwrap(), next);
             finish(p);
         });
     }
