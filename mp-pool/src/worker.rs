@@ -253,7 +253,7 @@ pub(crate) fn encode_chunk<F: FnPtr, A: Serialize + 'static>(
 
 /// Room for the encoding of `items` arguments of type `A` at first: MessagePack takes at most
 /// a byte more than the value for a number, so a chunk of numbers is encoded without growing
-/// its buffer (growing a chunk of 12 500 `u64` from 64 bytes took 11 reallocations, copies of
+/// its buffer (growing a chunk of 12 500 `u64` from 64 bytes took 10 reallocations, copies of
 /// up to 32 KiB each, and a page fault for every page of every copy). Capped at 1 MiB: larger
 /// chunks grow as before.
 pub(crate) fn chunk_capacity<A>(items: usize) -> usize {
