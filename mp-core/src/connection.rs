@@ -44,6 +44,9 @@ const PIPE_BUF: usize = 4096;
 /// The most pieces one write hands the kernel (Linux's `IOV_MAX` is 1024); a message in more
 /// parts takes more writes.
 const MAX_IOV: usize = 512;
+/// A frame of fewer parts than this (the header is one more) is written from pieces on the
+/// stack, without an allocation.
+const SMALL_IOV: usize = 3;
 /// The largest payload announced with the 4-byte header.
 const SHORT_MAX: u64 = 0x7fff_ffff;
 
@@ -443,7 +446,10 @@ impl Connection {
         let total = header_len + payload_len;
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
         let mut sent = 0;
-        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len().min(MAX_IOV) + 1);
+        // The pieces of one write: on the stack for a frame of one payload (every `send`),
+        // in a vector only for a gather of many parts.
+        let mut small = [IoSlice::new(&[]); SMALL_IOV];
+        let mut many: Vec<IoSlice<'_>> = Vec::new();
         while sent < total {
             // With a timeout, wait for room first, then write only what fits without blocking
             // (DONTWAIT on sockets; at most PIPE_BUF bytes, which POLLOUT guarantees, on pipes).
@@ -457,22 +463,33 @@ impl Connection {
                 usize::MAX
             };
             // What is left of the header and the parts, from byte `sent` on, within `room`.
-            iov.clear();
             let mut skip = sent;
-            for piece in std::iter::once(&header[..header_len]).chain(parts.iter().copied()) {
-                if iov.len() == MAX_IOV || room == 0 {
-                    break;
+            let pieces = std::iter::once(&header[..header_len])
+                .chain(parts.iter().copied())
+                .filter_map(|piece| {
+                    if skip >= piece.len() {
+                        skip -= piece.len();
+                        return None;
+                    }
+                    let rest = &piece[skip..];
+                    skip = 0;
+                    let take = rest.len().min(room);
+                    room -= take;
+                    (take > 0).then(|| IoSlice::new(&rest[..take]))
+                })
+                .take(MAX_IOV);
+            let iov: &[IoSlice<'_>] = if parts.len() < SMALL_IOV {
+                let mut n = 0;
+                for piece in pieces {
+                    small[n] = piece;
+                    n += 1;
                 }
-                if skip >= piece.len() {
-                    skip -= piece.len();
-                    continue;
-                }
-                let rest = &piece[skip..];
-                skip = 0;
-                let take = rest.len().min(room);
-                room -= take;
-                iov.push(IoSlice::new(&rest[..take]));
-            }
+                &small[..n]
+            } else {
+                many.clear();
+                many.extend(pieces);
+                &many
+            };
             let result = if self.socket {
                 let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
                 let mut control = SendAncillaryBuffer::new(&mut space);
@@ -484,9 +501,9 @@ impl Connection {
                 } else {
                     SendFlags::NOSIGNAL
                 };
-                rustix::net::sendmsg(fd, &iov, &mut control, flags)
+                rustix::net::sendmsg(fd, iov, &mut control, flags)
             } else {
-                rustix::io::writev(fd, &iov)
+                rustix::io::writev(fd, iov)
             };
             match result {
                 Ok(n) => sent += n,
