@@ -264,12 +264,17 @@ mod tests {
     fn owned_frames_are_handed_over_or_copied_and_none_is_lost() {
         use std::os::fd::AsFd;
         let (a, b) = socketpair();
+        // Non-blocking, and every loop under a deadline: a frame that never comes whole fails
+        // the test instead of hanging it.
+        rustix::io::ioctl_fionbio(&a, true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
         let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         let mut r = FrameReader::default();
         // A big frame alone: handed over.
         rustix::io::write(&b, &frame(&big)).unwrap();
         let mut got = None;
         while got.is_none() {
+            assert!(Instant::now() < deadline, "the big frame never came whole");
             r.fill(a.as_fd()).unwrap();
             got = r.next_frame_owned(1000).unwrap();
         }
@@ -283,6 +288,11 @@ mod tests {
         rustix::io::write(&b, &frame(b"last")).unwrap();
         let mut frames = Vec::new();
         while frames.len() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "got {} of 3 frames",
+                frames.len()
+            );
             r.fill(a.as_fd()).unwrap();
             while let Some((buf, range)) = r.next_frame_owned(1000).unwrap() {
                 frames.push(buf[range].to_vec());

@@ -16,7 +16,8 @@ use rustix::event::PollFlags;
 use crate::error::Error;
 use crate::pool::{Shared, State, Status, Task};
 use crate::worker::{
-    decode_from_worker, tasks_heads, BytesRef, FromWorker, RunOutput, TaskWireRef, ToWorkerRef,
+    decode_from_worker, tasks_heads, tasks_parts, BytesRef, FromWorker, RunOutput, TaskWireRef,
+    ToWorkerRef,
 };
 use mp_core::frames::{Filled, FrameReader};
 
@@ -692,13 +693,5 @@ fn take_inflight(inflight: &mut VecDeque<InFlight>, id: u64) -> Option<InFlight>
 /// `tasks_heads`).
 fn send_gathered(conn: &mut mp_core::Connection, wire: &[TaskWireRef<'_>]) -> mp_core::Result<()> {
     let (heads, ends) = tasks_heads(wire)?;
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * wire.len() + 1);
-    let mut begin = 0;
-    for (t, &end) in wire.iter().zip(&ends) {
-        parts.push(&heads[begin..end]);
-        parts.push(t.payload.0);
-        begin = end;
-    }
-    parts.push(&heads[begin..]);
-    conn.send_bytes_vectored(&parts)
+    conn.send_bytes_vectored(&tasks_parts(wire, &heads, &ends))
 }

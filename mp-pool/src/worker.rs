@@ -600,20 +600,29 @@ fn tasks_heads_inner(tasks: &[TaskWireRef<'_>]) -> mp_core::Result<(Vec<u8>, Vec
 
 /// A MessagePack array header for `n` items, in its shortest form.
 fn array_len(n: usize, out: &mut Vec<u8>) -> mp_core::Result<()> {
-    if n < 16 {
-        out.push(0x90 | n as u8);
-    } else if let Ok(n) = u16::try_from(n) {
-        out.push(0xdc);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = u32::try_from(n) {
-        out.push(0xdd);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        return Err(mp_core::Error::Codec(
-            "more than 2^32 items, more than one MessagePack array holds".into(),
-        ));
-    }
+    let n = u32::try_from(n).map_err(|_| {
+        mp_core::Error::Codec("more than 2^32 items, more than one MessagePack array holds".into())
+    })?;
+    codec::ints::write_array_len(n, out);
     Ok(())
+}
+
+/// The message of `tasks` as the pieces of a gather write: each task's part of `heads` (see
+/// [`tasks_heads`], which gave `heads` and `ends`), then its payload, in order.
+pub(crate) fn tasks_parts<'a>(
+    tasks: &[TaskWireRef<'a>],
+    heads: &'a [u8],
+    ends: &[usize],
+) -> Vec<&'a [u8]> {
+    let mut parts = Vec::with_capacity(2 * tasks.len() + 1);
+    let mut begin = 0;
+    for (t, &end) in tasks.iter().zip(ends) {
+        parts.push(&heads[begin..end]);
+        parts.push(t.payload.0);
+        begin = end;
+    }
+    parts.push(&heads[begin..]);
+    parts
 }
 
 /// A MessagePack `bin` header for `n` bytes, in its shortest form.
@@ -926,8 +935,8 @@ mod tests {
         }
     }
 
-    /// The parts `tasks_heads` makes, with the payloads between them, are the bytes rmp-serde
-    /// writes for the message, for batches of every array header size, payloads of every
+    /// The parts `tasks_heads` and `tasks_parts` make, as the supervisor sends them, are the
+    /// bytes rmp-serde writes for the message, for batches of every array header size, payloads of every
     /// `bin` header size and ids of every width.
     #[test]
     fn tasks_are_encoded_as_serde_would() {
@@ -944,14 +953,7 @@ mod tests {
                 })
                 .collect();
             let (heads, ends) = tasks_heads(&wire).unwrap();
-            let mut message = Vec::new();
-            let mut begin = 0;
-            for (t, &end) in wire.iter().zip(&ends) {
-                message.extend_from_slice(&heads[begin..end]);
-                message.extend_from_slice(t.payload.0);
-                begin = end;
-            }
-            message.extend_from_slice(&heads[begin..]);
+            let message = tasks_parts(&wire, &heads, &ends).concat();
             let expected =
                 mp_core::handle::collect_handles(|| codec::encode(&ToWorkerRef::Tasks(wire)))
                     .0

@@ -89,7 +89,7 @@ pub fn encode_ints<T: 'static>(values: &[T], out: &mut Vec<u8>) -> bool {
     if !is_int::<T>() || u32::try_from(values.len()).is_err() {
         return false;
     }
-    array_header(values.len() as u32, out);
+    write_array_len(values.len() as u32, out);
     out.reserve(values.len() * (std::mem::size_of::<T>() + 1));
     for v in values {
         if let Some(v) = widen(v) {
@@ -138,9 +138,10 @@ fn write(v: i128, out: &mut Vec<u8>) {
     }
 }
 
-/// A MessagePack array header, shortest form (as rmp-serde writes it).
+/// Writes a MessagePack array header for `n` items, in its shortest form (as rmp-serde writes
+/// it).
 #[inline]
-fn array_header(n: u32, out: &mut Vec<u8>) {
+pub fn write_array_len(n: u32, out: &mut Vec<u8>) {
     if n < 16 {
         out.push(0x90 | n as u8);
     } else if n < 1 << 16 {
