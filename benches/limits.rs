@@ -13,6 +13,7 @@
 //! | `queue_latency`      | as `lock_handoff`, as microseconds per round trip                  |
 //! | `lock_uncontended`   | a bare compare-and-swap lock (no owner, no waiters), acquire + release pairs/s |
 //! | `lock_handoff`       | futex wait/wake ping-pong of two words in a shared page, round trips/s |
+//! | `pool_startup`       | the bare OS work of a pool of 2 with one task: two forked children on socketpairs, one request and its answer, a stop to each, two `waitpid`s, ms |
 //! | `sweep_*`            | see `sweep_side.rs`                                                |
 //!
 //! Every forked child here only makes raw syscalls (`read`, `write`, `_exit`) on memory
@@ -45,6 +46,7 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "lock_handoff" => Some(("round_trips/s", futex_pingpong(100_000))),
         "queue_1mib" => Some(("MB/s", socket_1mib(200))),
         "queue_latency" => Some(("us", 1e6 / futex_pingpong(20_000))),
+        "pool_startup" => Some(("ms", bare_pool())),
         other => crate::connection_side::limit(other)
             .or_else(|| crate::sweep_side::limit(other))
             .or_else(|| crate::pool_side::limit(other))
@@ -60,6 +62,46 @@ fn fork_exit(count: u32) -> f64 {
         wait_ok(fork_child(|| 0));
     }
     start.elapsed().as_secs_f64() * 1e6 / f64::from(count)
+}
+
+/// Milliseconds of the least a pool of 2 that runs one task has to ask of the OS, as
+/// `pool_startup` measures it (one repetition, no warm-up): two children forked, each on its
+/// own socketpair, that answer a request byte with the same byte and `_exit` on a stop byte;
+/// one request to the first and its answer; a stop to each; both reaped. No thread, no codec:
+/// what is left of `pool_startup` when everything above the syscalls is taken away.
+fn bare_pool() -> f64 {
+    let start = Instant::now();
+    let mut workers = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let (ours, theirs) = unix_socketpair();
+        let pid = fork_child(|| {
+            let mut byte = [0u8; 1];
+            loop {
+                if read_exact(&theirs, &mut byte).is_err() {
+                    return 1;
+                }
+                if byte[0] == b'x' {
+                    return 0;
+                }
+                if write_all(&theirs, &byte).is_err() {
+                    return 2;
+                }
+            }
+        });
+        drop(theirs);
+        workers.push((ours, pid));
+    }
+    let mut answer = [0u8; 1];
+    write_all(&workers[0].0, b"t").expect("request to bare worker");
+    read_exact(&workers[0].0, &mut answer).expect("answer from bare worker");
+    assert_eq!(answer, *b"t", "bare worker answered something else");
+    for (fd, _) in &workers {
+        write_all(fd, b"x").expect("stop to bare worker");
+    }
+    for (_, pid) in workers {
+        wait_ok(pid);
+    }
+    start.elapsed().as_secs_f64() * 1e3
 }
 
 /// Microseconds per `posix_spawn()` of this executable with `--noop` + `waitpid()`.

@@ -7,7 +7,7 @@
 //! | `pool_map_100k`        | `Pool(2).map(square, 0..100_000)`, default chunksize          | none                           |
 //! | `pool_imap_10k`        | `imap(square, 0..10_000)`, chunksize 1, all collected         | none                           |
 //! | `pool_apply_async_10k` | 10 000 `apply_async(square, i)`, then every `get()`           | none                           |
-//! | `pool_startup`         | `Pool(2)` created, one `apply`, `close`, `join`               | none                           |
+//! | `pool_startup`         | `Pool(2)` created, one `apply`, `close`, `join`               | the same with bare forks and sockets (`limits.rs`) |
 //! | `pool_map_cpu`         | `Pool(2).map(spin, 0..200)`: 200 tasks of ~2 ms of CPU each   | the same 200 calls in-process / 2 |
 //!
 //! Except for `pool_startup`, the pool is created (and has answered one task) before the clock
