@@ -24,6 +24,7 @@ to FIGURES.
 """
 
 import multiprocessing
+import os
 import statistics
 
 import cpython_connection
@@ -143,6 +144,23 @@ def figure_lock_uncontended(count=1_000_000):
     return "ops/s", count / (time.perf_counter() - t0)
 
 
+def _start_apart(p):
+    """Starts child process `p` on the second CPU this process may use (it inherits the
+    affinity the parent has while it forks) and moves this thread to the first; returns the
+    CPUs to give back afterwards, as the Rust side's `start_apart` (benches/limits.rs): left to
+    the scheduler, the two processes of a handoff sometimes share one CPU."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        p.start()
+        return set(allowed)
+    os.sched_setaffinity(0, {allowed[1]})
+    try:
+        p.start()
+    finally:
+        os.sched_setaffinity(0, {allowed[0]})
+    return set(allowed)
+
+
 def _partner(ping, pong, count):
     for _ in range(count + 1):
         ping.acquire()
@@ -153,14 +171,17 @@ def _handoff(make, count):
     ctx = multiprocessing.get_context("fork")
     ping, pong = make(ctx), make(ctx)
     p = ctx.Process(target=_partner, args=(ping, pong, count))
-    p.start()
-    ping.release()  # warm-up round
-    pong.acquire()
-    t0 = time.perf_counter()
-    for _ in range(count):
-        ping.release()
+    allowed = _start_apart(p)
+    try:
+        ping.release()  # warm-up round
         pong.acquire()
-    elapsed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(count):
+            ping.release()
+            pong.acquire()
+        elapsed = time.perf_counter() - t0
+    finally:
+        os.sched_setaffinity(0, allowed)
     p.join()
     return "round_trips/s", count / elapsed
 
@@ -186,16 +207,24 @@ def _queue_producer(q, count):
         q.put(i)
 
 
-def _n_to_1(make, producers, total):
+def _n_to_1(make, producers, total, apart=False):
     ctx = multiprocessing.get_context("fork")
     q = make(ctx)
     t0 = time.perf_counter()
     children = [ctx.Process(target=_queue_producer, args=(q, total // producers)) for _ in range(producers)]
+    allowed = None
     for p in children:
-        p.start()
-    for _ in range(total):
-        q.get()
-    elapsed = time.perf_counter() - t0
+        if apart:
+            allowed = _start_apart(p)
+        else:
+            p.start()
+    try:
+        for _ in range(total):
+            q.get()
+        elapsed = time.perf_counter() - t0
+    finally:
+        if allowed is not None:
+            os.sched_setaffinity(0, allowed)
     for p in children:
         p.join()
     return "msgs/s", total / elapsed
@@ -212,8 +241,8 @@ def figure_queue_2to1(total=200_000):
 
 
 def figure_simplequeue_1to1(total=200_000):
-    """Messages per second through a SimpleQueue from one child to the parent."""
-    return _n_to_1(lambda ctx: ctx.SimpleQueue(), 1, total)
+    """Messages per second through a SimpleQueue from one child to the parent, on two CPUs."""
+    return _n_to_1(lambda ctx: ctx.SimpleQueue(), 1, total, apart=True)
 
 
 def _mib_consumer(q, done, count):

@@ -43,9 +43,9 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "pipe_pingpong" => Some(("round_trips/s", socket_pingpong(20_000))),
         "pipe_1mib" => Some(("MB/s", socket_1mib(200))),
         "lock_uncontended" => Some(("ops/s", cas_lock(10_000_000))),
-        "lock_handoff" => Some(("round_trips/s", futex_pingpong(100_000))),
+        "lock_handoff" => Some(("round_trips/s", futex_pingpong(100_000, true))),
         "queue_1mib" => Some(("MB/s", socket_1mib(200))),
-        "queue_latency" => Some(("us", 1e6 / futex_pingpong(20_000))),
+        "queue_latency" => Some(("us", 1e6 / futex_pingpong(20_000, false))),
         "pool_startup" => Some(("ms", bare_pool())),
         other => crate::connection_side::limit(other)
             .or_else(|| crate::sweep_side::limit(other))
@@ -381,7 +381,7 @@ fn read_exact(fd: &OwnedFd, mut buf: &mut [u8]) -> Result<(), Errno> {
 /// Round trips per second of a raw futex ping-pong between this process and a forked child:
 /// two words in a `MAP_SHARED` page; each side sets the other's word and wakes it, then sleeps
 /// on its own (no spinning).
-fn futex_pingpong(round_trips: u32) -> f64 {
+fn futex_pingpong(round_trips: u32, apart: bool) -> f64 {
     use rustix::thread::futex;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -412,13 +412,21 @@ fn futex_pingpong(round_trips: u32) -> f64 {
         word.store(1, Ordering::Release);
         let _ = futex::wake(word, futex::Flags::empty(), 1);
     }
-    let child = fork_child(|| {
-        for _ in 0..=round_trips {
-            wait_for(ping);
-            signal(pong);
-        }
-        0
-    });
+    let fork = || {
+        fork_child(|| {
+            for _ in 0..=round_trips {
+                wait_for(ping);
+                signal(pong);
+            }
+            0
+        })
+    };
+    let (child, _pinned) = if apart {
+        let (child, me) = start_apart(fork);
+        (child, Some(me))
+    } else {
+        (fork(), None)
+    };
     signal(ping); // warm-up round
     wait_for(pong);
     let start = Instant::now();
@@ -467,6 +475,19 @@ fn cas_lock(count: u32) -> f64 {
     // SAFETY: the mapping made above; no reference to it outlives this.
     unsafe { rustix::mm::munmap(page, 4096) }.expect("munmap");
     f64::from(count) / elapsed
+}
+
+/// Runs `start` (which forks a child) with this thread on the second CPU it may use, so that
+/// the child inherits that CPU, then moves this thread to the first one until the returned
+/// guard drops: a two-process handoff then always crosses between two CPUs. Left to the
+/// guest's scheduler, the two processes sometimes share one CPU, where a handoff is a context
+/// switch instead, and a figure's repetitions spread over a factor of seven (the Rust side's
+/// `semaphore_pingpong`: 1.1 M to 7.7 M round trips/s within one run on Dec 3).
+pub fn start_apart<T>(start: impl FnOnce() -> T) -> (T, Pinned) {
+    let child = Pinned::to_cpu(1);
+    let started = start();
+    drop(child);
+    (started, Pinned::to_cpu(0))
 }
 
 /// While it lives, this thread (and so any process it forks) may run on one CPU only: the

@@ -1,6 +1,7 @@
 //! The Rust side of each figure: the same workloads as `bench/cpython_bench.py`, run with this
 //! library.
 
+use crate::limits::start_apart;
 use std::time::Instant;
 
 use multiprocessing::codec::Bytes;
@@ -157,14 +158,15 @@ fn lock_partner((ping, pong, count): (Lock, Lock, u32)) {
 }
 
 /// Round trips per second of two processes handing a pair of `Lock`s back and forth (a `Lock`
-/// may be released by a process that did not acquire it, as in Python).
+/// may be released by a process that did not acquire it, as in Python), on two CPUs
+/// (`start_apart`, as CPython's side and the limit).
 fn lock_handoff(count: u32) -> f64 {
     let (ping, pong) = (Lock::new().expect("lock"), Lock::new().expect("lock"));
     ping.acquire().expect("acquire");
     pong.acquire().expect("acquire");
     let mut p = get_context(Some(StartMethod::Fork))
         .process(lock_partner, (ping.clone(), pong.clone(), count));
-    p.start().expect("start");
+    let ((), _pinned) = start_apart(|| p.start().expect("start"));
     ping.release().expect("release"); // warm-up round
     pong.acquire().expect("acquire");
     let t0 = Instant::now();
@@ -185,7 +187,8 @@ fn semaphore_partner((ping, pong, count): (Semaphore, Semaphore, u32)) {
     }
 }
 
-/// Round trips per second of two processes ping-ponging through two semaphores.
+/// Round trips per second of two processes ping-ponging through two semaphores, on two CPUs
+/// (`start_apart`, as CPython's side).
 fn semaphore_pingpong(count: u32) -> f64 {
     let (ping, pong) = (
         Semaphore::new(0).expect("sem"),
@@ -193,7 +196,7 @@ fn semaphore_pingpong(count: u32) -> f64 {
     );
     let mut p = get_context(Some(StartMethod::Fork))
         .process(semaphore_partner, (ping.clone(), pong.clone(), count));
-    p.start().expect("start");
+    let ((), _pinned) = start_apart(|| p.start().expect("start"));
     ping.release().expect("release"); // warm-up round
     pong.acquire().expect("acquire");
     let t0 = Instant::now();
@@ -242,12 +245,13 @@ fn simple_producer((q, count): (SimpleQueue<i64>, u32)) {
     }
 }
 
-/// Messages per second through a `SimpleQueue` from a child to the parent.
+/// Messages per second through a `SimpleQueue` from a child to the parent, on two CPUs
+/// (`start_apart`, as CPython's side).
 fn simplequeue_1to1(total: u32) -> f64 {
     let q: SimpleQueue<i64> = SimpleQueue::new().expect("queue");
     let t0 = Instant::now();
     let mut p = get_context(Some(StartMethod::Fork)).process(simple_producer, (q.clone(), total));
-    p.start().expect("start");
+    let ((), _pinned) = start_apart(|| p.start().expect("start"));
     for _ in 0..total {
         q.get().expect("get");
     }
