@@ -163,12 +163,11 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        let depth = self.depth;
         self.inner.deserialize_unit_struct(
             name,
             Wrap {
                 inner: visitor,
-                depth,
+                depth: self.depth,
             },
         )
     }
@@ -178,12 +177,11 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        let depth = self.depth;
         self.inner.deserialize_newtype_struct(
             name,
             Wrap {
                 inner: visitor,
-                depth,
+                depth: self.depth,
             },
         )
     }
@@ -193,12 +191,11 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        let depth = self.depth;
         self.inner.deserialize_tuple(
             len,
             Wrap {
                 inner: visitor,
-                depth,
+                depth: self.depth,
             },
         )
     }
@@ -209,13 +206,12 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        let depth = self.depth;
         self.inner.deserialize_tuple_struct(
             name,
             len,
             Wrap {
                 inner: visitor,
-                depth,
+                depth: self.depth,
             },
         )
     }
@@ -226,13 +222,12 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        let depth = self.depth;
         self.inner.deserialize_struct(
             name,
             fields,
             Wrap {
                 inner: visitor,
-                depth,
+                depth: self.depth,
             },
         )
     }
@@ -243,13 +238,12 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        let depth = self.depth;
         self.inner.deserialize_enum(
             name,
             variants,
             Wrap {
                 inner: visitor,
-                depth,
+                depth: self.depth,
             },
         )
     }

@@ -997,11 +997,8 @@ mod tests {
             let mut frame = vec![0u8; 4];
             frame.extend_from_slice(&bytes);
             let got = decode_from_worker(frame, 4..4 + bytes.len()).unwrap();
-            assert_eq!(format!("{got:?}").replace(char::is_whitespace, ""), {
-                let mut want = format!("{m:?}");
-                want.retain(|c| !c.is_whitespace());
-                want
-            });
+            let squashed = |s: String| s.replace(char::is_whitespace, "");
+            assert_eq!(squashed(format!("{got:?}")), squashed(format!("{m:?}")));
             if let FromWorker::Done {
                 output: RunOutput { out: Some(p), .. },
                 ..

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mp_core::{Process, StartMethod};
 use mp_pool::{Error, Pool};
-use mp_testkit::{join_result, within, LONG, METHODS};
+use mp_testkit::{int_form_edges, join_result, within, LONG, METHODS};
 
 fn sqr(x: i64) -> i64 {
     x * x
@@ -179,27 +179,6 @@ fn the_blocking_forms_map_starmap_and_try_map_match_too() {
     });
 }
 
-/// Integers at every boundary of MessagePack's forms, as `i128`, for the type tests below.
-fn int_edges() -> Vec<i128> {
-    let mut v = vec![0i128];
-    for e in [
-        127i128,
-        1 << 8,
-        1 << 16,
-        1 << 32,
-        1 << 63,
-        1 << 64,
-        -32,
-        -128,
-        -(1 << 15),
-        -(1 << 31),
-        -(1 << 63),
-    ] {
-        v.extend([e - 1, e, e + 1]);
-    }
-    v
-}
-
 /// The identity, the successor (wrapping) and a text, for every integer type.
 macro_rules! int_fns {
     ($($t:ident),*) => {
@@ -223,7 +202,7 @@ int_fns!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
 fn maps_over_every_integer_type_at_every_form_boundary_equal_the_sequential_results() {
     macro_rules! check {
         ($p:expr, $($t:ident),*) => {$({
-            let xs: Vec<$t> = int_edges().into_iter().filter_map(|v| $t::try_from(v).ok()).collect();
+            let xs: Vec<$t> = int_form_edges().into_iter().filter_map(|v| $t::try_from(v).ok()).collect();
             let p = $p;
             assert_eq!(p.map(ints::$t::same, xs.clone()).unwrap(), xs, stringify!($t));
             let next: Vec<$t> = xs.iter().map(|x| x.wrapping_add(1)).collect();

@@ -32,6 +32,29 @@ impl Rng {
     }
 }
 
+/// Integers at every boundary of MessagePack's integer forms (positive fixint, `uint 8` to
+/// `uint 64`, negative fixint, `int 8` to `int 64`), each with its two neighbours, as `i128`:
+/// filter them through `T::try_from` for the values of type `T`.
+pub fn int_form_edges() -> Vec<i128> {
+    let mut v = vec![0i128];
+    for edge in [
+        127i128,
+        1 << 8,
+        1 << 16,
+        1 << 32,
+        1 << 63,
+        1 << 64,
+        -32,
+        -(1 << 7),
+        -(1 << 15),
+        -(1 << 31),
+        -(1 << 63),
+    ] {
+        v.extend([edge - 1, edge, edge + 1]);
+    }
+    v
+}
+
 /// `len` bytes determined by `seed`: a torn, shifted or mixed-up item does not match them.
 pub fn pattern(seed: u64, len: usize) -> Bytes {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ len as u64);

@@ -52,7 +52,7 @@ use std::time::Duration;
 use mp_core::StartMethod;
 
 pub use child::{join, join_result, start, Child};
-pub use data::{big_item, brief, is_big_item, pattern, Rng};
+pub use data::{big_item, brief, int_form_edges, is_big_item, pattern, Rng};
 pub use os::{
     at_exit, count_fds, ends_within, is_running, kill_pid, open_fds, our_pid, pid_of,
     reap_all_children, zombie_children,

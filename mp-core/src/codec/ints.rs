@@ -248,33 +248,12 @@ pub fn append_ints<T: 'static>(values: &mut Vec<T>, bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// Values at every boundary of every MessagePack integer form, and around them.
-    fn boundaries() -> Vec<i128> {
-        let mut v = vec![0i128];
-        for edge in [
-            127i128,
-            1 << 8,
-            1 << 16,
-            1 << 32,
-            1 << 63,
-            1 << 64,
-            -32,
-            -(1 << 7),
-            -(1 << 15),
-            -(1 << 31),
-            -(1 << 63),
-        ] {
-            v.extend([edge - 1, edge, edge + 1]);
-        }
-        v
-    }
-
     fn check<T>()
     where
         T: 'static + Copy + std::fmt::Debug + PartialEq + TryFrom<i128>,
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
-        let values: Vec<T> = boundaries()
+        let values: Vec<T> = mp_testkit::int_form_edges()
             .into_iter()
             .filter_map(|v| T::try_from(v).ok())
             .collect();
@@ -289,7 +268,7 @@ mod tests {
         assert!(encode_ints(&values, &mut ours));
         assert_eq!(ours, rmp_serde::to_vec(&values).unwrap());
         // Reading: what rmp-serde reads, from the bytes any integer type writes.
-        let all: Vec<i128> = boundaries()
+        let all: Vec<i128> = mp_testkit::int_form_edges()
             .into_iter()
             .filter(|&v| i64::try_from(v).is_ok() || u64::try_from(v).is_ok())
             .collect();
