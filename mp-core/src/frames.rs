@@ -19,6 +19,7 @@ use rustix::io::Errno;
 use rustix::net::RecvFlags;
 
 use crate::error::{Error, Result};
+use crate::wirebuf::{OwnedBytes, WireBuf};
 
 /// How much a read asks for at least.
 const READ_AT_LEAST: usize = 64 << 10;
@@ -36,7 +37,9 @@ fn several_cpus() -> bool {
 /// The frames read so far from one connection. Beyond Python.
 #[derive(Debug)]
 pub struct FrameReader {
-    buf: Vec<u8>,
+    /// In memory a fork does not share ([`WireBuf`]): a reader in a process that has just
+    /// forked (a pool's supervisor) writes it without copy-on-write faults.
+    buf: WireBuf,
     /// Where the first unconsumed byte is.
     start: usize,
     /// The largest payload accepted.
@@ -51,7 +54,7 @@ pub struct FrameReader {
 impl Default for FrameReader {
     fn default() -> Self {
         FrameReader {
-            buf: Vec::new(),
+            buf: WireBuf::new(),
             start: 0,
             limit: u64::MAX,
             last_taken: 0,
@@ -85,12 +88,16 @@ impl FrameReader {
     /// One `read` of what `fd` holds; blocks if nothing is there (a non-blocking fd returns
     /// [`Filled::Data`] with nothing read).
     pub fn fill(&mut self, fd: BorrowedFd<'_>) -> Result<Filled> {
-        self.make_room();
+        self.make_room()?;
         loop {
-            // Reads into the spare capacity; the vector grows by what was read.
-            match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut self.buf)) {
+            // Reads into the spare room; the buffer holds what was read.
+            match rustix::io::read(fd, self.buf.spare_mut()) {
                 Ok(0) => return Ok(Filled::Eof),
-                Ok(_) | Err(Errno::AGAIN) => return Ok(Filled::Data),
+                Ok(n) => {
+                    self.buf.advance(n);
+                    return Ok(Filled::Data);
+                }
+                Err(Errno::AGAIN) => return Ok(Filled::Data),
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -99,16 +106,17 @@ impl FrameReader {
 
     /// Drops the consumed bytes once they are half the buffer, and reserves room for the next
     /// read: what the frame under way still misses, within [`READ_AT_LEAST`]..[`MAX_STEP`].
-    fn make_room(&mut self) {
+    fn make_room(&mut self) -> Result<()> {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
-            self.buf.drain(..self.start);
+            self.buf.consume_front(self.start);
             self.start = 0;
         }
         let mut want = self.missing().clamp(READ_AT_LEAST, MAX_STEP);
         if self.buf.capacity() == 0 {
             want = want.max(self.last_taken);
         }
-        self.buf.reserve(want);
+        self.buf.reserve(want)?;
+        Ok(())
     }
 
     /// As [`fill`](Self::fill), but first polls the socket without blocking for up to `spin`
@@ -134,13 +142,15 @@ impl FrameReader {
         if spin.is_zero() || !several_cpus() {
             return Ok(None);
         }
-        self.make_room();
+        self.make_room()?;
         let t0 = Instant::now();
         loop {
-            let spare = rustix::buffer::spare_capacity(&mut self.buf);
-            match rustix::net::recv(fd, spare, RecvFlags::DONTWAIT) {
+            match rustix::net::recv(fd, self.buf.spare_mut(), RecvFlags::DONTWAIT) {
                 Ok((0, _)) => return Ok(Some(Filled::Eof)),
-                Ok(_) => return Ok(Some(Filled::Data)),
+                Ok((n, _)) => {
+                    self.buf.advance(n);
+                    return Ok(Some(Filled::Data));
+                }
                 Err(Errno::AGAIN) | Err(Errno::INTR) => {}
                 Err(Errno::NOTSOCK) => return Ok(None),
                 Err(e) => return Err(e.into()),
@@ -206,7 +216,7 @@ impl FrameReader {
     pub fn next_frame_owned(
         &mut self,
         take_at: usize,
-    ) -> Result<Option<(Vec<u8>, std::ops::Range<usize>)>> {
+    ) -> Result<Option<(OwnedBytes, std::ops::Range<usize>)>> {
         let Some((h, len)) = self.header()? else {
             return Ok(None);
         };
@@ -217,10 +227,14 @@ impl FrameReader {
         if len >= take_at && end == self.buf.len() {
             self.start = 0;
             self.last_taken = end.min(MAX_STEP);
-            return Ok(Some((std::mem::take(&mut self.buf), begin..end)));
+            let taken = std::mem::take(&mut self.buf);
+            return Ok(Some((OwnedBytes::Wire(taken), begin..end)));
         }
         self.start = end;
-        Ok(Some((self.buf[begin..end].to_vec(), 0..len)))
+        Ok(Some((
+            OwnedBytes::Heap(self.buf[begin..end].to_vec()),
+            0..len,
+        )))
     }
 
     /// The next whole frame's payload, consumed; `None` until it has all arrived.
@@ -395,8 +409,8 @@ mod tests {
         // The largest announcement of all, without a limit: no overflow (found by the
         // `manager_request` fuzz target: "attempt to add with overflow").
         let mut max = FrameReader::default();
-        max.buf.extend_from_slice(&(-1i32).to_be_bytes());
-        max.buf.extend_from_slice(&u64::MAX.to_be_bytes());
+        max.buf.extend_from_slice(&(-1i32).to_be_bytes()).unwrap();
+        max.buf.extend_from_slice(&u64::MAX.to_be_bytes()).unwrap();
         assert_eq!(
             max.missing(),
             usize::MAX - 12,
@@ -405,7 +419,7 @@ mod tests {
         assert!(max.next_frame().unwrap().is_none());
         // With a limit, the announcement itself is refused.
         let mut limited = FrameReader::with_limit(1 << 20);
-        limited.buf.extend_from_slice(&huge);
+        limited.buf.extend_from_slice(&huge).unwrap();
         assert!(matches!(
             limited.next_frame(),
             Err(Error::MessageTooLong { .. })

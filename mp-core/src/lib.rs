@@ -104,6 +104,7 @@ mod sys;
 mod trampoline;
 pub mod util;
 mod view;
+pub mod wirebuf;
 
 pub use connection::{pipe, Connection};
 pub use context::{

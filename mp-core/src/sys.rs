@@ -196,6 +196,53 @@ pub(crate) fn map_shared(fd: BorrowedFd<'_>, len: usize) -> std::io::Result<memm
     memmap2::MmapOptions::new().len(len).map_raw(&file)
 }
 
+/// A private anonymous read-write mapping of `len` bytes (`len > 0`) that a child forked later
+/// sees zero-filled (`MADV_WIPEONFORK`, Linux 4.14; on an older kernel the child sees a copy,
+/// as of any other memory). A fork then leaves this process's pages of it writable, so writing
+/// them after a fork costs no copy-on-write fault (see `crate::wirebuf`).
+pub(crate) fn map_fork_private(len: usize) -> std::io::Result<memmap2::MmapMut> {
+    let map = memmap2::MmapOptions::new().len(len).map_anon()?;
+    // SAFETY: the range is exactly the mapping just made, which nothing else refers to yet.
+    // MADV_WIPEONFORK changes no byte of this process's view of it; it only makes a child forked
+    // later see zeros there instead of a copy, and the mapping holds plain bytes, for which
+    // zeros are as valid as any other value.
+    let advised = unsafe {
+        rustix::mm::madvise(
+            map.as_ptr().cast_mut().cast(),
+            map.len(),
+            rustix::mm::Advice::LinuxWipeOnFork,
+        )
+    };
+    // An older kernel refuses the advice (EINVAL): the mapping works all the same.
+    let _ = advised;
+    Ok(map)
+}
+
+/// Maps every whole page of `room` writable at once (`MADV_POPULATE_WRITE`, Linux 5.14), so
+/// that filling it then takes no page fault per page; does nothing where the kernel refuses.
+pub(crate) fn prefault_writable<T>(room: &mut [std::mem::MaybeUninit<T>]) {
+    let page = rustix::param::page_size();
+    let start = room.as_mut_ptr() as usize;
+    let end = start + std::mem::size_of_val(room);
+    let first = start.next_multiple_of(page);
+    let last = end / page * page;
+    if last <= first {
+        return;
+    }
+    // SAFETY: `first..last` lies within `room`, memory this process owns and that is borrowed
+    // mutably here, so nothing else reads or writes it meanwhile. MADV_POPULATE_WRITE fills in
+    // page tables as a write to each page would, but writes no byte: no value changes.
+    let populated = unsafe {
+        rustix::mm::madvise(
+            first as *mut std::ffi::c_void,
+            last - first,
+            rustix::mm::Advice::LinuxPopulateWrite,
+        )
+    };
+    // An older kernel refuses the advice (EINVAL): the pages then fault in as they are written.
+    let _ = populated;
+}
+
 static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 static HOOKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::pool::{Shared, Task};
 use crate::result::{decode_chunk, Sink};
 use crate::worker::{RunOutput, Runner};
+use mp_core::wirebuf::OwnedBytes;
 
 type Encode<A> = Box<dyn Fn(&[A]) -> Result<Vec<u8>> + Send>;
 
@@ -131,7 +132,7 @@ impl<R: DeserializeOwned, I: Iterator> ImapCore<R, I> {
                 break;
             }
             let payload = match (self.encode)(&items) {
-                Ok(p) => p,
+                Ok(p) => OwnedBytes::Heap(p),
                 Err(e) => {
                     self.failed = Some(e);
                     self.end_input();

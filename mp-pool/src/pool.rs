@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
+use mp_core::wirebuf::OwnedBytes;
 use mp_core::{Connection, Context, Deadline, Function, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -24,7 +25,9 @@ use crate::worker::{
 pub(crate) struct Task {
     pub(crate) id: u64,
     pub(crate) runner: Function<Runner>,
-    pub(crate) payload: Vec<u8>,
+    /// A map's chunk in memory a fork does not share, when it is large (see
+    /// [`mp_core::wirebuf`]); on the heap otherwise.
+    pub(crate) payload: OwnedBytes,
     pub(crate) sink: Arc<dyn Sink>,
     pub(crate) index: usize,
     pub(crate) limit: Option<Duration>,
@@ -471,6 +474,9 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// A chunk of at least this many bytes is kept in a [`mp_core::wirebuf::WireBuf`].
+const WIRE_AT: usize = 16 << 10;
+
 /// CPython's default chunksize of `map`: `ceil(n / (4 × workers))`.
 fn default_chunksize(n: usize, workers: usize) -> usize {
     n.div_ceil(4 * workers.max(1)).max(1)
@@ -532,7 +538,7 @@ impl Pool {
         if limit == Some(Duration::ZERO) {
             return Err(Error::InvalidArgument("time limit must be positive".into()));
         }
-        let payload = encode_chunk(f, std::slice::from_ref(&args))?;
+        let payload = OwnedBytes::Heap(encode_chunk(f, std::slice::from_ref(&args))?);
         let id = self.shared.next_id();
         let sink = OneSink::<K::Ok>::new(callbacks);
         self.shared.submit(
@@ -598,8 +604,13 @@ impl Pool {
         let sink = MapSink::<K::Ok>::new(chunks, len, callbacks);
         let run = runner::<K>();
         let mut chunk: Vec<K::Args> = Vec::with_capacity(chunksize.min(len));
-        // Each chunk's buffer is sized after the chunk before it (the first, after its type).
-        let mut room = chunk_capacity::<K::Args>(chunksize.min(len));
+        // Every chunk is encoded in this one buffer (sized for the first after its type), then
+        // copied out to a buffer of its own size, or to one a fork does not share when it is
+        // large: the workers were forked from this process, so every page of the heap that
+        // the chunks would fill would first be copied on the write (and, with the supervisor
+        // running on the other CPU, flushed from its TLB).
+        let mut scratch: Vec<u8> =
+            Vec::with_capacity(chunk_capacity::<K::Args>(chunksize.min(len)));
         // Each chunk is queued as soon as it is encoded, so the workers start at once.
         for index in 0..chunks {
             chunk.clear();
@@ -613,10 +624,13 @@ impl Pool {
                 sink.deliver(index, Ok(RunOutput::empty()));
                 continue;
             }
-            let encoded = encode_chunk_into(f, &chunk, Vec::with_capacity(room));
-            if let Ok(payload) = &encoded {
-                room = (payload.len() + payload.len() / 8 + 64).min(16 << 20);
-            }
+            let encoded =
+                encode_chunk_into(f, &chunk, std::mem::take(&mut scratch)).and_then(|buf| {
+                    let payload =
+                        OwnedBytes::copy_of(&buf, WIRE_AT).map_err(mp_core::Error::from)?;
+                    scratch = buf;
+                    Ok(payload)
+                });
             let task = encoded.map(|payload| Task {
                 id: self.shared.next_id(),
                 runner: run,

@@ -448,9 +448,16 @@ impl<'de, R: serde::Deserialize<'de>> serde::de::Visitor<'de> for Append<'_, R> 
 
 /// A vector for `items` values: reserved up front when it can be (the caller's count, not a
 /// peer's; a count that is wrong or too large only makes the vector grow, or reserve nothing).
+/// The size of a vector of values that is mapped at once, rather than page by page as it is
+/// filled ([`mp_core::wirebuf::prefault`]).
+const PREFAULT_AT: usize = 256 << 10;
+
 fn values_for<R>(items: usize) -> Vec<R> {
     let mut values = Vec::new();
     let _ = values.try_reserve_exact(items);
+    if std::mem::size_of_val(values.spare_capacity_mut()) >= PREFAULT_AT {
+        mp_core::wirebuf::prefault(values.spare_capacity_mut());
+    }
     values
 }
 

@@ -20,6 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use mp_core::codec::{self, Bytes};
+use mp_core::wirebuf::OwnedBytes;
 use mp_core::{Connection, FnPtr, Function};
 use serde::de::{DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -72,7 +73,8 @@ impl RunOutput {
 /// `Done` message, so the message goes out from the same buffer, without a copy (see
 /// [`send_done`]); the pool keeps them in the frame they came in (see [`decode_from_worker`]).
 pub(crate) struct Payload {
-    buf: Vec<u8>,
+    /// A worker's own buffer (`Heap`), or the frame the pool read it in.
+    buf: OwnedBytes,
     start: usize,
     end: usize,
 }
@@ -87,13 +89,21 @@ impl Payload {
     /// All of `buf`.
     pub(crate) fn from_vec(buf: Vec<u8>) -> Payload {
         let end = buf.len();
-        Payload { buf, start: 0, end }
+        Payload {
+            buf: OwnedBytes::Heap(buf),
+            start: 0,
+            end,
+        }
     }
 
     /// `buf` from `start` on, with room for an envelope before `start`.
     fn after_room(buf: Vec<u8>, start: usize) -> Payload {
         let end = buf.len();
-        Payload { buf, start, end }
+        Payload {
+            buf: OwnedBytes::Heap(buf),
+            start,
+            end,
+        }
     }
 
     /// The encoded results.
@@ -148,8 +158,12 @@ fn done_in_place(
         first_failure,
         failures,
     } = output;
-    let mut p = match out {
-        Some(p) if p.start >= ENVELOPE_ROOM && p.end == p.buf.len() => p,
+    let (mut buf, start, end) = match out {
+        Some(Payload {
+            buf: OwnedBytes::Heap(buf),
+            start,
+            end,
+        }) if start >= ENVELOPE_ROOM && end == buf.len() => (buf, start, end),
         out => {
             return Ok(Err(RunOutput {
                 out,
@@ -159,18 +173,18 @@ fn done_in_place(
             }))
         }
     };
-    let len = p.end - p.start;
+    let len = end - start;
     let mut envelope = Vec::with_capacity(ENVELOPE_ROOM);
     envelope.extend_from_slice(&[0x81, 0xa4, b'D', b'o', b'n', b'e', 0x92]);
     codec::encode_into(&id, &mut envelope)?;
     envelope.push(0x94);
     bin_len(len, &mut envelope)?;
-    let begin = p.start - envelope.len();
-    p.buf[begin..p.start].copy_from_slice(&envelope);
-    codec::encode_into(&all_ok, &mut p.buf)?;
-    codec::encode_into(&first_failure, &mut p.buf)?;
-    codec::encode_into(&failures, &mut p.buf)?;
-    Ok(Ok((p.buf, begin)))
+    let begin = start - envelope.len();
+    buf[begin..start].copy_from_slice(&envelope);
+    codec::encode_into(&all_ok, &mut buf)?;
+    codec::encode_into(&first_failure, &mut buf)?;
+    codec::encode_into(&failures, &mut buf)?;
+    Ok(Ok((buf, begin)))
 }
 
 /// A kind of task: how its function is called on one item.
@@ -739,7 +753,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
 /// `FrameReader::next_frame_owned`), keeping a chunk's results in `frame` where they are
 /// instead of copying them out (112 KB for a chunk of `pool_map_100k`).
 pub(crate) fn decode_from_worker(
-    frame: Vec<u8>,
+    frame: OwnedBytes,
     range: std::ops::Range<usize>,
 ) -> mp_core::Result<FromWorker> {
     let Some(bytes) = frame.get(range) else {
@@ -994,9 +1008,10 @@ mod tests {
         for m in &messages {
             let bytes = codec::encode(m).unwrap();
             // The message in a frame, as the pool's reader hands it over: after a header.
-            let mut frame = vec![0u8; 4];
-            frame.extend_from_slice(&bytes);
-            let got = decode_from_worker(frame, 4..4 + bytes.len()).unwrap();
+            let mut frame = mp_core::wirebuf::WireBuf::new();
+            frame.extend_from_slice(&[0u8; 4]).unwrap();
+            frame.extend_from_slice(&bytes).unwrap();
+            let got = decode_from_worker(OwnedBytes::Wire(frame), 4..4 + bytes.len()).unwrap();
             let squashed = |s: String| s.replace(char::is_whitespace, "");
             assert_eq!(squashed(format!("{got:?}")), squashed(format!("{m:?}")));
             if let FromWorker::Done {
@@ -1008,8 +1023,8 @@ mod tests {
             }
         }
         // Bytes that are no message, or a range outside the frame: an error.
-        assert!(decode_from_worker(vec![0xc1], 0..1).is_err());
-        assert!(decode_from_worker(vec![0x90], 0..2).is_err());
+        assert!(decode_from_worker(OwnedBytes::Heap(vec![0xc1]), 0..1).is_err());
+        assert!(decode_from_worker(OwnedBytes::Heap(vec![0x90]), 0..2).is_err());
     }
 
     /// Output without room for the envelope comes back, to go through `send`.

@@ -576,7 +576,9 @@ fn a_replacement_worker_whose_initializer_fails_fails_the_next_call_instead_of_r
 }
 
 fn leak_64_mib(_: ()) -> i32 {
-    let v = vec![1u8; 64 << 20];
+    // Through `black_box`: an optimized build would otherwise drop the writes to a vector that
+    // is never read, and the allocation with them.
+    let v = std::hint::black_box(vec![1u8; 64 << 20]);
     std::mem::forget(v);
     std::process::id() as i32
 }
