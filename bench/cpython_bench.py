@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import statistics
 
+import cpython_apart
 import cpython_connection
 import cpython_pool
 import cpython_manager
@@ -99,15 +100,18 @@ def figure_pipe_pingpong(round_trips=20000):
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
     p = ctx.Process(target=_echo, args=(child,))
-    p.start()
-    child.close()
-    parent.send(1)  # the child is up and echoing before the clock starts
-    parent.recv()
-    t0 = time.perf_counter()
-    for _ in range(round_trips):
-        parent.send(1)
+    allowed = _start_apart(p)
+    try:
+        child.close()
+        parent.send(1)  # the child is up and echoing before the clock starts
         parent.recv()
-    elapsed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(round_trips):
+            parent.send(1)
+            parent.recv()
+        elapsed = time.perf_counter() - t0
+    finally:
+        cpython_apart.restore(allowed)
     parent.send(None)
     p.join()
     parent.close()
@@ -145,20 +149,9 @@ def figure_lock_uncontended(count=1_000_000):
 
 
 def _start_apart(p):
-    """Starts child process `p` on the second CPU this process may use (it inherits the
-    affinity the parent has while it forks) and moves this thread to the first; returns the
-    CPUs to give back afterwards, as the Rust side's `start_apart` (benches/limits.rs): left to
-    the scheduler, the two processes of a handoff sometimes share one CPU."""
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < 2:
-        p.start()
-        return set(allowed)
-    os.sched_setaffinity(0, {allowed[1]})
-    try:
-        p.start()
-    finally:
-        os.sched_setaffinity(0, {allowed[0]})
-    return set(allowed)
+    """Starts child process `p` on the second CPU (`cpython_apart.start_apart`); returns the
+    CPUs to give back afterwards."""
+    return cpython_apart.start_apart(p.start)[1]
 
 
 def _partner(ping, pong, count):

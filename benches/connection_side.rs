@@ -14,6 +14,8 @@ use std::time::Instant;
 use multiprocessing::connection::{Address, Client, Listener};
 use multiprocessing::{pipe, Connection, Process};
 
+use crate::limits::start_apart;
+
 /// The key both sides use, as in the CPython workload.
 const AUTHKEY: &[u8] = b"benchmark key";
 /// Connections per `listener_auth` repetition.
@@ -65,7 +67,8 @@ fn address_from(conn: &mut Connection) -> Address {
 fn listener_auth(count: u32) -> f64 {
     let (mut parent, child) = pipe(true).expect("pipe");
     let mut server = Process::new(auth_server, (child, count + 1));
-    server.start().expect("start");
+    // The two processes on two CPUs (`start_apart`, as CPython's side).
+    let ((), pinned) = start_apart(|| server.start().expect("start"));
     let address = address_from(&mut parent);
     // Warm-up connection: the child is accepting before the clock starts.
     drop(Client::connect(&address, Some(AUTHKEY)).expect("connect"));
@@ -74,6 +77,7 @@ fn listener_auth(count: u32) -> f64 {
         drop(Client::connect(&address, Some(AUTHKEY)).expect("connect"));
     }
     let elapsed = t0.elapsed().as_secs_f64();
+    drop(pinned);
     server.join().expect("join");
     elapsed * 1e6 / f64::from(count)
 }
@@ -95,7 +99,8 @@ fn echo_server(mut to_parent: Connection) {
 fn listener_pingpong(round_trips: u32) -> f64 {
     let (mut parent, child) = pipe(true).expect("pipe");
     let mut server = Process::new(echo_server, child);
-    server.start().expect("start");
+    // The two processes on two CPUs (`start_apart`, as CPython's side).
+    let ((), pinned) = start_apart(|| server.start().expect("start"));
     let address = address_from(&mut parent);
     let mut conn = Client::connect(&address, Some(AUTHKEY)).expect("connect");
     let message = [7u8; 8];
@@ -107,6 +112,7 @@ fn listener_pingpong(round_trips: u32) -> f64 {
         conn.recv_bytes().expect("recv");
     }
     let elapsed = t0.elapsed().as_secs_f64();
+    drop(pinned);
     drop(conn);
     server.join().expect("join");
     f64::from(round_trips) / elapsed
@@ -132,7 +138,8 @@ fn raw_echo_server(mut to_parent: Connection) {
 fn raw_tcp_pingpong(round_trips: u32) -> f64 {
     let (mut parent, child) = pipe(true).expect("pipe");
     let mut server = Process::new(raw_echo_server, child);
-    server.start().expect("start");
+    // The two processes on two CPUs (`start_apart`, as both sides of `listener_pingpong`).
+    let ((), pinned) = start_apart(|| server.start().expect("start"));
     let port = parent.recv_bytes().expect("recv port");
     let port = u16::from_be_bytes(port.try_into().expect("2-byte port"));
     let mut sock = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
@@ -146,6 +153,7 @@ fn raw_tcp_pingpong(round_trips: u32) -> f64 {
         sock.read_exact(&mut buf).expect("read");
     }
     let elapsed = t0.elapsed().as_secs_f64();
+    drop(pinned);
     drop(sock);
     server.join().expect("join");
     f64::from(round_trips) / elapsed
