@@ -834,19 +834,6 @@ impl Connection {
         let step = self.timeout.map_or(Deadline::NEVER, Deadline::after);
         let deadline = step.min(self.deadline);
         if !deadline.is_never() {
-            // A socket's reader looks for a while before it sleeps, as without a deadline (see
-            // `recv_with_fds`): a handshake's reply, or a reply under a timeout, usually comes
-            // within microseconds, and a wake-up from another CPU can cost tens of them.
-            if read
-                && self.socket
-                && !self.spin.is_zero()
-                && crate::spin::spin_until(
-                    self.spin.min(deadline.remaining().unwrap_or(self.spin)),
-                    || io::wait_readable(fd, Deadline::now()).unwrap_or(true),
-                )
-            {
-                return Ok(fd);
-            }
             let ready = if read {
                 io::wait_readable(fd, deadline)?
             } else {

@@ -1306,17 +1306,27 @@ fn a_recv_spins_briefly_then_sleeps_and_never_reads_past_its_message() {
     for m in METHODS {
         let (mut c, theirs) = pipe(true).unwrap();
         let p = start(m, slow_echo_child, theirs);
-        for spin in [mp_core::spin::SPIN, Duration::ZERO] {
+        // Without a deadline, and under one (`recv_timeout`).
+        for (spin, timed) in [
+            (mp_core::spin::SPIN, false),
+            (Duration::ZERO, false),
+            (mp_core::spin::SPIN, true),
+        ] {
             c.set_spin(spin);
             c.send(&200u32).unwrap();
             let cpu0 = thread_cpu();
             let t0 = Instant::now();
-            assert_eq!(recv::<u32>(&mut c), 200, "{m}");
+            let got = if timed {
+                c.recv_timeout::<u32>(LONG).unwrap()
+            } else {
+                recv::<u32>(&mut c)
+            };
+            assert_eq!(got, 200, "{m}");
             assert!(t0.elapsed() >= Duration::from_millis(200), "{m}");
             let burnt = thread_cpu() - cpu0;
             assert!(
                 burnt < Duration::from_millis(50),
-                "{m}: a 200 ms wait with a spin of {spin:?} burnt {burnt:?} of CPU"
+                "{m}: a 200 ms wait with a spin of {spin:?} (timed: {timed}) burnt {burnt:?} of CPU"
             );
             assert!(
                 c.poll_timeout(LONG).unwrap(),

@@ -1,6 +1,7 @@
 //! `imap` and `imap_unordered`: lazy, bounded iterators over a pool's results.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,12 +20,20 @@ type Encode<A> = Box<dyn Fn(&[A]) -> Result<Vec<u8>> + Send>;
 struct ImapSink {
     m: Mutex<ImapInner>,
     cv: Condvar,
+    /// How many chunks have been delivered: what the iterator watches while it spins.
+    delivered: AtomicU64,
 }
 
 struct ImapInner {
     done: VecDeque<(usize, Result<RunOutput>)>,
-    waiting: bool,
+    /// What the iterator sleeps for: the chunk of this index (`imap`), or any chunk
+    /// ([`ANY_CHUNK`], `imap_unordered`). A chunk it does not wait for wakes nobody: with two
+    /// workers, every other chunk of an `imap` arrives before its turn.
+    waiting_for: Option<usize>,
 }
+
+/// [`ImapInner::waiting_for`] any chunk.
+const ANY_CHUNK: usize = usize::MAX;
 
 impl ImapSink {
     fn lock(&self) -> MutexGuard<'_, ImapInner> {
@@ -39,7 +48,8 @@ impl Sink for ImapSink {
             return;
         }
         g.done.push_back((index, out));
-        let notify = g.waiting;
+        self.delivered.fetch_add(1, Ordering::Release);
+        let notify = g.waiting_for.is_some_and(|w| w == index || w == ANY_CHUNK);
         drop(g);
         if notify {
             self.cv.notify_one();
@@ -87,9 +97,10 @@ impl<R: DeserializeOwned, I: Iterator> ImapCore<R, I> {
             sink: Arc::new(ImapSink {
                 m: Mutex::new(ImapInner {
                     done: VecDeque::new(),
-                    waiting: false,
+                    waiting_for: None,
                 }),
                 cv: Condvar::new(),
+                delivered: AtomicU64::new(0),
             }),
             chunksize,
             buffersize,
@@ -182,6 +193,11 @@ impl<R: DeserializeOwned, I: Iterator> ImapCore<R, I> {
             }
             let (index, out) = {
                 let mut g = self.sink.lock();
+                // Results come microseconds apart: look for the next one for a moment before
+                // sleeping, so that neither this thread nor the supervisor (its wake-up call)
+                // pays for a sleep per result.
+                let spin_until = std::time::Instant::now() + mp_core::spin::SPIN;
+                let mut may_spin = true;
                 loop {
                     let pos = if self.ordered {
                         g.done.iter().position(|(i, _)| *i == self.next_yield)
@@ -198,14 +214,32 @@ impl<R: DeserializeOwned, I: Iterator> ImapCore<R, I> {
                         Some(left) if left.is_zero() => return Some(Err(Error::Timeout)),
                         Some(left) => left,
                     };
-                    g.waiting = true;
+                    let spin = spin_until.saturating_duration_since(std::time::Instant::now());
+                    if may_spin && !spin.is_zero() {
+                        let seen = self.sink.delivered.load(Ordering::Acquire);
+                        drop(g);
+                        // Stops at the first chunk delivered, the one awaited or not.
+                        let came = mp_core::spin::spin_until(spin.min(timeout), || {
+                            self.sink.delivered.load(Ordering::Acquire) != seen
+                        });
+                        g = self.sink.lock();
+                        // Spun out (or no right to spin): sleep from now on. Either way, look
+                        // again first: a chunk may have come while the lock was free.
+                        may_spin = came;
+                        continue;
+                    }
+                    g.waiting_for = Some(if self.ordered {
+                        self.next_yield
+                    } else {
+                        ANY_CHUNK
+                    });
                     g = self
                         .sink
                         .cv
                         .wait_timeout(g, timeout)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
-                    g.waiting = false;
+                    g.waiting_for = None;
                 }
             };
             self.in_flight -= 1;

@@ -790,3 +790,50 @@ fn a_map_get_decodes_as_chunks_arrive_and_may_time_out_part_way() {
     );
     finish(p);
 }
+
+/// An `imap` (and an `imap_unordered`) of many tiny tasks, one per chunk, loses no wake-up:
+/// no wait for the next result runs to its timeout (10 s, where a result takes microseconds),
+/// so a wake-up lost between the iterator's last look and its sleep fails here instead of
+/// stalling it (one was, once the iterator learned to spin for a moment before sleeping and
+/// looked only before the spin).
+#[test]
+fn imap_of_many_tiny_tasks_never_misses_a_wake_up() {
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(StartMethod::Fork)
+        .build()
+        .unwrap();
+    const N: i64 = 10_000;
+    const WAIT: Duration = Duration::from_secs(10);
+    let next = |it: &mut dyn FnMut(Duration) -> Option<mp_pool::Result<i64>>, what: &str| {
+        let t0 = Instant::now();
+        let got = it(WAIT);
+        assert!(t0.elapsed() < WAIT, "{what}: a wait ran to its timeout");
+        match got {
+            Some(Ok(v)) => v,
+            other => panic!("{what}: {other:?}"),
+        }
+    };
+    for round in 0..3 {
+        let mut it = p.imap(sqr, 0..N).unwrap();
+        for i in 0..N {
+            let v = next(
+                &mut |t| it.next_timeout(t),
+                &format!("round {round}, item {i}"),
+            );
+            assert_eq!(v, i * i);
+        }
+        assert!(it.next_timeout(WAIT).is_none());
+        let mut it = p.imap_unordered(sqr, 0..N).unwrap();
+        let mut sum = 0;
+        for i in 0..N {
+            sum += next(
+                &mut |t| it.next_timeout(t),
+                &format!("unordered {round}, item {i}"),
+            );
+        }
+        assert_eq!(sum, (0..N).map(|i| i * i).sum::<i64>());
+    }
+    p.close();
+    assert!(p.join_timeout(LONG).unwrap());
+}
