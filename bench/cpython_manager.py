@@ -6,37 +6,37 @@ import time
 import cpython_apart
 
 
-def figure_manager_dict_ops(count=10_000):
-    # The server on the second CPU, this client on the first (`cpython_apart`).
+def _timed_apart(body):
+    """Seconds of `body(manager)` on a Manager whose server runs on the second CPU and this
+    client on the first (`cpython_apart`)."""
     manager, allowed = cpython_apart.start_apart(multiprocessing.Manager)
     try:
         with manager:
-            d = manager.dict()
             t0 = time.perf_counter()
-            for i in range(count):
-                d[i] = i
-            for i in range(count):
-                assert d[i] == i
-            elapsed = time.perf_counter() - t0
+            body(manager)
+            return time.perf_counter() - t0
     finally:
         cpython_apart.restore(allowed)
-    return "us", elapsed * 1e6 / (2 * count)
+
+
+def figure_manager_dict_ops(count=10_000):
+    def body(manager):
+        d = manager.dict()
+        for i in range(count):
+            d[i] = i
+        for i in range(count):
+            assert d[i] == i
+    return "us", _timed_apart(body) * 1e6 / (2 * count)
 
 
 def figure_manager_queue(count=10_000):
-    manager, allowed = cpython_apart.start_apart(multiprocessing.Manager)
-    try:
-        with manager:
-            q = manager.Queue()
-            t0 = time.perf_counter()
-            for i in range(count):
-                q.put(i)
-            for _ in range(count):
-                q.get()
-            elapsed = time.perf_counter() - t0
-    finally:
-        cpython_apart.restore(allowed)
-    return "msgs/s", count / elapsed
+    def body(manager):
+        q = manager.Queue()
+        for i in range(count):
+            q.put(i)
+        for _ in range(count):
+            q.get()
+    return "msgs/s", count / _timed_apart(body)
 
 
 def figure_manager_startup(count=5):

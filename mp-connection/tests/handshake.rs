@@ -327,35 +327,23 @@ fn handshake_works_over_unix_and_abstract_sockets() {
     }
 }
 
-/// Waits 200 ms, then delivers a challenge.
+/// Waits 300 ms, then delivers a challenge.
 fn slow_challenger(mut c: Connection) {
-    thread::sleep(Duration::from_millis(200));
+    thread::sleep(Duration::from_millis(300));
     let _ = deliver_challenge_deadline(&mut c, KEY, Digest::Sha256, deadline());
-}
-
-/// This thread's CPU time (the first field of `/proc/thread-self/schedstat`, in ns).
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
 }
 
 /// A handshake looks for each message for a moment before it sleeps (its peer usually
 /// answers within microseconds; the `listener_auth` figure shows what that saves), and only
-/// for a moment: waiting 200 ms for a forked peer's challenge costs far less than 200 ms of
-/// CPU.
+/// for a moment: waiting 300 ms for a forked peer's challenge, it sleeps in the kernel.
 #[test]
 fn a_handshake_spins_only_briefly_for_a_slow_peer() {
     let (mut ours, theirs) = pair();
     let mut p =
         mp_core::get_context(Some(mp_core::StartMethod::Fork)).process(slow_challenger, theirs);
     p.start().unwrap();
-    let (cpu0, t0) = (thread_cpu(), Instant::now());
-    answer_challenge_deadline(&mut ours, KEY, deadline()).unwrap();
-    let (burnt, waited) = (thread_cpu() - cpu0, t0.elapsed());
+    mp_testkit::assert_sleeps("a handshake with a slow peer", || {
+        answer_challenge_deadline(&mut ours, KEY, deadline()).unwrap();
+    });
     assert_eq!(p.join_timeout(LIMIT).unwrap(), Some(0));
-    assert!(waited >= Duration::from_millis(200), "{waited:?}");
-    assert!(
-        burnt < Duration::from_millis(50),
-        "a handshake that waited {waited:?} burnt {burnt:?} of CPU"
-    );
 }

@@ -1291,12 +1291,6 @@ fn slow_echo_child(mut c: Connection) {
     }
 }
 
-/// This thread's CPU time (the first field of `/proc/thread-self/schedstat`, in ns).
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
-}
-
 /// A `recv` spins only briefly (`Connection::set_spin`, 50 µs by default) before it sleeps: a
 /// reply 200 ms away costs its reader far less than 200 ms of CPU, with the default spin and
 /// with none, and the reader never takes more than the one message it returns (the second one
@@ -1314,7 +1308,7 @@ fn a_recv_spins_briefly_then_sleeps_and_never_reads_past_its_message() {
         ] {
             c.set_spin(spin);
             c.send(&200u32).unwrap();
-            let cpu0 = thread_cpu();
+            let cpu0 = mp_testkit::thread_cpu_time();
             let t0 = Instant::now();
             let got = if timed {
                 c.recv_timeout::<u32>(LONG).unwrap()
@@ -1323,7 +1317,7 @@ fn a_recv_spins_briefly_then_sleeps_and_never_reads_past_its_message() {
             };
             assert_eq!(got, 200, "{m}");
             assert!(t0.elapsed() >= Duration::from_millis(200), "{m}");
-            let burnt = thread_cpu() - cpu0;
+            let burnt = mp_testkit::thread_cpu_time() - cpu0;
             assert!(
                 burnt < Duration::from_millis(50),
                 "{m}: a 200 ms wait with a spin of {spin:?} (timed: {timed}) burnt {burnt:?} of CPU"

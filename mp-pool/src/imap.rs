@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mp_core::{Deadline, Function};
 use serde::de::DeserializeOwned;
@@ -196,7 +196,7 @@ impl<R: DeserializeOwned, I: Iterator> ImapCore<R, I> {
                 // Results come microseconds apart: look for the next one for a moment before
                 // sleeping, so that neither this thread nor the supervisor (its wake-up call)
                 // pays for a sleep per result.
-                let spin_until = std::time::Instant::now() + mp_core::spin::SPIN;
+                let spin_until = Instant::now() + mp_core::spin::SPIN;
                 let mut may_spin = true;
                 loop {
                     let pos = if self.ordered {
@@ -214,7 +214,7 @@ impl<R: DeserializeOwned, I: Iterator> ImapCore<R, I> {
                         Some(left) if left.is_zero() => return Some(Err(Error::Timeout)),
                         Some(left) => left,
                     };
-                    let spin = spin_until.saturating_duration_since(std::time::Instant::now());
+                    let spin = spin_until.saturating_duration_since(Instant::now());
                     if may_spin && !spin.is_zero() {
                         let seen = self.sink.delivered.load(Ordering::Acquire);
                         drop(g);
