@@ -23,7 +23,8 @@
 //! line, measures one repetition of each and answers with one line, the sample above or
 //! `figure=<name> side=<side> unknown`, until stdin closes. `cargo xtask bench` alternates
 //! these requests with the CPython side's, so both see the same conditions. `--list` prints the
-//! figure names, one per line.
+//! figure names, one per line; `--exe` prints the path of this executable (so that `cargo xtask
+//! bench` can start a fresh server for each figure without going through cargo every time).
 
 mod connection_side;
 mod limits;
@@ -44,6 +45,16 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         for name in rust_side::figures() {
             println!("{name}");
+        }
+        return;
+    }
+    if std::env::args().any(|a| a == "--exe") {
+        match std::env::current_exe() {
+            Ok(path) => println!("{}", path.display()),
+            Err(e) => {
+                eprintln!("mpbench: cannot find my own executable: {e}");
+                std::process::exit(1);
+            }
         }
         return;
     }

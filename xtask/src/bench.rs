@@ -2,9 +2,11 @@
 //! measured side by side.
 //!
 //! Both benchmark programs run as servers (`mpbench --serve`, `cpython_bench.py --serve`) that
-//! measure one repetition per request. For each figure xtask asks for a Rust repetition, then a
-//! CPython one, then a limit one, and again (`R C L R C L ...`), so that the two sides of every
-//! ratio see the same machine, seconds apart rather than minutes. Each line reports the medians
+//! measure one repetition per request; each figure gets a fresh pair of them, so that what one
+//! figure leaves behind in a process (a grown heap, threads, caches) does not weigh on the next.
+//! For each figure xtask asks for a Rust repetition, then a CPython one, then a limit one, and
+//! again (`R C L R C L ...`), so that the two sides of every ratio see the same machine, seconds
+//! apart rather than minutes. Each line reports the medians
 //! of the sides, the median of the per-repetition ratios (`speedup`, `of_limit`) and their spread
 //! (min–max over the repetitions), and the number of repetitions. The report goes to
 //! `target/bench/report.md`.
@@ -47,24 +49,30 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         DEFAULT_REPS
     });
 
-    let mut rust = Server::start(
-        Step::cargo(&["bench", "--bench", "mpbench", "--", "--serve"]),
-        "rust",
-    )?;
-    let mut cpython = Server::start(
-        Step::program(&python, &["bench/cpython_bench.py", "--serve"]),
-        "cpython",
-    )?;
+    // Each figure gets a fresh pair of servers, so that no figure's cost depends on the ones
+    // measured before it in the same process (CPython's `pool_startup` was 5 ms in a fresh
+    // interpreter and 6-10 ms right after `pool_apply_async_10k` had grown its heap).
+    let exe = rust_server_exe()?;
+    let rust_step = || Step::program(&exe, &["--serve"]);
+    let cpython_step = || Step::program(&python, &["bench/cpython_bench.py", "--serve"]);
+    println!(
+        "==> each figure: a fresh `{}` and a fresh `{}`",
+        rust_step().display(),
+        cpython_step().display()
+    );
+    flush_stdout();
 
     let mut rows = Vec::new();
     for name in &names {
+        let mut rust = Server::start(rust_step(), "rust")?;
+        let mut cpython = Server::start(cpython_step(), "cpython")?;
         let row = measure(name, reps, &mut rust, &mut cpython)?;
+        rust.finish();
+        cpython.finish();
         println!("{}", row.line());
         flush_stdout();
         rows.push(row);
     }
-    rust.finish();
-    cpython.finish();
 
     let report_dir = target_dir().join("bench");
     let report = report_dir.join(if options.sweep {
@@ -161,6 +169,15 @@ fn list_figures() -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The path of the Rust benchmark executable (`mpbench --exe`, built by cargo if needed).
+fn rust_server_exe() -> Result<String> {
+    let mut exe = None;
+    Step::cargo(&["bench", "--bench", "mpbench", "--", "--exe"])
+        .run_lines(|line| exe = Some(line.trim().to_owned()))?;
+    exe.filter(|e| !e.is_empty())
+        .ok_or_else(|| "`mpbench --exe` printed no path".to_owned())
+}
+
 /// The points of `--sweep`, in chart order (keep in step with `benches/sweep_side.rs`).
 fn sweep_names() -> Vec<String> {
     let sizes: Vec<usize> = (0..11).map(|i| 64usize << (2 * i)).collect();
@@ -186,7 +203,7 @@ struct Server {
 
 impl Server {
     fn start(step: Step, name: &'static str) -> Result<Server> {
-        let mut child = step.spawn_server()?;
+        let mut child = step.spawn_server(false)?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(format!("the {name} benchmark has no pipes"));
         };
@@ -453,7 +470,8 @@ fn markdown_report(rows: &[Row], reps: usize) -> String {
         let _ = writeln!(md, "| {} |", row.cells().join(" | "));
     }
     md.push_str(
-        "\nRust, CPython and limit repetitions are interleaved (R C L R C L ...). Values are \
+        "\nEach figure is measured by a fresh Rust server and a fresh CPython server, whose \
+         repetitions are interleaved (R C L R C L ...). Values are \
          medians over the repetitions; `speedup` (how many times better than CPython, > 1: \
          better) and `of_limit` (the fraction of the bare-OS limit reached, 1.0: at the limit) \
          are medians of the per-repetition ratios, with their min–max spread. Units ending in \

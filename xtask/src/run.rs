@@ -134,9 +134,12 @@ impl Step {
         }
     }
 
-    /// Starts the command as a server: stdin and stdout piped to us, stderr inherited.
-    pub(crate) fn spawn_server(&self) -> Result<std::process::Child> {
-        self.announce();
+    /// Starts the command as a server: stdin and stdout piped to us, stderr inherited; prints
+    /// the `==>` line first when `announce` is set.
+    pub(crate) fn spawn_server(&self, announce: bool) -> Result<std::process::Child> {
+        if announce {
+            self.announce();
+        }
         self.command()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
