@@ -872,9 +872,12 @@ fn truncated() -> Error {
 
 /// One `recvmsg` into `buf`, keeping any fds that arrive.
 ///
-/// Unless `spin` is zero, it looks without blocking first; when nothing is there yet, it spins
-/// for up to `spin` (see [`spin`](crate::spin): a request's reply usually
-/// comes within microseconds, and a sleeping reader costs a wake-up), then blocks. Only
+/// It never sleeps in `recvmsg` itself: it looks without blocking, and when nothing is there it
+/// spins for up to `spin` (see [`spin`](crate::spin): a request's reply usually comes within
+/// microseconds, and a sleeping reader costs a wake-up), then waits in `poll`. A reader asleep
+/// in a blocking read of a unix socket is woken each time its peer reads what it wrote (the
+/// kernel's write-space wake-up goes to every sleeper on the socket, whatever it waits for),
+/// two context switches for nothing per message; `poll` sleeps until input only. Only
 /// readiness is polled while spinning, so nothing is read past the message.
 fn recv_with_fds(
     fd: BorrowedFd<'_>,
@@ -884,21 +887,23 @@ fn recv_with_fds(
 ) -> Result<usize> {
     let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut flags = if spin.is_zero() {
-        RecvFlags::CMSG_CLOEXEC
-    } else {
-        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
-    };
+    let mut spun = spin.is_zero();
     loop {
         let mut iov = [IoSliceMut::new(buf)];
-        match rustix::net::recvmsg(fd, &mut iov, &mut control, flags) {
-            Err(Errno::AGAIN) if flags.contains(RecvFlags::DONTWAIT) => {
+        match rustix::net::recvmsg(
+            fd,
+            &mut iov,
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+        ) {
+            Err(Errno::AGAIN) if !spun => {
                 crate::spin::spin_until(spin, || {
                     io::wait_readable(fd, Deadline::now()).unwrap_or(true)
                 });
-                // Then a blocking read: it returns at once if something came.
-                flags = RecvFlags::CMSG_CLOEXEC;
-                continue;
+                spun = true;
+            }
+            Err(Errno::AGAIN) => {
+                io::wait_readable(fd, Deadline::NEVER)?;
             }
             Ok(msg) => {
                 for message in control.drain() {
@@ -914,9 +919,6 @@ fn recv_with_fds(
                 return Ok(msg.bytes);
             }
             Err(Errno::INTR) => {}
-            Err(Errno::AGAIN) => {
-                io::wait_readable(fd, Deadline::NEVER)?;
-            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -49,6 +49,9 @@ pub struct FrameReader {
     /// growing each buffer by reallocation (a copy of what was read so far). Bytes that
     /// arrived, not a header's claim, and at most [`MAX_STEP`].
     last_taken: usize,
+    /// Whether the fd read is no socket (found by the first [`fill`](Self::fill)): it is then
+    /// read with `read`.
+    not_socket: bool,
 }
 
 impl Default for FrameReader {
@@ -58,6 +61,7 @@ impl Default for FrameReader {
             start: 0,
             limit: u64::MAX,
             last_taken: 0,
+            not_socket: false,
         }
     }
 }
@@ -87,11 +91,35 @@ impl FrameReader {
 
     /// One `read` of what `fd` holds; blocks if nothing is there (a non-blocking fd returns
     /// [`Filled::Data`] with nothing read).
+    ///
+    /// On a socket it never sleeps in the read itself but in `poll`: a reader asleep in a
+    /// blocking read of a unix socket is woken each time its peer reads what it wrote (the
+    /// kernel's write-space wake-up goes to every sleeper on the socket, whatever it waits
+    /// for), two context switches for nothing per message; `poll` sleeps until input only.
     pub fn fill(&mut self, fd: BorrowedFd<'_>) -> Result<Filled> {
         self.make_room()?;
         loop {
-            // Reads into the spare room; the buffer holds what was read.
-            match rustix::io::read(fd, self.buf.spare_mut()) {
+            let read = if self.not_socket {
+                rustix::io::read(fd, self.buf.spare_mut())
+            } else {
+                match rustix::net::recv(fd, self.buf.spare_mut(), RecvFlags::DONTWAIT) {
+                    Ok((n, _)) => Ok(n),
+                    Err(Errno::NOTSOCK) => {
+                        self.not_socket = true;
+                        continue;
+                    }
+                    Err(Errno::AGAIN) => {
+                        // Only a blocking fd waits (a non-blocking one says so at once).
+                        if rustix::fs::fcntl_getfl(fd)?.contains(rustix::fs::OFlags::NONBLOCK) {
+                            return Ok(Filled::Data);
+                        }
+                        crate::io::wait_readable(fd, crate::deadline::Deadline::NEVER)?;
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            match read {
                 Ok(0) => return Ok(Filled::Eof),
                 Ok(n) => {
                     self.buf.advance(n);

@@ -1386,3 +1386,67 @@ fn backoff_spins_for_its_budget(mut b: mp_core::spin::Backoff) {
     );
     assert!(!b.snooze(), "a spent backoff paused again");
 }
+
+/// Rounds of `a_blocked_read_sleeps_once_per_message`, per reader.
+const SLEEPY_ROUNDS: u64 = 8;
+
+/// The peer of `a_blocked_read_sleeps_once_per_message`: for each message, it waits until it is
+/// there without reading it, gives the parent time to fall asleep, reads it (with a blocking
+/// read, this is what used to wake the parent for nothing), waits again, and answers.
+fn slow_reader_child((mut c, rounds): (Connection, u32)) {
+    for _ in 0..rounds {
+        assert!(c.poll_timeout(LONG).expect("poll"), "no message came");
+        std::thread::sleep(Duration::from_millis(20));
+        let m: u64 = c.recv().expect("recv");
+        std::thread::sleep(Duration::from_millis(20));
+        c.send(&m).expect("send");
+    }
+}
+
+/// A reader blocked on a socket (`Connection::recv`, `FrameReader::fill`) sleeps once per
+/// message it waits for: it is not woken when its peer reads what it wrote. (A blocking
+/// `read`/`recvmsg` of a unix socket is: the kernel's write-space wake-up reaches every sleeper
+/// on the socket. It cost two context switches per task in a pool's workers.)
+#[test]
+fn a_blocked_read_sleeps_once_per_message() {
+    for m in METHODS {
+        let (mut a, b) = pipe(true).expect("pipe");
+        a.set_spin(Duration::ZERO);
+        let child = start(m, slow_reader_child, (b, 2 * SLEEPY_ROUNDS as u32));
+        // No timeout on the reads themselves (a deadline makes them wait in poll): the whole
+        // exchange runs under `within`.
+        let (a, by_recv, by_fill) = within("the exchange", move || {
+            let mut by_recv = 0;
+            for i in 0..SLEEPY_ROUNDS {
+                a.send(&i).expect("send");
+                let before = mp_testkit::thread_sleeps();
+                let back: u64 = a.recv().expect("recv");
+                by_recv += mp_testkit::thread_sleeps() - before;
+                assert_eq!(back, i);
+            }
+            let mut reader = mp_core::frames::FrameReader::default();
+            let mut by_fill = 0;
+            for i in 0..SLEEPY_ROUNDS {
+                a.send(&i).expect("send");
+                let before = mp_testkit::thread_sleeps();
+                while reader.next_frame().expect("frame").is_none() {
+                    let fd = a.fileno().expect("open");
+                    reader.fill(fd).expect("fill");
+                }
+                by_fill += mp_testkit::thread_sleeps() - before;
+            }
+            (a, by_recv, by_fill)
+        });
+        child.join_ok();
+        drop(a);
+        for (how, sleeps) in [
+            ("Connection::recv", by_recv),
+            ("FrameReader::fill", by_fill),
+        ] {
+            assert!(
+                sleeps <= SLEEPY_ROUNDS + SLEEPY_ROUNDS / 2,
+                "{m:?}: {how} slept {sleeps} times for {SLEEPY_ROUNDS} messages"
+            );
+        }
+    }
+}

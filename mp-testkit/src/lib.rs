@@ -61,7 +61,7 @@ pub use scenario::{in_scenario, markers, run_scenario, run_scenario_with, say, S
 pub use shm::{byte, in_dev_shm, our_entries, unique_name, vanishes, word, Counters};
 pub use wait::{
     assert_prompt, assert_sleeps, assert_took_about, eventually, readable, recv, recv_bytes,
-    thread_cpu_time, within, within_for,
+    thread_cpu_time, thread_sleeps, within, within_for,
 };
 
 /// Every start method, in the order the tests try them.

@@ -95,6 +95,19 @@ pub fn thread_cpu_time() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// How many times the calling thread has gone to sleep (its `voluntary_ctxt_switches`): a
+/// blocking call that sleeps once per event it waits for adds one per event; one that is woken
+/// for nothing adds more.
+pub fn thread_sleeps() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status")
+        .expect("/proc/thread-self/status is readable");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("/proc/thread-self/status has voluntary_ctxt_switches")
+}
+
 /// Runs `wait`, a call that should block for about 300 ms, and asserts that it slept in the
 /// kernel: this thread used less than 60 ms of CPU meanwhile (a spinning wait uses all 300).
 #[track_caller]
