@@ -4,8 +4,8 @@
 //! Both benchmark programs run as servers (`mpbench --serve`, `cpython_bench.py --serve`) that
 //! measure one repetition per request; each figure gets a fresh pair of them, so that what one
 //! figure leaves behind in a process (a grown heap, threads, caches) does not weigh on the next.
-//! For each figure xtask asks for a Rust repetition, then a CPython one, then a limit one, and
-//! again (`R C L R C L ...`), so that the two sides of every ratio see the same machine, seconds
+//! For each figure xtask asks each side for one warm-up repetition it does not count, then for
+//! a Rust repetition, then a CPython one, then a limit one, and again (`R C L R C L ...`), so that the two sides of every ratio see the same machine, seconds
 //! apart rather than minutes. Each line reports the medians
 //! of the sides, the median of the per-repetition ratios (`speedup`, `of_limit`) and their spread
 //! (min–max over the repetitions), and the number of repetitions. The report goes to
@@ -260,8 +260,17 @@ fn measure(name: &str, reps: usize, rust: &mut Server, cpython: &mut Server) -> 
         name: name.to_owned(),
         ..Row::default()
     };
-    let (mut ask_rust, mut ask_cpython, mut ask_limit) = (true, true, true);
-    for rep in 0..reps {
+    // A warm-up repetition of each side, not counted: the servers are fresh, and the first
+    // repetition in a process pays for its first page faults and lazy set-ups (it ran 2-3
+    // times slower than the others on the Rust side of the Pool figures).
+    let mut ask_rust = rust.ask(&format!("rust {name}"))?.is_some();
+    let mut ask_cpython = cpython.ask(name)?.is_some();
+    let mut ask_limit = rust.ask(&format!("limit {name}"))?.is_some();
+    if !(ask_rust || ask_cpython || ask_limit) {
+        eprintln!("xtask: warning: no side knows figure {name:?}, skipped");
+        return Ok(row);
+    }
+    for _ in 0..reps {
         let mut pair: [Option<Sample>; 3] = [None, None, None];
         if ask_rust {
             pair[0] = rust.ask(&format!("rust {name}"))?;
@@ -274,10 +283,6 @@ fn measure(name: &str, reps: usize, rust: &mut Server, cpython: &mut Server) -> 
         if ask_limit {
             pair[2] = rust.ask(&format!("limit {name}"))?;
             ask_limit = pair[2].is_some();
-        }
-        if rep == 0 && pair.iter().all(Option::is_none) {
-            eprintln!("xtask: warning: no side knows figure {name:?}, skipped");
-            break;
         }
         row.add(pair);
     }
