@@ -81,7 +81,7 @@ pub fn spin_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 }
 
 /// How long a [`Backoff`] pauses, in all, before it says to sleep.
-pub const BACKOFF_SPIN: Duration = Duration::from_micros(20);
+pub const BACKOFF_SPIN: Duration = Duration::from_micros(60);
 
 /// The longest single pause of a [`Backoff`], in pause instructions (a pause takes 10-40 ns,
 /// by CPU).
@@ -103,10 +103,14 @@ const BACKOFF_CLOCK_STEP: u32 = 5;
 /// fixed spin does, takes the word's cache line from the CPU that holds a lock every few
 /// nanoseconds, so that its release and its next acquire each wait for the line to come back.
 /// Two processes incrementing one locked `Value` measured 6 M increments/s with a fixed spin
-/// of 100 pauses on this project's 2-CPU VM, and 24-29 M/s with this backoff; and a waiter
-/// that spins for 20 µs instead of 1 µs catches the handoffs whose answer takes longer than a
-/// halted CPU's wake-up would (a lock handed back and forth: 50 k round trips/s before,
-/// over 1 M after).
+/// of 100 pauses on this project's 2-CPU VM, and 24-29 M/s with this backoff for 20 µs; and
+/// a waiter that spins for 20 µs instead of 1 µs catches the handoffs whose answer takes
+/// longer than a halted CPU's wake-up would (a lock handed back and forth: 50 k round trips/s
+/// before, over 1 M after). 60 µs rather than 20: a process that takes a lock again and again
+/// (the two `Value` incrementers) often keeps it past 20 µs; the waiter that then went to sleep
+/// paid the heavy fence and set the waiters' bit, and every release of the holder became a
+/// compare-exchange and a futex wake-up until it got the lock: 25 M increments/s with 20 µs,
+/// 35 M/s with 60 (24 alternated repetitions each), no other figure moved beyond noise.
 #[derive(Debug, Default)]
 pub struct Backoff {
     step: u32,

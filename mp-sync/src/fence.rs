@@ -12,7 +12,7 @@
 //! Python.
 //!
 //! Measured on this project's 2-CPU VM: the heavy fence 15 µs with the other CPU busy, paid
-//! once per wait, by a waiter that has spun for 20 µs without getting the lock and is about to
+//! once per wait, by a waiter that has spun for 60 µs without getting the lock and is about to
 //! sleep; an uncontended `Lock` acquire and release pair went from 13 ns (75 M pairs/s) to
 //! 6.4 ns (156 M/s), the speed of a bare compare-and-swap spinlock with a plain-store release.
 

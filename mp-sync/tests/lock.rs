@@ -248,10 +248,10 @@ fn busy_us(us: u64) {
     }
 }
 
-/// The delay before round `i`'s release, 0-63 µs: it sweeps the moment of the release across
-/// the waiter's spin (20 µs), its fence and its futex sleep.
+/// The delay before round `i`'s release, 0-127 µs: it sweeps the moment of the release across
+/// the waiter's spin (`BACKOFF_SPIN`, 60 µs), its fence and its futex sleep.
 fn race_delay(i: u32) -> u64 {
-    u64::from(i.wrapping_mul(37) % 64)
+    u64::from(i.wrapping_mul(37) % 128)
 }
 
 /// The child side: takes `ping` (released by the parent), waits, gives back `pong`; returns
