@@ -39,7 +39,7 @@ def figure_manager_queue(count=10_000):
     return "msgs/s", count / _timed_apart(body)
 
 
-def figure_manager_startup(count=5):
+def figure_manager_startup(count=20):
     t0 = time.perf_counter()
     for _ in range(count):
         manager = multiprocessing.Manager()

@@ -5,11 +5,11 @@
 //! measure one repetition per request; each figure gets a fresh pair of them, so that what one
 //! figure leaves behind in a process (a grown heap, threads, caches) does not weigh on the next.
 //! For each figure xtask asks each side for one warm-up repetition it does not count, then for
-//! a Rust repetition, then a CPython one, then a limit one, and again (`R C L R C L ...`), so that the two sides of every ratio see the same machine, seconds
-//! apart rather than minutes. Each line reports the medians
-//! of the sides, the median of the per-repetition ratios (`speedup`, `of_limit`) and their spread
-//! (min–max over the repetitions), and the number of repetitions. The report goes to
-//! `target/bench/report.md`.
+//! a Rust repetition, then a CPython one, then a limit one, and again (`R C L R C L ...`), so
+//! that the two sides of every ratio see the same machine, seconds apart rather than minutes.
+//! Each line reports the medians of the sides, the median of the per-repetition ratios
+//! (`speedup`, `of_limit`) and their spread (min–max over the repetitions), and the number of
+//! repetitions. The report goes to `target/bench/report.md`.
 //!
 //! `--sweep` measures the curves of `benches/sweep_side.rs` (pipe and queue throughput over
 //! message sizes, queue throughput over process counts) the same way and draws them as SVG
@@ -475,7 +475,8 @@ fn markdown_report(rows: &[Row], reps: usize) -> String {
         let _ = writeln!(md, "| {} |", row.cells().join(" | "));
     }
     md.push_str(
-        "\nEach figure is measured by a fresh Rust server and a fresh CPython server, whose \
+        "\nEach figure is measured by a fresh Rust server and a fresh CPython server, each \
+         of which first measures one warm-up repetition that is not counted; then their \
          repetitions are interleaved (R C L R C L ...). Values are \
          medians over the repetitions; `speedup` (how many times better than CPython, > 1: \
          better) and `of_limit` (the fraction of the bare-OS limit reached, 1.0: at the limit) \
