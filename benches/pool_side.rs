@@ -46,7 +46,7 @@ pub const STARTUPS: u32 = 10;
 const MAPS: u32 = 10;
 /// Rounds of 10 000 `apply_async` per repetition of `pool_apply_async_10k` (as in
 /// `bench/cpython_pool.py`).
-const APPLY_ROUNDS: u32 = 3;
+const APPLY_ROUNDS: u32 = 6;
 
 /// The limit of figure `name`, when it has one.
 pub fn limit(name: &str) -> Option<(&'static str, f64)> {

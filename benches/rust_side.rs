@@ -1,8 +1,10 @@
 //! The Rust side of each figure: the same workloads as `bench/cpython_bench.py`, run with this
 //! library. Where ours takes a few milliseconds, a repetition does more of the same work than
 //! CPython's (the figure is a rate or a time per operation, whatever the count):
-//! `queue_latency` makes 200 000 round trips instead of 20 000, so that one scheduling hiccup
-//! does not decide a repetition of 14 ms. `queue_1mib` stays at 200 items of 1 MiB: with 1 000
+//! `queue_latency` makes 200 000 round trips instead of 20 000, and `queue_1to1`, `queue_2to1`
+//! and `simplequeue_1to1` carry 2 000 000 items instead of 200 000, so that one scheduling
+//! hiccup does not decide a repetition of 11-33 ms (three processes on two CPUs made
+//! `queue_2to1` spread over 6-18 M items/s within one run). `queue_1mib` stays at 200 items of 1 MiB: with 1 000
 //! (13 600 MB/s against 7 000, the start of the consumer no longer in the way), the
 //! socketpair writes of its limit, measured next, ran at 680-14 100 MB/s instead of 12 600-14 200
 //! in the same runs; with 1 000 writes of their own, at 3 100 MB/s against `pipe_1mib`'s 12 500.
@@ -58,9 +60,9 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "lock_uncontended" => ("ops/s", lock_uncontended(10_000_000)),
         "lock_handoff" => ("round_trips/s", lock_handoff(100_000)),
         "semaphore_pingpong" => ("round_trips/s", semaphore_pingpong(100_000)),
-        "queue_1to1" => ("msgs/s", queue_n_to_1(1, 200_000)),
-        "queue_2to1" => ("msgs/s", queue_n_to_1(2, 200_000)),
-        "simplequeue_1to1" => ("msgs/s", simplequeue_1to1(200_000)),
+        "queue_1to1" => ("msgs/s", queue_n_to_1(1, 2_000_000)),
+        "queue_2to1" => ("msgs/s", queue_n_to_1(2, 2_000_000)),
+        "simplequeue_1to1" => ("msgs/s", simplequeue_1to1(2_000_000)),
         "queue_1mib" => ("MB/s", queue_1mib(200)),
         "queue_latency" => ("us", queue_latency(200_000)),
         other => {
