@@ -12,11 +12,11 @@
 //!
 //! Except for `pool_startup`, the pool is created (and has answered one task) before the clock
 //! starts, and is closed and joined after it stops. One repetition of the shortest figures is
-//! the mean of several runs of the workload, on both sides and for the limit: [`STARTUPS`]
-//! pools for `pool_startup`, [`MAPS`] maps on one pool for `pool_map_100k`, [`APPLY_ROUNDS`]
-//! rounds for `pool_apply_async_10k`. One run of them lasts 1-20 ms here, so that a single
-//! scheduling hiccup, or CPython's Pool falling into its slower of two modes (its startup is
-//! bimodal, about 4.5 and 7.5 ms), would otherwise decide a repetition.
+//! the mean of several runs of the workload, on both sides (and for `pool_startup`'s limit):
+//! [`STARTUPS`] pools for `pool_startup`, [`MAPS`] maps on one pool for `pool_map_100k`,
+//! [`APPLY_ROUNDS`] rounds for `pool_apply_async_10k`. One run of them lasts 1-20 ms here: a
+//! single scheduling hiccup, or CPython's Pool falling into the slower of its two modes (its
+//! startup is bimodal, about 4.5 and 7.5 ms), would otherwise decide a repetition.
 
 use std::hint::black_box;
 use std::time::Instant;
