@@ -203,7 +203,7 @@ struct Server {
 
 impl Server {
     fn start(step: Step, name: &'static str) -> Result<Server> {
-        let mut child = step.spawn_server(false)?;
+        let mut child = step.spawn_server()?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(format!("the {name} benchmark has no pipes"));
         };

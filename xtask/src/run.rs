@@ -134,12 +134,9 @@ impl Step {
         }
     }
 
-    /// Starts the command as a server: stdin and stdout piped to us, stderr inherited; prints
-    /// the `==>` line first when `announce` is set.
-    pub(crate) fn spawn_server(&self, announce: bool) -> Result<std::process::Child> {
-        if announce {
-            self.announce();
-        }
+    /// Starts the command as a server: stdin and stdout piped to us, stderr inherited. It
+    /// prints no `==>` line (a benchmark starts one per figure and announces them once).
+    pub(crate) fn spawn_server(&self) -> Result<std::process::Child> {
         self.command()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
