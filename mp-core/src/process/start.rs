@@ -59,6 +59,10 @@ pub(super) fn start_fork(
     warn_if_threaded();
     config.start_method = None;
     config.executable = None;
+    // The binary's fingerprint, computed here once rather than in each child: a forked child
+    // inherits it, and a pool worker checks it on its first task (a `stat` of
+    // `/proc/self/exe`, a path walk through procfs, on the way to its first result).
+    let _ = crate::identity::fingerprint();
     sys::trim_heap();
     // Hold the stdio locks and the registry across the fork, so the child finds them
     // consistent (released) even if another thread was printing or starting a process.
