@@ -3,11 +3,21 @@
 //! CPython's (the figure is a rate or a time per operation, whatever the count):
 //! `queue_latency` makes 200 000 round trips instead of 20 000, and `queue_1to1`, `queue_2to1`
 //! and `simplequeue_1to1` carry 2 000 000 items instead of 200 000, so that one scheduling
-//! hiccup does not decide a repetition of 11-33 ms (three processes on two CPUs made
-//! `queue_2to1` spread over 6-18 M items/s within one run). `queue_1mib` stays at 200 items of 1 MiB: with 1 000
-//! (13 600 MB/s against 7 000, the start of the consumer no longer in the way), the
-//! socketpair writes of its limit, measured next, ran at 680-14 100 MB/s instead of 12 600-14 200
-//! in the same runs; with 1 000 writes of their own, at 3 100 MB/s against `pipe_1mib`'s 12 500.
+//! hiccup does not decide a repetition of 11-33 ms. `queue_1mib` stays at 200 items of 1 MiB:
+//! with 1 000 (13 600 MB/s against 7 000, the start of the consumer no longer in the way), the
+//! socketpair writes of its limit, measured next, ran at 680-14 100 MB/s instead of
+//! 12 600-14 200 in the same runs; with 1 000 writes of their own, at 3 100 MB/s against
+//! `pipe_1mib`'s 12 500.
+//!
+//! `queue_2to1` (its two producers on the second CPU, the consumer on the first) and
+//! `queue_1mib` (its consumer on the second CPU) place their processes with `start_apart` on
+//! both sides, as the ping-pong figures do. Left to the scheduler, each repetition of ours fell
+//! into one of two modes as the processes shared a CPU or not: `queue_2to1` 9-11 or 17-21 M
+//! items/s (the consumer sharing a CPU with a producer gets half of it: 11-12 M pinned so, 24-27
+//! M with the producers together on the other), `queue_1mib` 5-6 or 8.5-10.5 k MB/s (3.8-5.0 k
+//! with both on one CPU), and the median of nine flipped between the modes from run to run.
+//! CPython's sides do not suffer from it (250 k items/s and 459 MB/s left alone, 268 k and
+//! 461 MB/s pinned, medians of 7).
 
 use crate::limits::start_apart;
 use std::time::Instant;
@@ -60,8 +70,8 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "lock_uncontended" => ("ops/s", lock_uncontended(10_000_000)),
         "lock_handoff" => ("round_trips/s", lock_handoff(100_000)),
         "semaphore_pingpong" => ("round_trips/s", semaphore_pingpong(100_000)),
-        "queue_1to1" => ("msgs/s", queue_n_to_1(1, 2_000_000)),
-        "queue_2to1" => ("msgs/s", queue_n_to_1(2, 2_000_000)),
+        "queue_1to1" => ("msgs/s", queue_n_to_1(1, 2_000_000, false)),
+        "queue_2to1" => ("msgs/s", queue_n_to_1(2, 2_000_000, true)),
         "simplequeue_1to1" => ("msgs/s", simplequeue_1to1(2_000_000)),
         "queue_1mib" => ("MB/s", queue_1mib(200)),
         "queue_latency" => ("us", queue_latency(200_000)),
@@ -227,18 +237,27 @@ fn producer((q, count): (Queue<i64>, u32)) {
 }
 
 /// Messages per second through a `Queue` from `producers` child processes to the parent
-/// (`total` small ints in all), from the first put to the last get.
-fn queue_n_to_1(producers: u32, total: u32) -> f64 {
+/// (`total` small ints in all), from the first put to the last get. `apart`: the producers
+/// on the second CPU, the parent on the first (`start_apart`, as CPython's side).
+fn queue_n_to_1(producers: u32, total: u32, apart: bool) -> f64 {
     let q: Queue<i64> = Queue::new().expect("queue");
     let ctx = get_context(Some(StartMethod::Fork));
     let t0 = Instant::now();
-    let mut children: Vec<_> = (0..producers)
-        .map(|_| {
-            let mut p = ctx.process(producer, (q.clone(), total / producers));
-            p.start().expect("start");
-            p
-        })
-        .collect();
+    let start = || -> Vec<_> {
+        (0..producers)
+            .map(|_| {
+                let mut p = ctx.process(producer, (q.clone(), total / producers));
+                p.start().expect("start");
+                p
+            })
+            .collect()
+    };
+    let (mut children, _pinned) = if apart {
+        let (children, pinned) = start_apart(start);
+        (children, Some(pinned))
+    } else {
+        (start(), None)
+    };
     for _ in 0..total {
         q.get().expect("get");
     }
@@ -277,13 +296,14 @@ fn mib_consumer((q, done, count): (Queue<Bytes>, Queue<bool>, u32)) {
     done.put(true).expect("put");
 }
 
-/// MB/s (1e6 bytes) of 1 MiB byte items through a `Queue` to a child, until it has them all.
+/// MB/s (1e6 bytes) of 1 MiB byte items through a `Queue` to a child, until it has them all;
+/// the child on the second CPU, the parent on the first (`start_apart`, as CPython's side).
 fn queue_1mib(count: u32) -> f64 {
     let q: Queue<Bytes> = Queue::new().expect("queue");
     let done: Queue<bool> = Queue::new().expect("queue");
     let mut p = get_context(Some(StartMethod::Fork))
         .process(mib_consumer, (q.clone(), done.clone(), count));
-    p.start().expect("start");
+    let ((), _pinned) = start_apart(|| p.start().expect("start"));
     let item = Bytes(vec![0u8; 1 << 20]);
     let t0 = Instant::now();
     for _ in 0..count {
