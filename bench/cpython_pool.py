@@ -18,7 +18,7 @@ the medians. Every figure is a time in milliseconds (lower is better):
 The pool (but not for pool_startup) is created before the clock starts and closed after.
 One repetition of the shortest figures is the mean of several runs of the workload, as on the
 Rust side (benches/pool_side.rs): STARTUPS pools for pool_startup, MAPS maps on one pool for
-pool_map_100k, APPLY_ROUNDS rounds for pool_apply_async_10k.
+pool_map_100k, APPLY_ROUNDS rounds for pool_apply_async_10k, IMAPS imaps for pool_imap_10k.
 """
 
 import multiprocessing
@@ -30,6 +30,7 @@ REPS = 5
 STARTUPS = 10
 MAPS = 10
 APPLY_ROUNDS = 6
+IMAPS = 3
 SPIN_SECONDS = 0.002
 
 
@@ -73,7 +74,7 @@ def figure_pool_imap_10k():
     def body(pool):
         r = list(pool.imap(_square, range(10_000), chunksize=1))
         assert r[-1] == 9_999 ** 2
-    return _timed(body)
+    return _timed(body, IMAPS)
 
 
 def figure_pool_apply_async_10k():

@@ -45,7 +45,7 @@ pub fn limit(name: &str) -> Option<(&'static str, f64)> {
     match parse(name)? {
         ("sweep_pipe" | "sweep_queue", size) => Some((
             "MB/s",
-            crate::limits::socket_sized(size, messages_for(size), false),
+            crate::limits::socket_sized(size, messages_for(size)),
         )),
         ("sweep_queue_procs", procs) => {
             Some(("msgs/s", crate::limits::pipe_records(procs, PROCS_MESSAGES)))
