@@ -9,7 +9,7 @@
 //! | `process_forkserver` | none: the OS has no forkserver                                      |
 //! | `pipe_pingpong`      | 8-byte write/read round trips over a socketpair to a forked child  |
 //! | `pipe_1mib`          | 1 MiB writes over a socketpair to a forked child, MB/s (1e6 B)     |
-//! | `queue_1mib`         | as `pipe_1mib`, left to the scheduler as it (see `socket_sized`)   |
+//! | `queue_1mib`         | as `pipe_1mib` (left to the scheduler: see `socket_sized`)         |
 //! | `queue_latency`      | as `lock_handoff` (two CPUs), as microseconds per round trip       |
 //! | `lock_uncontended`   | a bare compare-and-swap lock (no owner, no waiters), acquire + release pairs/s |
 //! | `lock_handoff`       | futex wait/wake ping-pong of two words in a shared page, round trips/s |
