@@ -8,7 +8,7 @@ use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use mp_core::wirebuf::OwnedBytes;
-use mp_core::{Connection, Context, Deadline, Function, StartMethod};
+use mp_core::{Connection, Context, Deadline, Function, Process, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -50,10 +50,14 @@ pub(crate) struct State {
     pub(crate) sleeping: bool,
     /// Open `imap` iterators still feeding tasks (a closed pool waits for them).
     pub(crate) streams: usize,
-    /// The supervisor has ended: every worker is reaped.
+    /// The supervisor has ended: every worker is reaped, or told to stop and in `stopping`.
     pub(crate) finished: bool,
     /// The pids of the current workers.
     pub(crate) pids: Vec<i32>,
+    /// Workers the supervisor told to stop (the pool was closed and drained) and left for
+    /// [`Pool::join`] to reap: their exits wake the joining thread itself, not the supervisor
+    /// and then the joining thread, one hand-off fewer on the way out.
+    pub(crate) stopping: Vec<Process<()>>,
 }
 
 /// What the callers and the supervisor share.
@@ -174,6 +178,30 @@ impl Shared {
     pub(crate) fn finish(&self) {
         self.lock().finished = true;
         self.finished_cv.notify_all();
+    }
+
+    /// Reaps the workers the supervisor left stopping (killed first when `kill`), by
+    /// `deadline`; `false` if one is still running then (it stays for the next call).
+    fn reap_stopping(&self, deadline: Deadline, kill: bool) -> bool {
+        let mut stopping = std::mem::take(&mut self.lock().stopping);
+        if kill {
+            for p in &stopping {
+                let _ = p.kill();
+            }
+        }
+        while let Some(p) = stopping.last() {
+            match p.join_deadline(deadline) {
+                Ok(None) => {
+                    self.lock().stopping.append(&mut stopping);
+                    return false;
+                }
+                // Reaped, or not ours to wait for any more (an error of the wait itself).
+                Ok(Some(_)) | Err(_) => {
+                    stopping.pop();
+                }
+            }
+        }
+        true
     }
 
     fn wait_finished(&self, deadline: Deadline) -> bool {
@@ -411,6 +439,7 @@ impl PoolBuilder {
                 streams: 0,
                 finished: false,
                 pids: workers.iter().map(Worker::pid).collect(),
+                stopping: Vec::new(),
             }),
             finished_cv: Condvar::new(),
             wake,
@@ -1067,6 +1096,7 @@ impl Pool {
         }
         if std::thread::current().id() != self.supervisor_id {
             self.shared.wait_finished(Deadline::NEVER);
+            self.shared.reap_stopping(Deadline::NEVER, true);
         }
     }
 
@@ -1097,7 +1127,7 @@ impl Pool {
                 "a pool cannot be joined from its own callback".into(),
             ));
         }
-        if !self.shared.wait_finished(deadline) {
+        if !self.shared.wait_finished(deadline) || !self.shared.reap_stopping(deadline, false) {
             return Ok(false);
         }
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();

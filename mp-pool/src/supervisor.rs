@@ -645,16 +645,18 @@ impl Supervisor {
         self.publish_pids();
     }
 
-    /// Close: every worker is idle; ask each to stop and reap it.
+    /// Close: every worker is idle; asks each to stop and leaves them to [`Pool::join`]
+    /// (or the pool's drop) to reap.
+    ///
+    /// [`Pool::join`]: crate::Pool::join
     fn stop_workers(&mut self) {
         for w in &mut self.workers {
             if w.conn.send(&ToWorkerRef::Stop).is_err() {
                 w.kill();
             }
         }
-        for w in self.workers.drain(..) {
-            w.reap();
-        }
+        let stopping: Vec<Process<()>> = self.workers.drain(..).map(|w| w.process).collect();
+        self.shared.lock().stopping = stopping;
     }
 
     /// Terminate (or a broken pool): kill every worker, resolve everything pending with

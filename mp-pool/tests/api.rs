@@ -591,6 +591,48 @@ fn calls_after_close_fail_and_join_before_close_fails() {
 }
 
 #[test]
+fn join_after_close_reaps_every_worker_and_a_drop_after_close_does_too() {
+    for m in METHODS {
+        // `join` reaps the workers itself (the supervisor only tells them to stop): once it
+        // returns, none of them is left, not even as a zombie.
+        let p = pool(m);
+        assert_eq!(p.apply(sqr, 7).unwrap(), 49);
+        let pids = p.worker_pids();
+        assert_eq!(pids.len(), 2);
+        p.close();
+        assert!(p.join_timeout(LONG).unwrap());
+        for pid in &pids {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "{m:?}: worker {pid} is still there after join"
+            );
+        }
+        // A second join has nothing left to do.
+        assert!(p.join_timeout(LONG).unwrap());
+
+        // Closed, then dropped or terminated without a join: the workers are reaped all the
+        // same.
+        let p = pool(m);
+        assert_eq!(p.apply(sqr, 8).unwrap(), 64);
+        let pids = p.worker_pids();
+        p.close();
+        drop(p);
+        let p = pool(m);
+        assert_eq!(p.apply(sqr, 9).unwrap(), 81);
+        let more = p.worker_pids();
+        p.close();
+        p.terminate();
+        for pid in pids.iter().chain(&more) {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "{m:?}: worker {pid} is still there after a drop or terminate"
+            );
+        }
+        assert!(p.join_timeout(LONG).unwrap());
+    }
+}
+
+#[test]
 fn terminate_returns_promptly_with_ten_thousand_tasks_queued_and_busy_workers() {
     for m in METHODS {
         let p = pool(m);

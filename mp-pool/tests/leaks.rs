@@ -75,6 +75,26 @@ fn use_pools() {
             .unwrap();
         let _pending = p.apply_async(sleep_ms, 60_000).unwrap();
         drop(p);
+
+        // Closed and drained, then dropped (or terminated) before any join: the workers told
+        // to stop are reaped by the drop (or the terminate).
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        assert_eq!(p.apply(sqr, 3).unwrap(), 9);
+        p.close();
+        drop(p);
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        assert_eq!(p.apply(sqr, 4).unwrap(), 16);
+        p.close();
+        p.terminate();
+        assert!(p.join_timeout(LONG).unwrap());
     }
 }
 
