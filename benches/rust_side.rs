@@ -9,16 +9,17 @@
 //! 12 600-14 200 in the same runs; with 1 000 writes of their own, at 3 100 MB/s against
 //! `pipe_1mib`'s 12 500.
 //!
-//! `queue_2to1` (its two producers on the second CPU, the consumer on the first) and
-//! `queue_1mib` (its consumer on the second CPU) place their processes with `start_apart` on
-//! both sides, as the ping-pong figures do (`queue_1mib`'s limit stays unpinned: see
-//! `limits::socket_sized`). Left to the scheduler, each repetition of ours fell into one of
-//! two modes as the processes shared a CPU or not: `queue_2to1` 9-11 or 17-21 M items/s (the
-//! consumer sharing a CPU with a producer gets half of it: 11-12 M pinned so, 24-27 M with the
-//! producers together on the other), `queue_1mib` 5-6 or 8.5-10.5 k MB/s (3.8-5.0 k with both
-//! on one CPU), and the median of nine flipped between the modes from run to run. CPython's
-//! sides do not suffer from it (250 k items/s and 459 MB/s left alone, 268 k and 461 MB/s
-//! pinned, medians of 7).
+//! `queue_2to1` (its two producers on the second CPU, the consumer on the first),
+//! `queue_1mib` and `pipe_1mib` (the reader on the second CPU) place their processes with
+//! `start_apart` on every side, as the ping-pong figures do (`queue_1mib`'s limit stays
+//! unpinned: see `limits::socket_sized`). Left to the scheduler, each repetition of ours fell
+//! into one of two modes as the processes shared a CPU or not: `queue_2to1` 9-11 or 17-21 M
+//! items/s (the consumer sharing a CPU with a producer gets half of it: 11-12 M pinned so,
+//! 24-27 M with the producers together on the other), `queue_1mib` 5-6 or 8.5-10.5 k MB/s
+//! (3.8-5.0 k with both on one CPU), and the median of nine flipped between the modes from run
+//! to run. CPython's sides do not suffer from it (250 k items/s and 459 MB/s left alone, 268 k
+//! and 461 MB/s pinned, medians of 7). `pipe_1mib`'s placement is explained at
+//! `limits::socket_sized_placed`.
 
 use crate::limits::start_apart;
 use std::time::Instant;
@@ -146,7 +147,7 @@ fn sink((mut conn, count): (Connection, u32)) {
 fn one_mib(messages: u32) -> f64 {
     let (mut parent, child) = pipe(true).expect("pipe");
     let mut p = get_context(Some(StartMethod::Fork)).process(sink, (child, messages));
-    p.start().expect("start");
+    let ((), _pinned) = start_apart(|| p.start().expect("start"));
     let payload = vec![0u8; 1 << 20];
     assert_eq!(parent.recv_bytes().expect("ready"), b"ready");
     let t0 = Instant::now();
