@@ -41,7 +41,7 @@ pub fn run(name: &str) -> Option<(&'static str, f64)> {
         "process_fork" => Some(("us", fork_exit(500))),
         "process_spawn" => Some(("us", spawn_noop(200))),
         "pipe_pingpong" => Some(("round_trips/s", socket_pingpong(20_000))),
-        "pipe_1mib" => Some(("MB/s", socket_sized_placed(MIB, 200, true))),
+        "pipe_1mib" => Some(("MB/s", socket_sized_placed(MIB, 1000, true))),
         "lock_uncontended" => Some(("ops/s", cas_lock(10_000_000))),
         "lock_handoff" => Some(("round_trips/s", futex_pingpong(100_000))),
         "queue_1mib" => Some(("MB/s", socket_1mib(200))),
