@@ -29,7 +29,9 @@ pub struct QueueSizes {
     /// Bytes of encoded items the queue can hold at once (rounded up to a power of two, 64 KiB
     /// to 1 GiB). An item must fit in it whole. Default: 1 GiB.
     pub capacity: usize,
-    /// Bytes a steady queue keeps resident. Default: 4 MiB.
+    /// Bytes a steady queue keeps resident. Default: 4 MiB. It grows on its own to hold four
+    /// of the largest items put so far (up to 256 MiB and half of `capacity`), so that a
+    /// stream of large items keeps reusing the same pages too.
     pub resident: usize,
 }
 
