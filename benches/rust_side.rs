@@ -6,14 +6,14 @@
 //! hiccup does not decide a repetition of 11-33 ms. `pipe_1mib` (and its limit) sends 1 000
 //! messages of 1 MiB instead of 200: on the AMD EPYC VM of Dec 4, with 200 (40 ms at 5 000
 //! MB/s) the median ratio of 12 alternated pairs of ours and the limit came out anywhere from
-//! 0.83 to 1.03 from one series to the next (pairs 0.44-2.82); with 1 000, 10 pairs gave
-//! 0.89-1.01 but for one limit of 6 455 MB/s among 4 200-5 300. Its payload is written memory,
-//! as the limit's (`vec![0x5a; ..]`): a `vec![0; ..]` is the kernel's zero page, which every
-//! 4 KiB of a write would read from the same cache lines (`queue_1mib`'s items too).
-//! `queue_1mib` stays at 200 items of 1 MiB: with 1 000 (13 600 MB/s against 7 000, the start of the consumer no longer in the way), the
-//! socketpair writes of its limit, measured next, ran at 680-14 100 MB/s instead of
-//! 12 600-14 200 in the same runs; with 1 000 writes of their own, at 3 100 MB/s against
-//! `pipe_1mib`'s 12 500.
+//! 0.83 to 1.03 from one series to the next (pairs 0.44-2.82); with 1 000, 1.01 and 0.96
+//! (pairs 0.70-1.76), and 8 of 10 pairs of a third series within 0.89-1.01. Its payload is
+//! written memory, as the limit's (`vec![0x5a; ..]`): a `vec![0; ..]` is the kernel's zero
+//! page, which every 4 KiB of a write would read from the same cache lines (`queue_1mib`'s
+//! items too). `queue_1mib` stays at 200 items of 1 MiB: with 1 000 (13 600 MB/s against
+//! 7 000, the start of the consumer no longer in the way), the socketpair writes of its limit,
+//! measured next, ran at 680-14 100 MB/s instead of 12 600-14 200 in the same runs; with 1 000
+//! writes of their own, at 3 100 MB/s against `pipe_1mib`'s 12 500.
 //!
 //! `queue_2to1` (its two producers on the second CPU, the consumer on the first),
 //! `queue_1mib` and `pipe_1mib` (the reader on the second CPU) place their processes with
