@@ -57,7 +57,7 @@ pub(crate) struct State {
     /// Workers the supervisor told to stop (the pool was closed and drained) and left for
     /// [`Pool::join`] to reap: their exits wake the joining thread itself, not the supervisor
     /// and then the joining thread, one hand-off fewer on the way out.
-    pub(crate) stopping: Vec<Process<()>>,
+    pub(crate) stopping: Vec<Arc<Process<()>>>,
 }
 
 /// What the callers and the supervisor share.
@@ -181,24 +181,21 @@ impl Shared {
     }
 
     /// Reaps the workers the supervisor left stopping (killed first when `kill`), by
-    /// `deadline`; `false` if one is still running then (it stays for the next call).
+    /// `deadline`; `false` if one is still running then. Each caller waits for every one of
+    /// them itself (a `Process` may be joined from several threads at once, and one reaped
+    /// gives its exit code again), so a second `join` returns no sooner than the first.
     fn reap_stopping(&self, deadline: Deadline, kill: bool) -> bool {
-        let mut stopping = std::mem::take(&mut self.lock().stopping);
+        let stopping: Vec<Arc<Process<()>>> = self.lock().stopping.clone();
         if kill {
             for p in &stopping {
                 let _ = p.kill();
             }
         }
-        while let Some(p) = stopping.last() {
+        for p in &stopping {
             match p.join_deadline(deadline) {
-                Ok(None) => {
-                    self.lock().stopping.append(&mut stopping);
-                    return false;
-                }
+                Ok(None) => return false,
                 // Reaped, or not ours to wait for any more (an error of the wait itself).
-                Ok(Some(_)) | Err(_) => {
-                    stopping.pop();
-                }
+                Ok(Some(_)) | Err(_) => self.lock().stopping.retain(|q| !Arc::ptr_eq(q, p)),
             }
         }
         true

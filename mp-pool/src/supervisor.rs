@@ -655,7 +655,11 @@ impl Supervisor {
                 w.kill();
             }
         }
-        let stopping: Vec<Process<()>> = self.workers.drain(..).map(|w| w.process).collect();
+        let stopping: Vec<Arc<Process<()>>> = self
+            .workers
+            .drain(..)
+            .map(|w| Arc::new(w.process))
+            .collect();
         self.shared.lock().stopping = stopping;
     }
 

@@ -646,6 +646,40 @@ fn join_after_close_reaps_every_worker_and_a_drop_after_close_does_too() {
     }
 }
 
+/// Registers a finalizer that makes this process take `ms` milliseconds longer to exit.
+fn linger_at_exit(ms: u64) -> u64 {
+    let _f = mp_core::util::Finalize::new(
+        move || std::thread::sleep(Duration::from_millis(ms)),
+        Some(0),
+    );
+    ms
+}
+
+/// Regression test: two threads joining a closed pool at once both return only once its
+/// workers have exited. (`join` reaps the workers itself; a second `join` that found them
+/// already taken by the first returned at once, with a worker still running.)
+#[test]
+fn two_joins_at_once_both_wait_for_the_workers() {
+    let p = pool(StartMethod::Fork);
+    assert_eq!(p.apply(linger_at_exit, 400).unwrap(), 400);
+    let pids = p.worker_pids();
+    p.close();
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        let first = s.spawn(|| p.join_timeout(LONG).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(p.join_timeout(LONG).unwrap());
+        let took = t0.elapsed();
+        for &pid in &pids {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "worker {pid} is still there when the second join returned ({took:?} after close)"
+            );
+        }
+        assert!(first.join().unwrap());
+    });
+}
+
 #[test]
 fn terminate_returns_promptly_with_ten_thousand_tasks_queued_and_busy_workers() {
     for m in METHODS {
