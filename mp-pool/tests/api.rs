@@ -610,7 +610,10 @@ fn join_after_close_reaps_every_worker_and_a_drop_after_close_does_too() {
         // `join` reaps the workers itself (the supervisor only tells them to stop): once it
         // returns, none of them is left, not even as a zombie.
         let p = pool(m);
-        assert_eq!(p.apply(sqr, 7).unwrap(), 49);
+        assert_eq!(
+            p.apply_async(sqr, 7).unwrap().get_timeout(LONG).unwrap(),
+            49
+        );
         let pids = p.worker_pids();
         assert_eq!(pids.len(), 2);
         p.close();
@@ -627,12 +630,18 @@ fn join_after_close_reaps_every_worker_and_a_drop_after_close_does_too() {
         // Closed, then dropped or terminated without a join: the workers are reaped all the
         // same.
         let p = pool(m);
-        assert_eq!(p.apply(sqr, 8).unwrap(), 64);
+        assert_eq!(
+            p.apply_async(sqr, 8).unwrap().get_timeout(LONG).unwrap(),
+            64
+        );
         let pids = p.worker_pids();
         p.close();
         drop(p);
         let p = pool(m);
-        assert_eq!(p.apply(sqr, 9).unwrap(), 81);
+        assert_eq!(
+            p.apply_async(sqr, 9).unwrap().get_timeout(LONG).unwrap(),
+            81
+        );
         let more = p.worker_pids();
         p.close();
         p.terminate();
@@ -661,7 +670,13 @@ fn linger_at_exit(ms: u64) -> u64 {
 #[test]
 fn two_joins_at_once_both_wait_for_the_workers() {
     let p = pool(StartMethod::Fork);
-    assert_eq!(p.apply(linger_at_exit, 400).unwrap(), 400);
+    assert_eq!(
+        p.apply_async(linger_at_exit, 400)
+            .unwrap()
+            .get_timeout(LONG)
+            .unwrap(),
+        400
+    );
     let pids = p.worker_pids();
     p.close();
     let t0 = Instant::now();

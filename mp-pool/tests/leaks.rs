@@ -26,6 +26,15 @@ fn abort_now(_: ()) -> u8 {
     std::process::abort()
 }
 
+/// A pool of two workers under start method `m`.
+fn two_workers(m: mp_core::StartMethod) -> Pool {
+    Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .build()
+        .unwrap()
+}
+
 fn use_pools() {
     for m in METHODS {
         let p = Pool::builder()
@@ -59,39 +68,26 @@ fn use_pools() {
         p.close();
         assert!(p.join_timeout(LONG).unwrap());
 
-        let p = Pool::builder()
-            .processes(2)
-            .start_method(m)
-            .build()
-            .unwrap();
+        let p = two_workers(m);
         let _pending = p.apply_async(sleep_ms, 60_000).unwrap();
         p.terminate();
         assert!(p.join_timeout(LONG).unwrap());
 
-        let p = Pool::builder()
-            .processes(2)
-            .start_method(m)
-            .build()
-            .unwrap();
+        let p = two_workers(m);
         let _pending = p.apply_async(sleep_ms, 60_000).unwrap();
         drop(p);
 
         // Closed and drained, then dropped (or terminated) before any join: the workers told
         // to stop are reaped by the drop (or the terminate).
-        let p = Pool::builder()
-            .processes(2)
-            .start_method(m)
-            .build()
-            .unwrap();
-        assert_eq!(p.apply(sqr, 3).unwrap(), 9);
+        let p = two_workers(m);
+        assert_eq!(p.apply_async(sqr, 3).unwrap().get_timeout(LONG).unwrap(), 9);
         p.close();
         drop(p);
-        let p = Pool::builder()
-            .processes(2)
-            .start_method(m)
-            .build()
-            .unwrap();
-        assert_eq!(p.apply(sqr, 4).unwrap(), 16);
+        let p = two_workers(m);
+        assert_eq!(
+            p.apply_async(sqr, 4).unwrap().get_timeout(LONG).unwrap(),
+            16
+        );
         p.close();
         p.terminate();
         assert!(p.join_timeout(LONG).unwrap());
