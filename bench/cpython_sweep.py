@@ -9,6 +9,8 @@ on one queue). The message counts are the Rust side's (`messages_for`, `PROCS_ME
 import multiprocessing
 import time
 
+import cpython_apart
+
 PROCS_MESSAGES = 40_000
 
 
@@ -24,19 +26,32 @@ def _sink(conn, count):
     conn.close()
 
 
-def _pipe_sized(size, messages):
+def pipe_sized(size, messages, apart=False):
+    """MB/s (1e6 bytes) of `messages` send_bytes() of `size` bytes (written memory) to a child,
+    until it acks the last one; with `apart`, the child on the second CPU and this process on
+    the first (`cpython_apart`), as `pipe_1mib` runs on every side."""
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
     p = ctx.Process(target=_sink, args=(child, messages))
-    p.start()
-    payload = b"\x5a" * size
-    assert parent.recv_bytes() == b"ready"
-    t0 = time.perf_counter()
-    for _ in range(messages):
-        parent.send_bytes(payload)
-    assert parent.recv_bytes() == b"ack"
-    elapsed = time.perf_counter() - t0
+    allowed = None
+    if apart:
+        allowed = cpython_apart.start_apart(p.start)[1]
+    else:
+        p.start()
+    try:
+        child.close()
+        payload = b"\x5a" * size
+        assert parent.recv_bytes() == b"ready"
+        t0 = time.perf_counter()
+        for _ in range(messages):
+            parent.send_bytes(payload)
+        assert parent.recv_bytes() == b"ack"
+        elapsed = time.perf_counter() - t0
+    finally:
+        if apart:
+            cpython_apart.restore(allowed)
     p.join()
+    parent.close()
     return messages * size / 1e6 / elapsed
 
 
@@ -104,7 +119,7 @@ def measure(name):
     except ValueError:
         return None
     if kind == "sweep_pipe":
-        return "MB/s", _pipe_sized(n, messages_for(n))
+        return "MB/s", pipe_sized(n, messages_for(n))
     if kind == "sweep_queue":
         return "MB/s", _queue_sized(n, messages_for(n))
     if kind == "sweep_queue_procs":
