@@ -243,7 +243,8 @@ def figure_queue_1mib(count=200):
     p = ctx.Process(target=_mib_consumer, args=(q, done, count))
     allowed = _start_apart(p)
     try:
-        item = b"\x5a" * MIB  # written memory, as the Rust side's (bytes(MIB) is calloc's zero pages)
+        # Written memory, as the Rust side's: bytes(MIB) is calloc's zero pages.
+        item = b"\x5a" * MIB
         t0 = time.perf_counter()
         for _ in range(count):
             q.put(item)

@@ -687,7 +687,7 @@ fn two_joins_at_once_both_wait_for_the_workers() {
         let took = t0.elapsed();
         for &pid in &pids {
             assert!(
-                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                reaped(StartMethod::Fork, pid),
                 "worker {pid} is still there when the second join returned ({took:?} after close)"
             );
         }
